@@ -19,3 +19,7 @@ class TransientError(EdgeDeployError):
 
 class StorageError(EdgeDeployError):
     """lakeFS or S3 refused a request, or returned data that does not match what it announced."""
+
+
+class NotFoundError(StorageError):
+    """The repository, ref or object does not exist."""

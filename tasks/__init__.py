@@ -1,0 +1,1 @@
+"""Flyte tasks: thin typed wrappers over `edge_deploy`, one module per pipeline stage."""
