@@ -18,6 +18,7 @@ from edge_deploy.errors import EdgeDeployError
 # Each module defines `commands`: a list of click commands or groups to add to the top level.
 COMMAND_MODULES = [
     "edge_deploy.cli.storage",
+    "edge_deploy.cli.keys",
 ]
 
 

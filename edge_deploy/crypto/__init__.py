@@ -1,0 +1,87 @@
+"""Model encryption: a chunked, authenticated file format (AES-256-GCM, STREAM nonces) with
+envelope keys and key rotation. docs/encryption-format.md is the specification.
+
+This package ships inside edge images, so it imports nothing but the standard library,
+`cryptography` and edge_deploy's own stdlib-only modules (errors, config).
+
+    keyring = Keyring.from_env()                       # EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE, EDGE_KEY_DIR
+    encrypt_file("model.onnx", "model.onnx.enc", keyring, "edge-2026")
+    model_bytes = decrypt_file_to_bytes("model.onnx.enc", keyring)   # never touches the disk
+    rewrap_file("model.onnx.enc", keyring, "edge-2027")             # new KEK, same body
+"""
+
+from edge_deploy.crypto.directory import DirectoryFile, SealedFile, decrypt_directory, output_name, seal_file
+from edge_deploy.crypto.errors import (
+    CorruptedDataError,
+    CryptoError,
+    NotEncryptedError,
+    UnknownKeyIdError,
+    UnsupportedVersionError,
+    WrongKeyError,
+)
+from edge_deploy.crypto.files import (
+    FileInfo,
+    RewrapResult,
+    decrypt_file,
+    decrypt_file_to_bytes,
+    encrypt_file,
+    inspect_file,
+    is_encrypted,
+    read_header,
+    rewrap_file,
+)
+from edge_deploy.crypto.format import (
+    DEFAULT_CHUNK_SIZE,
+    ENCRYPTED_SUFFIX,
+    KEY_ID_RULE,
+    MAGIC,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    VERSION,
+    Header,
+    is_valid_key_id,
+)
+from edge_deploy.crypto.keyring import Keyring, decode_key, encode_key, generate_key, key_env_var, write_key_file
+from edge_deploy.crypto.stream import StreamResult, decrypt_stream, decrypt_to_bytes, encrypt_stream
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ENCRYPTED_SUFFIX",
+    "KEY_ID_RULE",
+    "MAGIC",
+    "MAX_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
+    "VERSION",
+    "CorruptedDataError",
+    "CryptoError",
+    "DirectoryFile",
+    "FileInfo",
+    "Header",
+    "Keyring",
+    "NotEncryptedError",
+    "RewrapResult",
+    "SealedFile",
+    "StreamResult",
+    "UnknownKeyIdError",
+    "UnsupportedVersionError",
+    "WrongKeyError",
+    "decode_key",
+    "decrypt_directory",
+    "decrypt_file",
+    "decrypt_file_to_bytes",
+    "decrypt_stream",
+    "decrypt_to_bytes",
+    "encode_key",
+    "encrypt_file",
+    "encrypt_stream",
+    "generate_key",
+    "inspect_file",
+    "is_encrypted",
+    "is_valid_key_id",
+    "key_env_var",
+    "output_name",
+    "read_header",
+    "rewrap_file",
+    "seal_file",
+    "write_key_file",
+]
