@@ -1,0 +1,77 @@
+"""The edge runtime as a process: what it imports, how it fails without a key, how it shuts down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.fixtures.processes import free_port, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEAVY_MODULES = ("torch", "mmcv", "mmdeploy", "mmengine", "flytekit", "boto3", "botocore", "docker", "yaml")
+
+
+def runtime_env(model_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    return {**keep, "PYTHONPATH": str(REPO_ROOT), "EDGE_MODEL_DIR": str(model_dir), **extra}
+
+
+def test_the_runtime_imports_only_numpy_onnxruntime_and_the_crypto_module(sealed_model, edge_key):
+    script = (
+        "import sys, json\n"
+        "from edge_deploy.runtime.model import RuntimeConfig, load_model\n"
+        "from edge_deploy.runtime import server, tensors\n"
+        "model = load_model(RuntimeConfig.from_env())\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=runtime_env(sealed_model.model_dir, edge_key.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    top_level = set(json.loads(done.stdout))
+    assert {"numpy", "onnxruntime", "edge_deploy", "cryptography"} <= top_level
+    assert not top_level & set(HEAVY_MODULES), top_level & set(HEAVY_MODULES)
+
+
+def test_without_a_key_the_runtime_exits_2_with_one_line_naming_the_key_id(sealed_model, edge_key):
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_deploy.runtime"],
+        env=runtime_env(sealed_model.model_dir, {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-runtime: error: cannot open the sealed model")
+    assert f"'{edge_key.key_id}'" in lines[0]
+
+
+def test_sigterm_finishes_gracefully_and_the_key_never_reaches_the_log(sealed_model, edge_key, tmp_path):
+    port, log_path = free_port(), tmp_path / "runtime.log"
+    env = runtime_env(sealed_model.model_dir, {**edge_key.env, "EDGE_HOST": "127.0.0.1", "EDGE_PORT": str(port)})
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge_deploy.runtime"], env={**env, "EDGE_LOG_LEVEL": "DEBUG"}, stderr=log
+        )
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, "edge runtime", 60, process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log_path.read_text()
+    assert "SIGTERM: shutting down" in text and "stopped" in text
+    key_text = next(iter(edge_key.env.values()))
+    assert key_text not in text
