@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.mongo",
     "tests.fixtures.registry",
     "tests.fixtures.docker_engine",
+    "tests.fixtures.base_images",
 ]
