@@ -1,0 +1,2 @@
+# mmdeploy 1.3.1: configs/mmdet/detection/detection_onnxruntime_dynamic.py
+_base_ = ["../_base_/base_dynamic.py", "../../_base_/backends/onnxruntime.py"]
