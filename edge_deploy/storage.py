@@ -36,6 +36,7 @@ import lakefs_sdk
 import urllib3
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from lakefs_sdk.exceptions import ApiException
+from s3transfer.exceptions import RetriesExceededError
 from s3transfer.subscribers import BaseSubscriber
 
 from edge_deploy.config import LakeFSSettings
@@ -72,12 +73,12 @@ class LakeFSLocation:
         return f"lakefs://{self.repo}/{self.ref}/{self.prefix}"
 
     @classmethod
-    def parse(cls, uri: str) -> LakeFSLocation:
+    def parse(cls, uri: str, default_prefix: str = "model/") -> LakeFSLocation:
         if not uri.startswith("lakefs://"):
             raise StorageError(f"not a lakefs:// URI: {uri!r}")
         repo, _, rest = uri.removeprefix("lakefs://").partition("/")
         ref, _, prefix = rest.partition("/")
-        return cls(repo=repo, ref=ref, prefix=prefix or "model/")
+        return cls(repo=repo, ref=ref, prefix=prefix or default_prefix)
 
 
 @dataclass(frozen=True)
@@ -506,6 +507,9 @@ def _api_message(body: str) -> str:
 
 
 def _s3_error(what: str, exc: Exception) -> Exception:
+    if isinstance(exc, RetriesExceededError):
+        # s3transfer already re-fetched a body that kept arriving short or reset
+        return TransientError(f"{what} (S3 gateway): the body kept arriving incomplete: {exc.last_exception}")
     if isinstance(exc, botocore.exceptions.ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = exc.response.get("Error", {}).get("Code", "")
