@@ -1,0 +1,303 @@
+"""Sample model directories built offline from the configs the OpenMMLab wheels ship.
+
+Each sample takes a model config from its package's `.mim/configs`, shrinks the input to a size
+that converts and validates in seconds, removes every pretrained-weight reference (nothing is ever
+downloaded), and writes seeded random weights. BatchNorm running statistics and affine parameters
+are randomized too, so BatchNorm is not an identity and parity checks exercise it. The same name
+and seed always give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_deploy import profiles
+from edge_deploy.errors import EdgeDeployError
+from edge_deploy.modeldir import (
+    DEPLOY_CONFIG_NAME,
+    InputSpec,
+    Manifest,
+    ModelDir,
+    Task,
+    atomic_directory,
+    load_model_dir,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLE_TARGETS = ["linux/amd64", "linux/arm64"]
+
+
+class SampleError(EdgeDeployError):
+    """A sample cannot be written (unknown name, occupied directory, missing package config)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    codebase: str
+    task: Task
+    package_config: str  # path under the codebase package's `.mim/configs`
+    height_width: tuple[int, int]
+    base_profile: str  # built-in deploy profile the sample uses or starts its own deploy config from
+    dynamic_axes: dict[int, str]
+    deploy_overrides: dict[str, Any] | None  # when set: written as deploy_config.py over base_profile
+    adapt_config: Callable[[Any, tuple[int, int]], None]
+    description: str
+
+
+def _resize_classifier(cfg, height_width: tuple[int, int]) -> None:
+    height, width = height_width
+    if height != width:
+        raise SampleError("the classification sample's CenterCrop needs a square input")
+    for step in _test_pipeline_steps(cfg):
+        if step["type"] == "ResizeEdge":
+            step["scale"] = height * 256 // 224  # ImageNet's usual resize-then-crop ratio
+        elif step["type"] == "CenterCrop":
+            step["crop_size"] = height
+
+
+def _resize_detector(cfg, height_width: tuple[int, int]) -> None:
+    height, width = height_width
+    for step in _test_pipeline_steps(cfg):
+        if step["type"] == "Resize":
+            step["scale"] = (width, height)
+        elif step["type"] == "Pad":
+            step["size"] = (width, height)
+    # Random weights score about 0.01: a zero threshold keeps every box so parity has detections.
+    cfg.model.test_cfg.score_thr = 0.0
+
+
+def _resize_segmentor(cfg, height_width: tuple[int, int]) -> None:
+    height, width = height_width
+    for step in _test_pipeline_steps(cfg):
+        if step["type"] == "Resize":
+            step["scale"] = (width, height)
+    cfg.model.data_preprocessor.size = (height, width)
+    cfg.data_preprocessor = cfg.model.data_preprocessor
+
+
+SAMPLES: dict[str, Sample] = {
+    sample.name: sample
+    for sample in (
+        Sample(
+            name="resnet18",
+            codebase="mmpretrain",
+            task=Task.CLASSIFICATION,
+            package_config="resnet/resnet18_8xb32_in1k.py",
+            height_width=(224, 224),
+            base_profile="classification_onnxruntime_dynamic",
+            dynamic_axes={0: "batch"},
+            deploy_overrides=None,
+            adapt_config=_resize_classifier,
+            description="mmpretrain ResNet-18 (ImageNet, 1000 classes), 224x224, dynamic batch",
+        ),
+        Sample(
+            name="rtmdet-tiny",
+            codebase="mmdet",
+            task=Task.DETECTION,
+            package_config="rtmdet/rtmdet_tiny_8xb32-300e_coco.py",
+            height_width=(320, 320),
+            base_profile="detection_onnxruntime_static",
+            dynamic_axes={},
+            # NMS is inside the exported graph: a zero score threshold keeps random-weight boxes.
+            deploy_overrides={"codebase_config": {"post_processing": {"score_threshold": 0.0}}},
+            adapt_config=_resize_detector,
+            description="mmdet RTMDet-tiny (COCO, 80 classes), 320x320, static, NMS in the graph",
+        ),
+        Sample(
+            name="fast-scnn",
+            codebase="mmseg",
+            task=Task.SEGMENTATION,
+            package_config="fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py",
+            height_width=(256, 512),
+            base_profile="segmentation_onnxruntime_static",
+            dynamic_axes={},
+            # Logits instead of the argmax map, so parity compares real numbers (and the
+            # validation gate computes the pixel argmax agreement itself).
+            deploy_overrides={"codebase_config": {"with_argmax": False}},
+            adapt_config=_resize_segmentor,
+            description="mmseg Fast-SCNN (Cityscapes, 19 classes), 256x512, static, logits output",
+        ),
+    )
+}
+
+
+def sample_names() -> list[str]:
+    return list(SAMPLES)
+
+
+def write_sample(name: str, out_dir: Path, seed: int = 0, overwrite: bool = False) -> ModelDir:
+    """Write the named sample as a ready model directory (config, checkpoint, manifest)."""
+    sample = _get_sample(name)
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, overwrite) as staging:
+        _write_into(sample, staging, seed)
+    log.info("wrote sample %s (seed %d) to %s", name, seed, out_dir)
+    return load_model_dir(out_dir)
+
+
+def _get_sample(name: str) -> Sample:
+    try:
+        return SAMPLES[name]
+    except KeyError:
+        raise SampleError(f"unknown sample {name!r}; available: {', '.join(SAMPLES)}") from None
+
+
+def _write_into(sample: Sample, root: Path, seed: int) -> None:
+    cfg = load_package_config(sample)
+    config_name = Path(sample.package_config).name
+    checkpoint_name = Path(config_name).with_suffix(".pth").name
+    cfg.dump(str(root / config_name))
+    save_random_checkpoint(cfg, sample, root / checkpoint_name, seed)
+    deploy_profile = sample.base_profile
+    if sample.deploy_overrides is not None:
+        deploy_cfg = profiles.load_profile(profiles.profile_path(sample.base_profile))
+        deploy_cfg.merge_from_dict(_flatten(sample.deploy_overrides))
+        deploy_cfg.dump(str(root / DEPLOY_CONFIG_NAME))
+        deploy_profile = DEPLOY_CONFIG_NAME
+    output_names = list(profiles.load_profile(profiles.profile_path(sample.base_profile)).onnx_config.output_names)
+    manifest = Manifest(
+        task=sample.task,
+        codebase=sample.codebase,
+        inputs=[InputSpec("input", [1, 3, *sample.height_width], dict(sample.dynamic_axes))],
+        outputs=output_names,
+        deploy_profile=deploy_profile,
+        opset=11,
+        targets=list(SAMPLE_TARGETS),
+        tolerances=None,
+        config=config_name,
+        checkpoint=checkpoint_name,
+    )
+    write_manifest(root, manifest)
+
+
+def _flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def package_config_path(sample: Sample) -> Path:
+    spec = importlib.util.find_spec(sample.codebase)
+    if spec is None or spec.origin is None:
+        raise SampleError(f"package {sample.codebase} is not installed; it ships the {sample.name} config")
+    path = Path(spec.origin).parent / ".mim" / "configs" / sample.package_config
+    if not path.is_file():
+        raise SampleError(f"{sample.codebase} does not ship configs/{sample.package_config}")
+    return path
+
+
+def load_package_config(sample: Sample):
+    """The shipped model config, flattened, shrunk to the sample size, with no pretrained weights."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(package_config_path(sample)))
+    _drop_pretrained(cfg._cfg_dict)
+    cfg.load_from = None
+    sample.adapt_config(cfg, sample.height_width)
+    return cfg
+
+
+def _drop_pretrained(node: Any) -> None:
+    """Remove every pretrained-weight reference, so nothing tries to download a backbone."""
+    if isinstance(node, dict):
+        for key in list(node):
+            value = node[key]
+            if (key == "pretrained" and isinstance(value, str)) or (key == "init_cfg" and _is_pretrained(value)):
+                node[key] = None
+            else:
+                _drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            _drop_pretrained(item)
+
+
+def _is_pretrained(init_cfg: Any) -> bool:
+    items = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return any(isinstance(item, dict) and item.get("type") == "Pretrained" for item in items)
+
+
+def _test_pipeline_steps(cfg) -> list[list[dict]]:
+    """Every copy of the test pipeline a config holds (top level and inside the test/val loaders)."""
+    pipelines = []
+    if cfg.get("test_pipeline"):
+        pipelines.append(cfg.test_pipeline)
+    for loader in ("test_dataloader", "val_dataloader"):
+        dataset = (cfg.get(loader) or {}).get("dataset") or {}
+        if dataset.get("pipeline"):
+            pipelines.append(dataset["pipeline"])
+    return [step for pipeline in pipelines for step in pipeline]
+
+
+def build_model(cfg, codebase: str):
+    """The model the config describes, built the way MMDeploy builds it (data preprocessor included)."""
+    from mmengine.registry import DefaultScope
+
+    from edge_deploy.mmdeploy_support import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    registry = importlib.import_module(f"{codebase}.registry").MODELS
+    model_cfg = cfg.model.copy()
+    model_cfg.pop("pretrained", None)
+    model_cfg.setdefault("data_preprocessor", cfg.get("data_preprocessor", {}))
+    # Nested types (data preprocessor, backbone...) resolve in the codebase's registry scope.
+    with DefaultScope.overwrite_default_scope(codebase):
+        return registry.build(model_cfg)
+
+
+def save_random_checkpoint(cfg, sample: Sample, path: Path, seed: int) -> None:
+    import torch
+
+    with torch.random.fork_rng(devices=[]), _quiet_mmengine():
+        torch.manual_seed(seed)
+        model = build_model(cfg, sample.codebase)
+        model.init_weights()
+        generator = torch.Generator().manual_seed(seed + 1)
+        randomize_batchnorm(model, generator)
+    state = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
+    meta = {"sample": sample.name, "seed": seed, "source_config": sample.package_config}
+    torch.save({"meta": meta, "state_dict": state}, str(path))
+
+
+@contextlib.contextmanager
+def _quiet_mmengine() -> Iterator[None]:
+    """init_weights logs one INFO block per parameter; keep warnings only."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def randomize_batchnorm(model, generator) -> None:
+    """Running statistics and affine parameters away from the identity (mean 0, var 1, w 1, b 0)."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, _BatchNorm) or not module.track_running_stats:
+                continue
+            channels = module.num_features
+            module.running_mean.copy_(torch.randn(channels, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(channels, generator=generator) + 0.5)
+            if module.affine:
+                module.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(channels, generator=generator) * 0.1)
