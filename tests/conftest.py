@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.docker_engine",
     "tests.fixtures.base_images",
+    "tests.fixtures.models",
 ]
