@@ -1,0 +1,29 @@
+"""Task `seal_model`: the ONNX model encrypted for the edge under the edge key."""
+
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from flytekit import Resources, task
+from flytekit.types.file import FlyteFile
+
+from edge_deploy.config import Settings
+from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, seal_file
+
+
+class SealOutputs(NamedTuple):
+    sealed_model: FlyteFile
+    seal: SealedFile
+
+
+@task(retries=1, timeout=1800, requests=Resources(cpu="1", mem="1Gi"))
+def seal_model(onnx_model: FlyteFile, key_id: str = "") -> SealOutputs:
+    """Encrypt `onnx_model` under KEK `key_id` (default: EDGE_SEAL_KEY_ID); the name gains `.enc`.
+
+    The result names the key id only; the key itself never leaves the keyring.
+    """
+    key_id = key_id or Settings.from_env().require_seal_key_id()
+    source = Path(onnx_model.download())
+    target = Path(tempfile.mkdtemp(prefix="sealed-")) / (source.name + ENCRYPTED_SUFFIX)
+    seal = seal_file(source, target, Keyring.from_env(), key_id)
+    return SealOutputs(FlyteFile(str(target)), seal)
