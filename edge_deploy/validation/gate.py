@@ -1,0 +1,253 @@
+"""The validation gate: structure, parity, speed and optional optimization, in that order.
+
+`validate(model_dir, onnx_dir)` checks the conversion output in `onnx_dir` (end2end.onnx) against
+the model directory it came from, writes `validation.json` and `validation.html` (always, also
+when the gate fails, so the failure can be inspected) and raises `ValidationFailed` naming what
+failed. Parity runs even when a structural check failed, as long as ONNX Runtime can load the model
+and its inputs are the declared ones, so one run reports every problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.report import (
+    Check,
+    ModelIdentity,
+    OptimizationReport,
+    ParityReport,
+    SpeedReport,
+    StructureReport,
+    ValidationReport,
+    ValidationSettings,
+)
+from edge_deploy.validation.structure import ExpectedSignature, check_structure, required_ops_library
+
+log = logging.getLogger(__name__)
+
+ONNX_NAME = "end2end.onnx"
+CONVERSION_RECORD = "conversion.json"
+REPORT_NAME = "validation.json"
+DECK_NAME = "validation.html"
+VERSIONED_PACKAGES = ("onnx", "onnxruntime", "torch", "mmdeploy", "mmcv", "mmengine", "numpy", "edge-deploy")
+# Parity needs the model loaded and fed: these structural failures make it impossible.
+PARITY_PREREQUISITES = ("onnxruntime_load", "io_signature")
+
+
+@dataclass(frozen=True)
+class GateSubject:
+    """What the ONNX model is checked against (from the model directory and the conversion record)."""
+
+    task: str
+    codebase: str
+    deploy_profile: str
+    model_sha256: str
+    signature: ExpectedSignature
+    tolerances: object | None = None  # the manifest's Tolerances (atol, rtol, min_task_agreement)
+    expected_onnx_sha256: str | None = None  # what conversion recorded for end2end.onnx
+
+
+ReferenceFactory = Callable[[], Callable]
+
+
+def validate(
+    model_dir: Path,
+    onnx_dir: Path,
+    *,
+    out_dir: Path | None = None,
+    settings: ValidationSettings | None = None,
+) -> ValidationReport:
+    """Validate `onnx_dir/end2end.onnx` against the PyTorch model in `model_dir`."""
+    from edge_deploy.modeldir import load_model_dir
+
+    loaded = load_model_dir(Path(model_dir))
+    onnx_dir = Path(onnx_dir)
+    subject = subject_from_model_dir(loaded, onnx_dir)
+
+    def reference():
+        from edge_deploy.validation.reference import MMDeployReference
+
+        return MMDeployReference.from_model_dir(loaded)
+
+    return run_gate(onnx_dir / ONNX_NAME, subject, reference, settings or ValidationSettings(), out_dir or onnx_dir)
+
+
+def subject_from_model_dir(model_dir, onnx_dir: Path) -> GateSubject:
+    manifest = model_dir.manifest
+    return GateSubject(
+        task=manifest.task.value,
+        codebase=manifest.codebase,
+        deploy_profile=manifest.deploy_profile,
+        model_sha256=model_digest(model_dir),
+        signature=ExpectedSignature(manifest.inputs, manifest.outputs, manifest.opset),
+        tolerances=manifest.tolerances,
+        expected_onnx_sha256=_recorded_sha256(onnx_dir / CONVERSION_RECORD),
+    )
+
+
+def model_digest(model_dir) -> str:
+    """sha256 over the files that define the PyTorch model: config, checkpoint, manifest, deploy config."""
+    files = {"config": model_dir.config_path, "checkpoint": model_dir.checkpoint_path}
+    files["deploy_config"] = model_dir.deploy_config_path
+    if model_dir.manifest_path is not None:
+        files["manifest"] = model_dir.manifest_path
+    digest = hashlib.sha256()
+    for role, path in sorted(files.items()):
+        digest.update(f"{role}:{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _recorded_sha256(record: Path) -> str | None:
+    if not record.is_file():
+        return None
+    try:
+        value = json.loads(record.read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValidationError(
+            f"{record.name} in the ONNX directory is not a readable conversion record: {exc}"
+        ) from exc
+    return value if isinstance(value, str) else None
+
+
+def run_gate(
+    onnx_path: Path,
+    subject: GateSubject,
+    reference: ReferenceFactory,
+    settings: ValidationSettings,
+    out_dir: Path,
+) -> ValidationReport:
+    """Run every check, write the report and deck into `out_dir`, raise `ValidationFailed` on failure."""
+    start = time.perf_counter()
+    if not onnx_path.is_file():
+        raise ValidationError(f"no ONNX model at {onnx_path.name} in {onnx_path.parent}: convert the model first")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_sha256 = file_sha256(onnx_path)
+    structure = check_structure(onnx_path, subject.signature)
+    structure.checks.insert(0, _content_check(onnx_sha256, subject.expected_onnx_sha256))
+    structure.passed = all(check.passed for check in structure.checks)
+
+    parity = speed = optimization = None
+    if all(check.passed for check in structure.checks if check.name in PARITY_PREREQUISITES):
+        parity, speed, optimization = _run_numeric_checks(onnx_path, subject, reference, settings, out_dir, structure)
+
+    failure = _failure_message(onnx_path.name, structure, parity)
+    kept = optimization is not None and optimization.kept
+    report = ValidationReport(
+        passed=failure is None,
+        failure=failure,
+        model=ModelIdentity(
+            task=subject.task,
+            codebase=subject.codebase,
+            deploy_profile=subject.deploy_profile,
+            model_sha256=subject.model_sha256,
+            onnx_file=onnx_path.name,
+            onnx_sha256=onnx_sha256,
+            onnx_bytes=onnx_path.stat().st_size,
+        ),
+        shipped_onnx=optimization.file if kept else onnx_path.name,
+        shipped_sha256=optimization.sha256 if kept else onnx_sha256,
+        settings=settings,
+        structure=structure,
+        parity=parity,
+        speed=speed,
+        optimization=optimization,
+        versions=package_versions(),
+        seconds=time.perf_counter() - start,
+    )
+    report_path = write_report(report, out_dir)
+    if failure is not None:
+        raise ValidationFailed(failure, report, report_path)
+    return report
+
+
+def _run_numeric_checks(
+    onnx_path: Path,
+    subject: GateSubject,
+    reference: ReferenceFactory,
+    settings: ValidationSettings,
+    out_dir: Path,
+    structure: StructureReport,
+) -> tuple[ParityReport, SpeedReport, OptimizationReport | None]:
+    from edge_deploy.validation.optimize import try_optimization
+    from edge_deploy.validation.parity import check_parity, input_cases, resolve_tolerances, run_reference
+    from edge_deploy.validation.runtime import open_session
+    from edge_deploy.validation.speed import measure_speed
+
+    tolerances = resolve_tolerances(subject.task, subject.tolerances, settings)
+    library = required_ops_library(onnx_path)
+    cases = input_cases(subject.signature.inputs, settings)
+    runs = run_reference(reference(), cases)
+    session = open_session(onnx_path, custom_op_library=library, threads=settings.intra_op_threads)
+    parity = check_parity(session, runs, subject.task, tolerances)
+    del session
+    speed = measure_speed(
+        onnx_path,
+        cases[0].feeds,
+        warmup_runs=settings.warmup_runs,
+        timed_runs=settings.timed_runs,
+        threads=settings.intra_op_threads,
+        custom_op_library=library,
+    )
+    optimization = None
+    if settings.optimize and parity.passed and structure.passed:
+        optimization = try_optimization(onnx_path, out_dir, runs, speed, subject.task, tolerances, settings, library)
+    return parity, speed, optimization
+
+
+def _content_check(actual: str, recorded: str | None) -> Check:
+    if recorded is None:
+        return Check("conversion_record", True, f"no {CONVERSION_RECORD} beside the model; sha256 {actual[:16]}…")
+    if recorded != actual:
+        return Check(
+            "conversion_record",
+            False,
+            f"{ONNX_NAME} changed after conversion: sha256 {actual[:16]}…, {CONVERSION_RECORD} says {recorded[:16]}…",
+        )
+    return Check("conversion_record", True, f"sha256 {actual[:16]}… matches {CONVERSION_RECORD}")
+
+
+def _failure_message(onnx_name: str, structure: StructureReport, parity: ParityReport | None) -> str | None:
+    problems = [f"{check.name}: {check.detail}" for check in structure.failures]
+    if parity is None and structure.failures:
+        problems.append("parity not run: ONNX Runtime cannot load the model or its inputs are not the declared ones")
+    if parity is not None and parity.failure:
+        problems.insert(0, f"parity: {parity.failure}")
+    return f"{onnx_name} failed validation: " + " | ".join(problems) if problems else None
+
+
+def write_report(report: ValidationReport, out_dir: Path) -> Path:
+    """validation.json and validation.html in `out_dir`, each written atomically."""
+    from edge_deploy.validation.deck import render_html
+
+    path = report.write(out_dir / REPORT_NAME)
+    deck = out_dir / DECK_NAME
+    tmp = deck.with_name(f".{deck.name}.tmp")
+    tmp.write_text(render_html(report))
+    tmp.replace(deck)
+    return path
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

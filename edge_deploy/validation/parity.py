@@ -1,0 +1,285 @@
+"""Parity: the ONNX model against its PyTorch reference on the same seeded inputs.
+
+Inputs are standard-normal tensors (the distribution of normalized images, which is what the
+exported graph takes), several per size, and for dynamic axes several sizes: each extra batch size
+in the settings, and height/width scaled by `spatial_scale` when those axes are dynamic. Every
+output is compared element-wise (see `metrics`) and the task-level answer is compared too (see
+`agreement`). Reference outputs are computed once and reused for an optimized model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge_deploy.validation.agreement import (
+    DetectionTolerance,
+    NmsCandidates,
+    classification_agreement,
+    detection_alignment,
+    segmentation_agreement,
+)
+from edge_deploy.validation.errors import ValidationError
+from edge_deploy.validation.metrics import compare_output
+from edge_deploy.validation.report import OutputParity, ParityCase, ParityReport, TaskAgreement, ValidationSettings
+from edge_deploy.validation.structure import InputSpecLike
+
+Arrays = dict[str, np.ndarray]
+Reference = Callable[[Mapping[str, np.ndarray]], Arrays]
+SPATIAL_STRIDE = 32  # OpenMMLab backbones downsample by up to 32: keep scaled sizes divisible by it
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """allclose tolerances for float outputs, plus the task-level thresholds."""
+
+    atol: float
+    rtol: float
+    # Detection scores are probabilities, compared tighter than box corners in pixels (None: atol/rtol).
+    score_atol: float | None = None
+    score_rtol: float | None = None
+    # Share of answers (images, detections, pixels) that must agree; ties in the reference are
+    # excused on top. None: all of them, except label maps (see LABEL_MAP_MIN_AGREEMENT).
+    min_task_agreement: float | None = None
+    # Detections are matched with the same label and at least this IoU, then compared allclose.
+    iou_threshold: float = 0.5
+
+    def detection(self) -> DetectionTolerance:
+        return DetectionTolerance(
+            box_atol=self.atol,
+            box_rtol=self.rtol,
+            score_atol=self.atol if self.score_atol is None else self.score_atol,
+            score_rtol=self.rtol if self.score_rtol is None else self.score_rtol,
+            iou_threshold=self.iou_threshold,
+            min_agreement=self.task_agreement,
+        )
+
+    @property
+    def task_agreement(self) -> float:
+        return 1.0 if self.min_task_agreement is None else self.min_task_agreement
+
+
+# A label map (argmax inside the graph) hides the logits, so a pixel whose two best classes tie
+# cannot be excused by looking; one pixel in a thousand may flip.
+LABEL_MAP_MIN_AGREEMENT = 0.999
+
+
+# Per-task defaults, with the evidence (STACK.md: random weights, torch 2.13 CPU vs ORT CPU EP):
+# - classification outputs softmax probabilities in [0, 1]; ResNet-18 differed by 1.2e-10. Optimum's
+#   default atol 1e-5 leaves five decades of headroom and still catches a perturbed weight.
+# - detection `dets` holds box corners in input pixels (up to ~1000) and a score in [0, 1]. YOLOX
+#   boxes differed by 5.5e-4 and RetinaNet by 6e-5 (float32 spacing at 640 is 6e-5): rtol 1e-4 allows
+#   0.06 px at 640 and atol 1e-3 covers corners near 0, about 10x the worst seen and far below
+#   anything visible. Scores differed by 9e-8 (RetinaNet): atol 1e-5 is 100x that, and tight enough
+#   to matter for random-weight samples whose scores all sit near 0.01.
+# - segmentation logits differed by 3.4e-6 (Fast-SCNN) and 1.2e-6 (SegFormer); atol 1e-4 and rtol
+#   1e-3 sit inside Optimum's per-model 1e-4..1e-2 range with ~30x headroom.
+TASK_DEFAULTS = {
+    "classification": Tolerances(atol=1e-5, rtol=1e-3),
+    "detection": Tolerances(atol=1e-3, rtol=1e-4, score_atol=1e-5, score_rtol=1e-3),
+    "segmentation": Tolerances(atol=1e-4, rtol=1e-3),
+}
+
+
+def resolve_tolerances(task: str, manifest_tolerances: object | None, settings: ValidationSettings) -> Tolerances:
+    """Per-task defaults, then the manifest's values, then explicit settings (each overrides the last)."""
+    if task not in TASK_DEFAULTS:
+        raise ValidationError(f"no parity defaults for task {task!r}; known tasks: {sorted(TASK_DEFAULTS)}")
+    tolerances = TASK_DEFAULTS[task]
+    explicit = {name: value for name, value in _explicit(manifest_tolerances, settings).items() if value is not None}
+    # An explicit atol/rtol is one rule for the whole output, detection scores included.
+    explicit |= {f"score_{name}": value for name, value in explicit.items() if name in ("atol", "rtol")}
+    return replace(tolerances, **explicit)
+
+
+def _explicit(manifest_tolerances: object | None, settings: ValidationSettings) -> dict[str, float | None]:
+    values = {name: getattr(manifest_tolerances, name, None) for name in ("atol", "rtol")}
+    values["min_task_agreement"] = getattr(manifest_tolerances, "min_task_agreement", None)
+    values["iou_threshold"] = getattr(manifest_tolerances, "iou_threshold", None)
+    for name in ("atol", "rtol"):
+        if getattr(settings, name) is not None:
+            values[name] = getattr(settings, name)
+    return values
+
+
+@dataclass(frozen=True)
+class InputCase:
+    name: str
+    seed: int
+    feeds: Arrays
+
+    @property
+    def shapes(self) -> dict[str, list[int]]:
+        return {name: list(array.shape) for name, array in self.feeds.items()}
+
+
+def case_shapes(specs: Sequence[InputSpecLike], settings: ValidationSettings) -> list[dict[str, list[int]]]:
+    """The manifest's shapes, then one size per extra batch size, then scaled height/width."""
+    base = {spec.name: list(spec.shape) for spec in specs}
+    sizes = [base]
+    batch_dynamic = all(0 in spec.dynamic_axes for spec in specs)
+    if batch_dynamic:
+        for batch in settings.batch_sizes:
+            if batch != specs[0].shape[0]:
+                sizes.append({name: [batch, *shape[1:]] for name, shape in base.items()})
+    spatial = {spec.name: [axis for axis in spec.dynamic_axes if axis >= 2] for spec in specs}
+    if any(spatial.values()) and settings.spatial_scale != 1:
+        sizes.append({name: _scaled(shape, spatial[name], settings.spatial_scale) for name, shape in base.items()})
+    return sizes
+
+
+def _scaled(shape: list[int], axes: list[int], scale: float) -> list[int]:
+    scaled = list(shape)
+    for axis in axes:
+        scaled[axis] = max(SPATIAL_STRIDE, round(shape[axis] * scale / SPATIAL_STRIDE) * SPATIAL_STRIDE)
+    return scaled
+
+
+def input_cases(specs: Sequence[InputSpecLike], settings: ValidationSettings) -> list[InputCase]:
+    cases = []
+    for size_index, shapes in enumerate(case_shapes(specs, settings)):
+        for sample in range(settings.samples):
+            seed = settings.seed * 1_000_003 + size_index * 1_000 + sample
+            rng = np.random.default_rng(seed)
+            feeds = {spec.name: _random_input(rng, shapes[spec.name], spec.dtype) for spec in specs}
+            label = " ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in shapes.items())
+            cases.append(InputCase(f"{label}, sample {sample}", seed, feeds))
+    return cases
+
+
+def _random_input(rng: np.random.Generator, shape: list[int], dtype: str) -> np.ndarray:
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValidationError(f"parity inputs are generated for float inputs only, got dtype {dtype}")
+    return rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+
+
+# A reference may return what entered its last NMS under these names (see reference.py).
+NMS_BOXES = "nms_candidates/boxes"
+NMS_SCORES = "nms_candidates/scores"
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    case: InputCase
+    outputs: Arrays
+    seconds: float
+    nms_candidates: list[NmsCandidates] | None = None
+
+
+def run_reference(reference: Reference, cases: Sequence[InputCase]) -> list[ReferenceRun]:
+    runs = []
+    for case in cases:
+        start = time.perf_counter()
+        outputs = {name: np.asarray(value) for name, value in reference(case.feeds).items()}
+        seconds = _since(start)
+        boxes, scores = outputs.pop(NMS_BOXES, None), outputs.pop(NMS_SCORES, None)
+        candidates = None
+        if boxes is not None and scores is not None:
+            candidates = [NmsCandidates(boxes[image], scores[image]) for image in range(boxes.shape[0])]
+        runs.append(ReferenceRun(case, outputs, seconds, candidates))
+    return runs
+
+
+def compare_case(run: ReferenceRun, onnx: Arrays, task: str, tolerances: Tolerances, seconds: float) -> ParityCase:
+    missing = [name for name in run.outputs if name not in onnx]
+    if missing:
+        raise ValidationError(f"ONNX model has no output {missing}; it has {sorted(onnx)}")
+    outputs, agreement = _compare_outputs(run, onnx, task, tolerances)
+    passed = all(item.passed for item in outputs) and (agreement is None or agreement.passed)
+    return ParityCase(run.case.name, run.case.seed, run.case.shapes, outputs, agreement, run.seconds, seconds, passed)
+
+
+def _compare_outputs(
+    run: ReferenceRun, got: Arrays, task: str, tol: Tolerances
+) -> tuple[list[OutputParity], TaskAgreement | None]:
+    ref = run.outputs
+    if task == "detection" and {"dets", "labels"} <= ref.keys():
+        return _compare_detection(ref, got, tol, run.nms_candidates)
+    outputs = []
+    for name, reference in ref.items():
+        if task == "segmentation" and not np.issubdtype(reference.dtype, np.floating):
+            outputs.append(_compare_label_map(name, reference, got[name], tol))
+        else:
+            outputs.append(compare_output(name, reference, got[name], tol.atol, tol.rtol))
+    first = next(iter(ref))
+    agreement = None
+    if task == "classification":
+        agreement = classification_agreement(ref[first], got[first], tol.atol, tol.rtol, tol.task_agreement)
+    elif task == "segmentation":
+        is_label_map = not np.issubdtype(ref[first].dtype, np.floating)
+        needed = _label_map_agreement(tol) if is_label_map else tol.task_agreement
+        agreement = segmentation_agreement(ref[first], got[first], tol.atol, tol.rtol, needed)
+    return outputs, agreement
+
+
+def _compare_label_map(name: str, reference: np.ndarray, onnx: np.ndarray, tol: Tolerances) -> OutputParity:
+    # A class index per pixel: equal or not. With the argmax inside the graph, a pixel whose two best
+    # logits tie may flip, so the verdict is the share of agreeing pixels, not every element.
+    result = compare_output(name, reference, onnx, 0.0, 0.0)
+    if result.shape == list(onnx.shape) and result.elements:
+        needed = _label_map_agreement(tol)
+        result.passed = result.violations <= (1 - needed) * result.elements
+        result.note = f"label map: passes with >= {needed:.3%} of pixels equal"
+    return result
+
+
+def _label_map_agreement(tol: Tolerances) -> float:
+    return LABEL_MAP_MIN_AGREEMENT if tol.min_task_agreement is None else tol.min_task_agreement
+
+
+def _compare_detection(
+    ref: Arrays, got: Arrays, tol: Tolerances, candidates: list[NmsCandidates] | None
+) -> tuple[list[OutputParity], TaskAgreement]:
+    for name in ("dets", "labels"):
+        if ref[name].shape[0] != got[name].shape[0] or ref[name].ndim != got[name].ndim:
+            shape_failure = compare_output(name, ref[name], got[name], tol.atol, tol.rtol)
+            return [shape_failure], TaskAgreement("detection matching", False, {}, shape_failure.note)
+    det_tol = tol.detection()
+    aligned = detection_alignment(ref["dets"], ref["labels"], got["dets"], got["labels"], det_tol, candidates)
+    note = "rows aligned by detection matching; padding and tied-score swaps left out"
+    rows = aligned.compared[..., None]
+    ref_dets, got_dets = ref["dets"], aligned.dets
+    outputs = [
+        compare_output(
+            "dets (boxes)", ref_dets[..., :4], got_dets[..., :4], det_tol.box_atol, det_tol.box_rtol, rows, note
+        ),
+        compare_output(
+            "dets (scores)", ref_dets[..., 4:], got_dets[..., 4:], det_tol.score_atol, det_tol.score_rtol, rows, note
+        ),
+        compare_output("labels", ref["labels"], aligned.labels, 0.0, 0.0, aligned.compared, note),
+    ]
+    for name in ref.keys() - {"dets", "labels"}:  # e.g. instance masks: compared as they are
+        outputs.append(compare_output(name, ref[name], got[name], tol.atol, tol.rtol))
+    if not aligned.agreement.passed:
+        for output in outputs[:3]:
+            output.passed = False
+            output.note = f"{output.note}; {aligned.agreement.detail}"
+    return outputs, aligned.agreement
+
+
+def parity_report(cases: list[ParityCase], provider: str) -> ParityReport:
+    failure = next((message for case in cases if (message := case.failure_message())), None)
+    return ParityReport(passed=failure is None, provider=provider, cases=cases, failure=failure)
+
+
+def run_onnx(session, feeds: Mapping[str, np.ndarray]) -> tuple[Arrays, float]:
+    start = time.perf_counter()
+    names = [output.name for output in session.get_outputs()]
+    values = session.run(names, dict(feeds))
+    return dict(zip(names, values, strict=True)), _since(start)
+
+
+def check_parity(session, runs: Sequence[ReferenceRun], task: str, tolerances: Tolerances) -> ParityReport:
+    """Run every case through `session` (an onnxruntime.InferenceSession) and compare with the reference."""
+    cases = []
+    for run in runs:
+        outputs, seconds = run_onnx(session, run.case.feeds)
+        cases.append(compare_case(run, outputs, task, tolerances, seconds))
+    return parity_report(cases, provider=session.get_providers()[0])
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start

@@ -1,0 +1,340 @@
+"""The validation report: typed dataclasses, written as JSON beside the model and shown as a Flyte Deck.
+
+Everything a reader needs to judge the gate is in here, including the error histograms and latency
+samples the HTML deck plots, so the deck can be rendered again from the JSON alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge_deploy.validation.errors import ValidationError
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """How hard the gate looks. Part of the Flyte cache key: change a field and validation reruns.
+
+    `atol`/`rtol` override the manifest's tolerances and the per-task defaults for float outputs.
+    """
+
+    samples: int = 3
+    seed: int = 0
+    # Batch sizes tried when the batch axis is dynamic (the manifest's own batch is always tried).
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2])
+    # Dynamic height/width are also tried at this fraction of the manifest's size (multiples of 32).
+    spatial_scale: float = 0.75
+    warmup_runs: int = 5
+    timed_runs: int = 30
+    # 0 lets ONNX Runtime pick (one thread per physical core).
+    intra_op_threads: int = 0
+    optimize: bool = True
+    # An optimized model must be at least this much faster (p50) to be kept: below it, the gain is noise.
+    min_speedup: float = 1.05
+    atol: float | None = None
+    rtol: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.samples < 1:
+            problems.append(f"samples must be >= 1, got {self.samples}")
+        if not self.batch_sizes or any(size < 1 for size in self.batch_sizes):
+            problems.append(f"batch_sizes must be positive, got {self.batch_sizes}")
+        if not 0 < self.spatial_scale <= 4:
+            problems.append(f"spatial_scale must be in (0, 4], got {self.spatial_scale}")
+        if self.warmup_runs < 0 or self.timed_runs < 1:
+            problems.append(f"need warmup_runs >= 0 and timed_runs >= 1, got {self.warmup_runs}/{self.timed_runs}")
+        if self.intra_op_threads < 0:
+            problems.append(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
+        if self.min_speedup < 1:
+            problems.append(f"min_speedup must be >= 1, got {self.min_speedup}")
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                problems.append(f"{name} must be a finite number >= 0, got {value}")
+        if problems:
+            raise ValidationError("invalid validation settings: " + "; ".join(problems))
+
+
+@dataclass
+class Check:
+    """One structural check: its name, verdict and what was found."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class StructureReport:
+    passed: bool
+    checks: list[Check]
+    ir_version: int
+    opset_imports: dict[str, int]
+    inputs: dict[str, list[int | str]]
+    outputs: dict[str, list[int | str]]
+    # "domain::OpType" of every node outside the standard ONNX domains.
+    custom_ops: list[str] = field(default_factory=list)
+    # The ONNX Runtime custom-op library registered for them (file name and where it came from).
+    custom_op_library: str | None = None
+
+    @property
+    def failures(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+
+@dataclass
+class ErrorHistogram:
+    """Counts of log10(|onnx - reference|) per bin; exact matches are counted apart (log of 0)."""
+
+    log10_edges: list[float]
+    counts: list[int]
+    exact: int
+
+
+@dataclass
+class OutputParity:
+    """One output of one case, compared element-wise: |onnx - ref| <= atol + rtol * |ref|."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    atol: float
+    rtol: float
+    elements: int
+    max_abs: float
+    # |onnx - ref| / max(|ref|, atol): relative to the reference, but not blown up where it is ~0.
+    max_rel: float
+    mean_abs: float
+    p99_abs: float
+    violations: int
+    worst_index: list[int]
+    worst_reference: float
+    worst_onnx: float
+    passed: bool
+    histogram: ErrorHistogram
+    note: str = ""
+
+    @property
+    def allowed_at_worst(self) -> float:
+        return self.atol + self.rtol * abs(self.worst_reference)
+
+    def failure_message(self, case: str) -> str:
+        if self.note and (not self.worst_index or not self.violations):
+            return f"output '{self.name}' in case '{case}': {self.note}"
+        return (
+            f"output '{self.name}' max abs error {self.max_abs:.1e} > "
+            f"atol {self.atol:.0e} + rtol {self.rtol:.0e}*|ref| "
+            f"in case '{case}': {self.violations} of {self.elements} elements out of tolerance; worst at "
+            f"{self.worst_index}: reference {self.worst_reference:.6g}, onnx {self.worst_onnx:.6g} "
+            f"(difference {abs(self.worst_onnx - self.worst_reference):.1e}, allowed {self.allowed_at_worst:.1e})"
+        )
+
+
+@dataclass
+class TaskAgreement:
+    """The task-level check: do both models give the same answer a user would read?"""
+
+    kind: str
+    passed: bool
+    metrics: dict[str, float]
+    detail: str
+
+
+@dataclass
+class ParityCase:
+    name: str
+    seed: int
+    inputs: dict[str, list[int]]
+    outputs: list[OutputParity]
+    task: TaskAgreement | None
+    reference_seconds: float
+    onnx_seconds: float
+    passed: bool
+
+    def failure_message(self) -> str | None:
+        for output in self.outputs:
+            if not output.passed:
+                return output.failure_message(self.name)
+        if self.task is not None and not self.task.passed:
+            return f"{self.task.kind} in case '{self.name}': {self.task.detail}"
+        return None
+
+
+@dataclass
+class ParityReport:
+    passed: bool
+    provider: str
+    cases: list[ParityCase]
+    failure: str | None = None
+
+    def worst(self, output: str) -> OutputParity | None:
+        """The case result with the largest max abs error for `output`."""
+        found = [item for case in self.cases for item in case.outputs if item.name == output]
+        return max(found, key=lambda item: item.max_abs, default=None)
+
+    @property
+    def output_names(self) -> list[str]:
+        names: list[str] = []
+        for case in self.cases:
+            names += [item.name for item in case.outputs if item.name not in names]
+        return names
+
+
+@dataclass
+class SpeedReport:
+    model_bytes: int
+    load_seconds: float
+    inputs: dict[str, list[int]]
+    warmup_runs: int
+    timed_runs: int
+    intra_op_threads: int
+    graph_optimization: str
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    min_ms: float
+    latencies_ms: list[float]
+
+
+@dataclass
+class OptimizationReport:
+    method: str
+    kept: bool
+    reason: str
+    file: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    parity: ParityReport | None = None
+    speed: SpeedReport | None = None
+    speedup: float | None = None
+
+
+@dataclass
+class ModelIdentity:
+    """What was validated: the model directory's content and the ONNX file's content."""
+
+    task: str
+    codebase: str
+    deploy_profile: str
+    model_sha256: str
+    onnx_file: str
+    onnx_sha256: str
+    onnx_bytes: int
+
+
+@dataclass
+class ValidationReport:
+    passed: bool
+    failure: str | None
+    model: ModelIdentity
+    # The file downstream stages ship (the optimized model when it was kept) and its content hash.
+    shipped_onnx: str
+    shipped_sha256: str
+    settings: ValidationSettings
+    structure: StructureReport
+    parity: ParityReport | None
+    speed: SpeedReport | None
+    optimization: OptimizationReport | None
+    versions: dict[str, str]
+    seconds: float
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ValidationReport:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"validation report is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+            raise ValidationError(f"validation report schema_version {found!r} is not {SCHEMA_VERSION}")
+        return from_jsonable(cls, data)
+
+    def write(self, path: Path) -> Path:
+        """Write atomically (temp + rename): a reader never sees half a report."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_json() + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> ValidationReport:
+        try:
+            return cls.from_json(path.read_text())
+        except OSError as exc:
+            raise ValidationError(f"cannot read validation report {path}: {exc.strerror}") from exc
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses to plain JSON types; non-finite floats (inf/nan errors) become strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {item.name: to_jsonable(getattr(value, item.name)) for item in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def from_jsonable(kind: Any, data: Any, where: str = "report") -> Any:
+    """Rebuild `kind` (a dataclass, list/dict of them, a union or a plain type) from `to_jsonable` output."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(data, dict):
+            raise ValidationError(f"{where}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(kind)
+        known = {item.name for item in dataclasses.fields(kind)}
+        values = {
+            name: from_jsonable(hints[name], item, f"{where}.{name}") for name, item in data.items() if name in known
+        }
+        try:
+            return kind(**values)
+        except TypeError as exc:
+            raise ValidationError(f"{where}: {exc}") from exc
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if data is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return from_jsonable(option, data, where)
+            except ValidationError as exc:
+                errors.append(str(exc))
+        raise ValidationError(f"{where}: {data!r} matches none of {options}: {errors}")
+    if origin is list:
+        (item_kind,) = typing.get_args(kind)
+        if not isinstance(data, list):
+            raise ValidationError(f"{where}: expected a list, got {type(data).__name__}")
+        return [from_jsonable(item_kind, item, f"{where}[{index}]") for index, item in enumerate(data)]
+    if origin is dict:
+        key_kind, item_kind = typing.get_args(kind)
+        if not isinstance(data, dict):
+            raise ValidationError(f"{where}: expected an object, got {type(data).__name__}")
+        return {key_kind(key): from_jsonable(item_kind, item, f"{where}.{key}") for key, item in data.items()}
+    if kind is float:
+        if isinstance(data, str) and data in ("inf", "-inf", "nan"):
+            return float(data)
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return float(data)
+    elif (kind in (int, str, bool) and type(data) is kind) or kind is Any:
+        return data
+    raise ValidationError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {data!r}")

@@ -1,0 +1,127 @@
+"""The gate end to end on a small exported classifier: pass, tamper, wrong signature, optimization."""
+
+import json
+
+import pytest
+
+from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.gate import DECK_NAME, REPORT_NAME, run_gate
+from edge_deploy.validation.optimize import OPTIMIZED_NAME, try_optimization
+from edge_deploy.validation.parity import TASK_DEFAULTS, input_cases, run_reference
+from edge_deploy.validation.report import ValidationReport, ValidationSettings
+from edge_deploy.validation.speed import measure_speed
+from tests.validation.tiny_models import (
+    classifier_subject,
+    export_classifier,
+    perturb_initializer,
+    tiny_classifier,
+)
+
+FAST = ValidationSettings(samples=2, warmup_runs=1, timed_runs=5)
+
+
+def test_a_dynamic_batch_model_passes_at_two_batch_sizes(tmp_path):
+    path, reference = export_classifier(tmp_path)
+    report = run_gate(path, classifier_subject(), lambda: reference, FAST, tmp_path)
+    assert report.passed and report.failure is None
+    batches = sorted({case.inputs["input"][0] for case in report.parity.cases})
+    assert batches == [1, 2]
+    assert len(report.parity.cases) == 4  # 2 samples at each size
+    for case in report.parity.cases:
+        assert case.task.passed and case.task.metrics["top1_agreement"] == 1.0
+        assert case.outputs[0].max_abs < 1e-6
+    assert report.speed.p50_ms > 0 and report.speed.model_bytes == path.stat().st_size
+    assert ValidationReport.read(tmp_path / REPORT_NAME) == report
+    assert "<svg" in (tmp_path / DECK_NAME).read_text()
+
+
+def test_a_tampered_initializer_fails_naming_the_output_and_the_difference(tmp_path):
+    path, reference = export_classifier(tmp_path / "good")
+    tampered = tmp_path / "tampered" / "end2end.onnx"
+    perturb_initializer(path, tampered, name="5.weight")  # the final Linear layer's weights
+    with pytest.raises(ValidationFailed) as caught:
+        run_gate(tampered, classifier_subject(), lambda: reference, FAST, tampered.parent)
+    message = str(caught.value)
+    assert "output 'output' max abs error" in message
+    assert "> atol 1e-05 + rtol 1e-03*|ref|" in message
+    report = ValidationReport.read(tampered.parent / REPORT_NAME)  # written although the gate failed
+    assert not report.passed and report.failure == message
+    worst = report.parity.worst("output")
+    assert not worst.passed and worst.max_abs > 1e-4 and f"{worst.max_abs:.1e}" in message
+    assert report.optimization is None  # a failing model is not optimized
+    assert caught.value.report == report
+
+
+def test_a_model_changed_after_conversion_is_caught_by_its_record(tmp_path):
+    path, reference = export_classifier(tmp_path)
+    subject = classifier_subject(expected_onnx_sha256="0" * 64)
+    with pytest.raises(ValidationFailed, match=r"conversion_record: end2end\.onnx changed after conversion"):
+        run_gate(path, subject, lambda: reference, FAST, tmp_path)
+
+
+def test_a_signature_mismatch_stops_before_parity_with_a_clear_message(tmp_path):
+    path, _ = export_classifier(tmp_path)
+    subject = classifier_subject(dynamic_batch=False, opset=13)
+
+    def no_reference():
+        raise AssertionError("parity must not run when the inputs are not the declared ones")
+
+    with pytest.raises(ValidationFailed) as caught:
+        run_gate(path, subject, no_reference, FAST, tmp_path)
+    message = str(caught.value)
+    assert "io_signature: input 'input' axis 0 is 'batch' in the ONNX model, the manifest expects 1" in message
+    assert "opset: model has ONNX opset 11, the manifest declares 13" in message
+    assert "parity not run" in message
+    report = json.loads((tmp_path / REPORT_NAME).read_text())
+    assert report["parity"] is None and report["passed"] is False
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ValidationError, match=r"no ONNX model at end2end\.onnx"):
+        run_gate(tmp_path / "end2end.onnx", classifier_subject(), lambda: None, FAST, tmp_path)
+
+
+def test_an_optimized_model_is_kept_only_when_it_is_faster(tmp_path):
+    path, reference = export_classifier(tmp_path)
+    runs = run_reference(reference, input_cases(classifier_subject().signature.inputs, FAST))
+    raw = measure_speed(path, runs[0].case.feeds, warmup_runs=1, timed_runs=5)
+    demanding = ValidationSettings(samples=2, warmup_runs=1, timed_runs=5, min_speedup=1000.0)
+    result = try_optimization(path, tmp_path, runs, raw, "classification", TASK_DEFAULTS["classification"], demanding)
+    assert not result.kept and "below the 1000.00x needed" in result.reason
+    assert result.parity.passed and result.speed.p50_ms > 0  # both latencies are reported
+    assert not (tmp_path / OPTIMIZED_NAME).exists()
+
+
+def test_an_optimized_model_that_fails_parity_is_dropped(tmp_path):
+    path, _ = export_classifier(tmp_path)
+    other = tiny_classifier(seed=1)  # a different model as the reference: parity cannot pass
+
+    def reference(feeds):
+        import torch
+
+        with torch.no_grad():
+            return {"output": other(torch.from_numpy(feeds["input"])).numpy()}
+
+    runs = run_reference(reference, input_cases(classifier_subject().signature.inputs, FAST))
+    raw = measure_speed(path, runs[0].case.feeds, warmup_runs=1, timed_runs=5)
+    lenient = ValidationSettings(samples=2, warmup_runs=1, timed_runs=5, min_speedup=1.0)
+    result = try_optimization(path, tmp_path, runs, raw, "classification", TASK_DEFAULTS["classification"], lenient)
+    assert not result.kept
+    assert result.reason.startswith("dropped: the optimized model fails parity (output 'output' max abs error")
+    assert not (tmp_path / OPTIMIZED_NAME).exists()
+
+
+def test_the_report_names_the_file_that_ships(tmp_path):
+    # Whether the optimized copy measures faster is up to the machine; either way the report must
+    # point at the file that exists and carry that file's hash.
+    path, reference = export_classifier(tmp_path)
+    settings = ValidationSettings(samples=1, warmup_runs=1, timed_runs=5, min_speedup=1.0)
+    report = run_gate(path, classifier_subject(), lambda: reference, settings, tmp_path)
+    optimization = report.optimization
+    assert optimization is not None and optimization.parity.passed
+    if optimization.kept:
+        assert report.shipped_onnx == OPTIMIZED_NAME and (tmp_path / OPTIMIZED_NAME).is_file()
+        assert report.shipped_sha256 == optimization.sha256 != report.model.onnx_sha256
+    else:
+        assert report.shipped_onnx == "end2end.onnx" and report.shipped_sha256 == report.model.onnx_sha256
+        assert not (tmp_path / OPTIMIZED_NAME).exists()
