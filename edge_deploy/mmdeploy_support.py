@@ -103,10 +103,27 @@ def torchscript_exporter_default() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def openmmlab_output_to_stderr() -> Iterator[None]:
+    """mmengine's loggers (and a few prints) write to stdout, where `--json` output goes; move them.
+
+    MMLogger binds `sys.stdout` when a logger is created: loggers created inside the block get
+    stderr through the redirect, existing ones have their stdout handlers pointed at stderr.
+    """
+    from mmengine.logging import MMLogger
+
+    for logger in list(MMLogger._instance_dict.values()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+                handler.setStream(sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+@contextlib.contextmanager
 def mmdeploy_environment() -> Iterator[None]:
     """Everything MMDeploy needs on this stack; enter it before importing mmdeploy or mmpretrain."""
     ensure_torchvision_importable()
-    with torchscript_exporter_default():
+    with torchscript_exporter_default(), openmmlab_output_to_stderr():
         yield
 
 

@@ -216,13 +216,19 @@ def _drop_pretrained(node: Any) -> None:
     if isinstance(node, dict):
         for key in list(node):
             value = node[key]
-            if (key == "pretrained" and isinstance(value, str)) or (key == "init_cfg" and _is_pretrained(value)):
+            pretrained_path = key == "pretrained" and isinstance(value, str)
+            if pretrained_path or _is_weight_url(value) or (key == "init_cfg" and _is_pretrained(value)):
                 node[key] = None
             else:
                 _drop_pretrained(value)
     elif isinstance(node, (list, tuple)):
         for item in node:
             _drop_pretrained(item)
+
+
+def _is_weight_url(value: Any) -> bool:
+    """A remote checkpoint, e.g. the `checkpoint = 'https://...pth'` variable configs keep for init_cfg."""
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and value.endswith((".pth", ".pt"))
 
 
 def _is_pretrained(init_cfg: Any) -> bool:
@@ -261,7 +267,9 @@ def build_model(cfg, codebase: str):
 def save_random_checkpoint(cfg, sample: Sample, path: Path, seed: int) -> None:
     import torch
 
-    with torch.random.fork_rng(devices=[]), _quiet_mmengine():
+    from edge_deploy.mmdeploy_support import openmmlab_output_to_stderr
+
+    with torch.random.fork_rng(devices=[]), openmmlab_output_to_stderr(), _quiet_mmengine():
         torch.manual_seed(seed)
         model = build_model(cfg, sample.codebase)
         model.init_weights()

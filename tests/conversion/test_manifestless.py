@@ -1,0 +1,82 @@
+"""A directory without a manifest converts when the config makes everything inferable, and says so."""
+
+import logging
+
+import pytest
+from mmengine.config import Config
+
+from edge_deploy.conversion import ConversionResult, convert
+from edge_deploy.modeldir import ModelDirError, Task, load_model_dir
+
+
+def without_manifest(root):
+    (root / "manifest.yaml").unlink()
+    return root
+
+
+@pytest.mark.slow
+def test_classifier_without_manifest_converts_and_reports_what_it_inferred(copy_sample, tmp_path, caplog):
+    root = without_manifest(copy_sample("resnet18"))
+    with caplog.at_level(logging.INFO, logger="edge_deploy.modeldir"):
+        model_dir = load_model_dir(root)
+    assert model_dir.manifest_path is None
+    assert model_dir.manifest.task is Task.CLASSIFICATION and model_dir.manifest.codebase == "mmpretrain"
+    assert model_dir.manifest.deploy_profile == "classification_onnxruntime_static"
+    assert model_dir.manifest.inputs[0].shape == [1, 3, 224, 224]
+    inferred = "\n".join(model_dir.inferred)
+    assert "codebase=mmpretrain (default_scope=mmpretrain)" in inferred
+    assert "deploy_profile=classification_onnxruntime_static (built-in default for classification)" in inferred
+    assert "input shape 1x3x224x224 (test pipeline CenterCrop)" in inferred
+    assert "has no manifest; inferred:" in caplog.text and "CenterCrop" in caplog.text
+
+    result = convert(model_dir, tmp_path / "out")
+    assert result.inputs == {"input": [1, 3, 224, 224]}
+    assert result.outputs == {"output": [1, 1000]}
+    assert result.inferred == model_dir.inferred
+    assert ConversionResult.read(tmp_path / "out").inferred == model_dir.inferred
+
+
+def test_detector_without_manifest_takes_its_size_from_the_pad_step(copy_sample):
+    root = without_manifest(copy_sample("rtmdet-tiny"))
+    model_dir = load_model_dir(root)
+    assert model_dir.manifest.deploy_profile == "deploy_config.py", "the directory's deploy config is used"
+    assert model_dir.manifest.inputs[0].shape == [1, 3, 320, 320]
+    assert model_dir.manifest.outputs == ["dets", "labels"]
+    assert "input shape 1x3x320x320 (test pipeline Pad)" in model_dir.inferred
+
+
+def test_segmentor_without_manifest_takes_its_size_from_the_resize_scale(copy_sample):
+    model_dir = load_model_dir(without_manifest(copy_sample("fast-scnn")))
+    assert model_dir.manifest.task is Task.SEGMENTATION
+    assert model_dir.manifest.inputs[0].shape == [1, 3, 256, 512]
+
+
+def test_codebase_comes_from_the_registry_without_default_scope(copy_sample):
+    root = without_manifest(copy_sample("fast-scnn"))
+    config_path = next(p for p in root.glob("*.py") if p.name != "deploy_config.py")
+    cfg = Config.fromfile(str(config_path))
+    cfg.pop("default_scope")
+    cfg.dump(str(config_path))
+    model_dir = load_model_dir(root)
+    assert model_dir.manifest.codebase == "mmseg"
+    assert any("model.type=EncoderDecoder is registered in mmseg" in note for note in model_dir.inferred)
+
+
+def test_uninferable_input_size_asks_for_a_manifest(copy_sample):
+    root = without_manifest(copy_sample("resnet18"))
+    config_path = next(root.glob("*.py"))
+    cfg = Config.fromfile(str(config_path))
+    for pipeline in (cfg.test_pipeline, cfg.test_dataloader.dataset.pipeline):
+        pipeline[:] = [step for step in pipeline if step["type"] != "CenterCrop"]
+    cfg.dump(str(config_path))
+    with pytest.raises(ModelDirError) as caught:
+        load_model_dir(root)
+    assert "inputs: cannot infer the input shape" in str(caught.value)
+    assert "write a manifest with inputs[0].shape" in str(caught.value)
+
+
+def test_two_checkpoints_without_manifest_ask_which_one(copy_sample):
+    root = without_manifest(copy_sample("fast-scnn"))
+    (root / "other.pth").write_bytes(b"")
+    with pytest.raises(ModelDirError, match=r"checkpoint: expected exactly one \.pth file"):
+        load_model_dir(root)
