@@ -73,6 +73,9 @@ class EmbeddedRecordStore(RecordQueries):
                 self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits, which
+            # record.json in lakeFS (and `sync`) covers. FULL would fsync every record write.
+            connection.execute("PRAGMA synchronous = NORMAL")
             connection.executescript(_SCHEMA)
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -91,7 +94,7 @@ class EmbeddedRecordStore(RecordQueries):
             "state": record.status.state,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
-            "record": record.to_json(),
+            "record": record.to_json(indent=None),
         }
         changed = self._run(f"write deployment record {record.run_id}", lambda db: db.execute(_UPSERT, row).rowcount)
         return changed == 1
