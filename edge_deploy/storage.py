@@ -194,6 +194,26 @@ class Progress:
         )
 
 
+def describe_local_directory(root: Path) -> Provenance:
+    """A local model directory described like a lakeFS download (the embedded default's source).
+
+    Its "commit id" is the sha256 of its listing (paths and file digests), so the same content
+    always gets the same id, as a lakeFS commit would.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise StorageError(f"local model directory {root} does not exist or is not a directory")
+    files = [
+        FileEntry(path.relative_to(root).as_posix(), path.stat().st_size, file_digests(path)[0])
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    ]
+    if not files:
+        raise StorageError(f"local model directory {root} holds no files")
+    listing = "\n".join(f"{f.path}\t{f.size}\t{f.sha256}" for f in files)
+    return Provenance("local", str(root), hashlib.sha256(listing.encode()).hexdigest(), "", files)
+
+
 class LakeFSStore:
     """lakeFS through its REST API (lakefs-sdk) and its S3 gateway (boto3)."""
 

@@ -8,6 +8,7 @@ from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.crypto import DirectoryFile, Keyring, decrypt_directory, is_encrypted
+from tasks.stage import reported_stage
 
 
 class DecryptOutputs(NamedTuple):
@@ -22,9 +23,10 @@ def decrypt_model(model_dir: FlyteDirectory) -> DecryptOutputs:
     A directory with no sealed file is returned as it is, so plaintext sources cost nothing.
     Keys come from EDGE_KEY_<ID> variables or EDGE_KEY_DIR (a mounted secret).
     """
-    source = Path(model_dir.download())
-    if not any(is_encrypted(path) for path in source.rglob("*") if path.is_file()):
-        return DecryptOutputs(model_dir, [])
-    target = Path(tempfile.mkdtemp(prefix="plain-")) / "model"
-    files = decrypt_directory(source, target, Keyring.from_env())
-    return DecryptOutputs(FlyteDirectory(str(target)), files)
+    with reported_stage("decrypt"):
+        source = Path(model_dir.download())
+        if not any(is_encrypted(path) for path in source.rglob("*") if path.is_file()):
+            return DecryptOutputs(model_dir, [])
+        target = Path(tempfile.mkdtemp(prefix="plain-")) / "model"
+        files = decrypt_directory(source, target, Keyring.from_env())
+        return DecryptOutputs(FlyteDirectory(str(target)), files)

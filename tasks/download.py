@@ -1,4 +1,4 @@
-"""Task `download_model`: a model directory from lakeFS, pinned to the commit its ref points at."""
+"""Task `download_model`: the model directory, from lakeFS pinned to a commit, or a local directory."""
 
 import tempfile
 from pathlib import Path
@@ -8,8 +8,9 @@ from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.config import Settings
-from edge_deploy.storage import LakeFSLocation, LakeFSStore, Provenance
-from tasks.errors import retry_transient_failures
+from edge_deploy.errors import StorageError
+from edge_deploy.storage import LakeFSLocation, LakeFSStore, Provenance, describe_local_directory
+from tasks.stage import reported_stage
 
 
 class DownloadOutputs(NamedTuple):
@@ -20,10 +21,19 @@ class DownloadOutputs(NamedTuple):
 # Not cached: a branch ref moves, so the same inputs can name new content. Downstream stages are
 # cached on the content (sha256) this task reports instead.
 @task(retries=3, timeout=3600, requests=Resources(cpu="1", mem="1Gi"))
-def download_model(repo: str, ref: str, prefix: str = "model/") -> DownloadOutputs:
-    """Download `lakefs://{repo}/{ref}/{prefix}` at the commit `ref` resolves to now."""
-    location = LakeFSLocation(repo, ref, prefix)
-    target = Path(tempfile.mkdtemp(prefix="model-")) / "model"
-    with retry_transient_failures():
+def download_model(
+    repo: str = "", ref: str = "main", prefix: str = "model/", local_dir: FlyteDirectory | None = None
+) -> DownloadOutputs:
+    """Download `lakefs://{repo}/{ref}/{prefix}` at the commit `ref` resolves to now.
+
+    With `local_dir` (the embedded default, no lakeFS), that directory is the source instead.
+    """
+    with reported_stage("download"):
+        if local_dir is not None:
+            return DownloadOutputs(local_dir, describe_local_directory(Path(local_dir.download())))
+        if not repo:
+            raise StorageError("no model source: give repo (with ref and prefix) for lakeFS, or local_dir")
+        location = LakeFSLocation(repo, ref, prefix)
+        target = Path(tempfile.mkdtemp(prefix="model-")) / "model"
         provenance = LakeFSStore(Settings.from_env().require_lakefs()).download(location, target)
-    return DownloadOutputs(FlyteDirectory(str(target)), provenance)
+        return DownloadOutputs(FlyteDirectory(str(target)), provenance)

@@ -1,14 +1,17 @@
-"""Task `seal_model`: the ONNX model encrypted for the edge under the edge key."""
+"""Task `seal_model`: the validated ONNX model encrypted for the edge under the edge key."""
 
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from flytekit import Resources, task
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from edge_deploy.config import Settings
 from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, seal_file
+from edge_deploy.errors import EdgeDeployError
+from tasks.stage import reported_stage
 
 
 class SealOutputs(NamedTuple):
@@ -17,13 +20,16 @@ class SealOutputs(NamedTuple):
 
 
 @task(retries=1, timeout=1800, requests=Resources(cpu="1", mem="1Gi"))
-def seal_model(onnx_model: FlyteFile, key_id: str = "") -> SealOutputs:
-    """Encrypt `onnx_model` under KEK `key_id` (default: EDGE_SEAL_KEY_ID); the name gains `.enc`.
+def seal_model(model_dir: FlyteDirectory, file_name: str = "end2end.onnx", key_id: str = "") -> SealOutputs:
+    """Encrypt `model_dir/file_name` under KEK `key_id` (default: EDGE_SEAL_KEY_ID); the name gains `.enc`.
 
     The result names the key id only; the key itself never leaves the keyring.
     """
-    key_id = key_id or Settings.from_env().require_seal_key_id()
-    source = Path(onnx_model.download())
-    target = Path(tempfile.mkdtemp(prefix="sealed-")) / (source.name + ENCRYPTED_SUFFIX)
-    seal = seal_file(source, target, Keyring.from_env(), key_id)
-    return SealOutputs(FlyteFile(str(target)), seal)
+    with reported_stage("encrypt"):
+        key_id = key_id or Settings.from_env().require_seal_key_id()
+        source = Path(model_dir.download()) / file_name
+        if not source.is_file():
+            raise EdgeDeployError(f"nothing to seal: {file_name} is not in the validated model directory")
+        target = Path(tempfile.mkdtemp(prefix="sealed-")) / (source.name + ENCRYPTED_SUFFIX)
+        seal = seal_file(source, target, Keyring.from_env(), key_id)
+        return SealOutputs(FlyteFile(str(target)), seal)

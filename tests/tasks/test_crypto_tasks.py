@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from flytekit.types.directory import FlyteDirectory
-from flytekit.types.file import FlyteFile
 
 from edge_deploy.crypto import Keyring, UnknownKeyIdError, decrypt_file_to_bytes, encrypt_file, is_encrypted
-from edge_deploy.errors import ConfigError
+from edge_deploy.errors import ConfigError, EdgeDeployError
 from tasks.decrypt import decrypt_model
 from tasks.seal import seal_model
 
@@ -64,9 +63,10 @@ def test_decrypt_model_with_the_key_missing_names_the_key_id(keys, monkeypatch, 
 
 
 def test_seal_model_encrypts_under_the_edge_key(keys, tmp_path):
-    onnx = _write(tmp_path / "end2end.onnx", os.urandom(50_000))
+    (tmp_path / "validated").mkdir()
+    onnx = _write(tmp_path / "validated" / "end2end.onnx", os.urandom(50_000))
 
-    sealed, seal = seal_model(onnx_model=FlyteFile(str(onnx)))
+    sealed, seal = seal_model(model_dir=FlyteDirectory(str(tmp_path / "validated")))
 
     assert Path(sealed.path).name == "end2end.onnx.enc" and is_encrypted(sealed.path)
     assert seal.key_id == "edge-2026"
@@ -77,8 +77,14 @@ def test_seal_model_encrypts_under_the_edge_key(keys, tmp_path):
 
 def test_seal_model_without_a_chosen_key_names_the_variable(keys, monkeypatch, tmp_path):
     monkeypatch.delenv("EDGE_SEAL_KEY_ID")
+    _write(tmp_path / "end2end.onnx", b"x")
     with pytest.raises(ConfigError, match="EDGE_SEAL_KEY_ID"):
-        seal_model(onnx_model=FlyteFile(str(_write(tmp_path / "m.onnx", b"x"))))
+        seal_model(model_dir=FlyteDirectory(str(tmp_path)))
+
+
+def test_seal_model_names_a_missing_file(keys, tmp_path):
+    with pytest.raises(EdgeDeployError, match=r"optimized\.onnx is not in the validated model directory"):
+        seal_model(model_dir=FlyteDirectory(str(tmp_path)), file_name="optimized.onnx")
 
 
 def _write(path: Path, data: bytes) -> Path:

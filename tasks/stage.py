@@ -1,0 +1,32 @@
+"""Which run a task belongs to, and how a task reports its stage to the live status.
+
+On a cluster every task of one execution sees the same execution name, which is the run id. A
+local `pyflyte run` executes the whole workflow in one process whose execution name is always
+"local", so that process draws one run id of its own for all its tasks (and its failure handler).
+"""
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+
+import flytekit
+
+from edge_deploy.config import Settings
+from edge_deploy.status import RunTracker, open_status
+from tasks.errors import retry_transient_failures
+
+_LOCAL_RUN_ID = f"local-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+def current_run_id() -> str:
+    name = flytekit.current_context().execution_id.name
+    return name if name and name != "local" else _LOCAL_RUN_ID
+
+
+@contextlib.contextmanager
+def reported_stage(stage: str) -> Iterator[RunTracker]:
+    """Report `stage` as started/finished/failed for this run; transient errors become recoverable."""
+    tracker = RunTracker(open_status(Settings.from_env()), current_run_id())
+    with retry_transient_failures(), tracker.stage(stage):
+        yield tracker
