@@ -9,6 +9,7 @@ and its inputs are the declared ones, so one run reports every problem.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,13 +20,14 @@ from importlib import metadata
 from pathlib import Path
 
 from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.optimize import sha256_of
 from edge_deploy.validation.report import (
     Check,
-    ModelIdentity,
     OptimizationReport,
     ParityReport,
     SpeedReport,
     StructureReport,
+    ValidatedModel,
     ValidationReport,
     ValidationSettings,
 )
@@ -59,16 +61,16 @@ ReferenceFactory = Callable[[], Callable]
 
 
 def validate(
-    model_dir: Path,
+    model_dir,
     onnx_dir: Path,
     *,
     out_dir: Path | None = None,
     settings: ValidationSettings | None = None,
 ) -> ValidationReport:
-    """Validate `onnx_dir/end2end.onnx` against the PyTorch model in `model_dir`."""
-    from edge_deploy.modeldir import load_model_dir
+    """Validate `onnx_dir/end2end.onnx` against the PyTorch model in `model_dir` (a path or a loaded ModelDir)."""
+    from edge_deploy.modeldir import ModelDir, load_model_dir
 
-    loaded = load_model_dir(Path(model_dir))
+    loaded = model_dir if isinstance(model_dir, ModelDir) else load_model_dir(Path(model_dir))
     onnx_dir = Path(onnx_dir)
     subject = subject_from_model_dir(loaded, onnx_dir)
 
@@ -81,36 +83,23 @@ def validate(
 
 
 def subject_from_model_dir(model_dir, onnx_dir: Path) -> GateSubject:
+    from edge_deploy.conversion import model_identity
+
     manifest = model_dir.manifest
     return GateSubject(
         task=manifest.task.value,
         codebase=manifest.codebase,
         deploy_profile=manifest.deploy_profile,
-        model_sha256=model_digest(model_dir),
+        model_sha256=identity_digest(model_identity(model_dir)),
         signature=ExpectedSignature(manifest.inputs, manifest.outputs, manifest.opset),
         tolerances=manifest.tolerances,
         expected_onnx_sha256=_recorded_sha256(onnx_dir / CONVERSION_RECORD),
     )
 
 
-def model_digest(model_dir) -> str:
-    """sha256 over the files that define the PyTorch model: config, checkpoint, manifest, deploy config."""
-    files = {"config": model_dir.config_path, "checkpoint": model_dir.checkpoint_path}
-    files["deploy_config"] = model_dir.deploy_config_path
-    if model_dir.manifest_path is not None:
-        files["manifest"] = model_dir.manifest_path
-    digest = hashlib.sha256()
-    for role, path in sorted(files.items()):
-        digest.update(f"{role}:{file_sha256(path)}\n".encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def identity_digest(identity) -> str:
+    """sha256 of a conversion ModelIdentity: one string naming the model's content and converter stack."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(identity), sort_keys=True).encode()).hexdigest()
 
 
 def _recorded_sha256(record: Path) -> str | None:
@@ -137,7 +126,7 @@ def run_gate(
     if not onnx_path.is_file():
         raise ValidationError(f"no ONNX model at {onnx_path.name} in {onnx_path.parent}: convert the model first")
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_sha256 = file_sha256(onnx_path)
+    onnx_sha256 = sha256_of(onnx_path)
     structure = check_structure(onnx_path, subject.signature)
     structure.checks.insert(0, _content_check(onnx_sha256, subject.expected_onnx_sha256))
     structure.passed = all(check.passed for check in structure.checks)
@@ -151,7 +140,7 @@ def run_gate(
     report = ValidationReport(
         passed=failure is None,
         failure=failure,
-        model=ModelIdentity(
+        model=ValidatedModel(
             task=subject.task,
             codebase=subject.codebase,
             deploy_profile=subject.deploy_profile,

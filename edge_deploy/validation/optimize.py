@@ -40,7 +40,7 @@ def write_optimized(onnx_path: Path, target: Path, custom_op_library: Path | Non
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    with Path(path).open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

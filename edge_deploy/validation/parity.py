@@ -261,8 +261,19 @@ def _compare_detection(
 
 
 def parity_report(cases: list[ParityCase], provider: str) -> ParityReport:
-    failure = next((message for case in cases if (message := case.failure_message())), None)
-    return ParityReport(passed=failure is None, provider=provider, cases=cases, failure=failure)
+    return ParityReport(
+        passed=all(case.passed for case in cases), provider=provider, cases=cases, failure=_failure(cases)
+    )
+
+
+def _failure(cases: list[ParityCase]) -> str | None:
+    """The first failing output (in output order) at its worst case; else the first task-level failure."""
+    failing = [(case, output) for case in cases for output in case.outputs if not output.passed]
+    if failing:
+        name = failing[0][1].name
+        case, output = max((item for item in failing if item[1].name == name), key=lambda item: item[1].max_abs)
+        return output.failure_message(case.name)
+    return next((message for case in cases if (message := case.failure_message())), None)
 
 
 def run_onnx(session, feeds: Mapping[str, np.ndarray]) -> tuple[Arrays, float]:

@@ -221,12 +221,13 @@ class OptimizationReport:
 
 
 @dataclass
-class ModelIdentity:
-    """What was validated: the model directory's content and the ONNX file's content."""
+class ValidatedModel:
+    """What was validated: the model directory's content identity and the ONNX file's content."""
 
     task: str
     codebase: str
     deploy_profile: str
+    # sha256 of the conversion's ModelIdentity (config, checkpoint, manifest, deploy config, versions).
     model_sha256: str
     onnx_file: str
     onnx_sha256: str
@@ -237,7 +238,7 @@ class ModelIdentity:
 class ValidationReport:
     passed: bool
     failure: str | None
-    model: ModelIdentity
+    model: ValidatedModel
     # The file downstream stages ship (the optimized model when it was kept) and its content hash.
     shipped_onnx: str
     shipped_sha256: str
