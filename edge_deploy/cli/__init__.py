@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "edge_deploy.cli.storage",
     "edge_deploy.cli.keys",
     "edge_deploy.cli.models",
+    "edge_deploy.cli.validate",
     "edge_deploy.cli.deployments",
 ]
 
