@@ -220,7 +220,8 @@ def _decrypt(sealed: Path, config: RuntimeConfig) -> bytes:
     except EdgeDeployError as exc:
         key_id = _key_id(sealed)
         named = f" (sealed under key id {key_id!r})" if key_id else ""
-        raise ModelLoadError(f"cannot open the sealed model{named}: {exc}; keys are read from {KEY_SOURCES}") from None
+        where = "" if config.key_dir else f" (no EDGE_KEY_DIR given and nothing mounted at {DEFAULT_KEY_DIR})"
+        raise ModelLoadError(f"cannot open the sealed model{named}: {exc}{where}") from None
 
 
 def _key_id(sealed: Path) -> str | None:

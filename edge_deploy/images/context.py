@@ -1,0 +1,238 @@
+"""The hermetic build context: the target platform's runtime layer, the runtime code and the sealed model.
+
+The runtime layer is what `pip install --target DIR --platform <tag> --python-version X.Y
+--implementation cp --only-binary=:all:` puts in DIR on the build host: wheels for the *target*
+platform, so the image build is COPY-only (no network, no emulation). Layers are cached under
+`<work dir>/runtime-layers/`, keyed by platform, Python version and the pinned requirements; a cached
+layer records the sha256 of every wheel it was installed from, and those hashes go into the tag.
+"""
+
+from __future__ import annotations
+
+import compileall
+import hashlib
+import json
+import logging
+import os
+import py_compile
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_deploy.images.errors import RuntimeLayerError
+from edge_deploy.platforms import BuildTarget, RuntimePackages
+
+log = logging.getLogger(__name__)
+
+LAYER_FORMAT = 1  # bump when the way a layer is made changes, so old cache entries are not reused
+DOCKERFILE = Path(__file__).resolve().parents[2] / "images" / "edge" / "Dockerfile"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the edge_deploy package
+# What of edge_deploy goes into the image: the runtime, the crypto it decrypts with, and their stdlib-only deps.
+RUNTIME_CODE = ("__init__.py", "config.py", "errors.py", "crypto", "runtime")
+PIP_TIMEOUT_SECONDS = 1800
+
+
+@dataclass(frozen=True)
+class RuntimeLayer:
+    path: Path  # a site-packages directory for the target platform
+    wheels: Mapping[str, str]  # wheel file name -> sha256
+    digest: str  # sha256 over the platform, Python version and wheel hashes
+
+    @property
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+@dataclass(frozen=True)
+class SealedModel:
+    """The model as it goes into an image: sealed for the edge, identified by its plaintext sha256."""
+
+    name: str
+    sealed_path: Path
+    model_sha256: str  # of the plaintext ONNX model
+    key_id: str  # the KEK it is sealed under (a rewrap to a new key id makes a new image)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    path: Path
+    dockerfile: str
+    code_digest: str
+    model_metadata: Mapping[str, object]
+
+
+def prepare_runtime_layer(runtime: RuntimePackages, platform: str, cache_root: Path) -> RuntimeLayer:
+    """The cached runtime layer for these requirements on `platform`, made on the first call."""
+    key = _layer_key(runtime, platform)
+    final = cache_root / "runtime-layers" / f"{platform.replace('/', '-')}-{key[:16]}"
+    if (final / "wheels.json").is_file():
+        return _load_layer(final, runtime, platform)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        started = time.monotonic()
+        _pip(runtime, platform, "download", "--dest", str(work / "wheels"))
+        _pip(runtime, platform, "install", "--no-index", "--find-links", str(work / "wheels"), "--no-compile",
+             "--target", str(work / "site-packages"))  # fmt: skip
+        _finish_site_packages(work / "site-packages", runtime)
+        wheels = {p.name: _sha256_file(p) for p in sorted((work / "wheels").glob("*.whl"))}
+        (work / "wheels.json").write_text(json.dumps({"platform": platform, "wheels": wheels}, indent=1))
+        shutil.rmtree(work / "wheels")
+        try:
+            os.rename(work, final)
+        except OSError:  # another build made the same layer meanwhile: use theirs
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("runtime layer for %s made in %.1fs: %s", platform, time.monotonic() - started, ", ".join(wheels))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return _load_layer(final, runtime, platform)
+
+
+def write_build_context(
+    directory: Path,
+    target: BuildTarget,
+    layer: RuntimeLayer,
+    model: SealedModel,
+    dockerfile: str,
+    extra_metadata: Mapping[str, object] | None = None,
+) -> BuildContext:
+    """Lay out the context for one image in `directory` (which must not exist)."""
+    directory.mkdir(parents=True)
+    _link_tree(layer.path, directory / "site-packages")
+    code_digest = copy_runtime_code(directory / "app" / "edge_deploy")
+    (directory / "model").mkdir()
+    shutil.copyfile(model.sealed_path, directory / "model" / "model.onnx.enc")
+    os.chmod(directory / "model" / "model.onnx.enc", 0o644)  # ciphertext; the non-root user must read it
+    metadata = model_metadata(target, model, extra_metadata)
+    (directory / "model" / "model.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+    (directory / "Dockerfile").write_text(dockerfile)
+    log.debug("build context for %s in %s", target.name, directory)
+    return BuildContext(directory, dockerfile, code_digest, metadata)
+
+
+def model_metadata(
+    target: BuildTarget, model: SealedModel, extra: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """model.json: what the runtime reads (sha256 to verify, providers) and what /v1/model shows."""
+    return {
+        **dict(extra or {}),
+        "name": model.name,
+        "model_sha256": model.model_sha256,
+        "key_id": model.key_id,
+        "platform": str(target.platform),
+        "device_class": target.name,
+        "execution_providers": list(target.spec.execution_providers),
+    }
+
+
+def render_dockerfile(target: BuildTarget, template: Path = DOCKERFILE) -> str:
+    """images/edge/Dockerfile, plus the platform's extra environment from the matrix."""
+    text = template.read_text()
+    if target.spec.env:
+        pairs = " ".join(f"{name}={json.dumps(value)}" for name, value in sorted(target.spec.env.items()))
+        text += f"\n# platform environment of {target.name} (images/platforms.yaml)\nENV {pairs}\n"
+    return text
+
+
+def copy_runtime_code(destination: Path) -> str:
+    """Copy the runtime's part of edge_deploy (Python files only) and return its digest."""
+    for source in runtime_code_files():
+        target = destination / source.relative_to(PACKAGE_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return runtime_code_digest()
+
+
+def runtime_code_digest() -> str:
+    """sha256 over the runtime code's relative paths and contents (what `copy_runtime_code` copies)."""
+    digest = hashlib.sha256()
+    for source in runtime_code_files():
+        digest.update(str(source.relative_to(PACKAGE_ROOT)).encode() + b"\0" + _sha256_file(source).encode())
+    return digest.hexdigest()
+
+
+def runtime_code_files() -> list[Path]:
+    files: list[Path] = []
+    for name in RUNTIME_CODE:
+        path = PACKAGE_ROOT / name
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return files
+
+
+def _pip(runtime: RuntimePackages, platform: str, command: str, *arguments: str) -> None:
+    argv = [sys.executable, "-m", "pip", command, "--disable-pip-version-check", "--quiet", "--only-binary=:all:"]
+    for tag in runtime.wheel_platforms:
+        argv += ["--platform", tag]
+    argv += ["--python-version", runtime.python_version, "--implementation", "cp"]
+    if runtime.index_url and command == "download":
+        argv += ["--extra-index-url", runtime.index_url]
+    argv += [*arguments, *runtime.packages]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise RuntimeLayerError(f"pip {command} of {' '.join(runtime.packages)} for {platform} timed out") from None
+    if done.returncode != 0:
+        detail = [line for line in (done.stderr or done.stdout).splitlines() if "ERROR" in line or "error" in line]
+        source = f" (extra index {runtime.index_url})" if runtime.index_url else ""
+        raise RuntimeLayerError(
+            f"cannot {command} the runtime wheels for {platform}, Python {runtime.python_version}: "
+            f"{' '.join(runtime.packages)}{source}: {' '.join(detail[-2:]) or done.stderr.strip()[-300:]}"
+        )
+
+
+def _finish_site_packages(site_packages: Path, runtime: RuntimePackages) -> None:
+    # console scripts carry the build host's interpreter path in their shebang: useless in the image
+    shutil.rmtree(site_packages / "bin", ignore_errors=True)
+    host_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if host_version == runtime.python_version:
+        # byte-compile once here, hash-checked (independent of file times), so the container starts
+        # fast even though its non-root user cannot write __pycache__
+        compileall.compile_dir(
+            str(site_packages), quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+        )
+
+
+def _layer_key(runtime: RuntimePackages, platform: str) -> str:
+    described = {
+        "format": LAYER_FORMAT,
+        "platform": platform,
+        "python": runtime.python_version,
+        "packages": list(runtime.packages),
+        "wheel_platforms": list(runtime.wheel_platforms),
+        "index_url": runtime.index_url,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def _load_layer(path: Path, runtime: RuntimePackages, platform: str) -> RuntimeLayer:
+    recorded = json.loads((path / "wheels.json").read_text())
+    wheels = dict(recorded["wheels"])
+    digest = hashlib.sha256(
+        json.dumps({"platform": platform, "python": runtime.python_version, "wheels": wheels}, sort_keys=True).encode()
+    ).hexdigest()
+    return RuntimeLayer(path / "site-packages", wheels, digest)
+
+
+def _link_tree(source: Path, destination: Path) -> None:
+    """Hard-link (or copy, across filesystems) a directory tree: the cached layer is ~150 MB."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, destination, copy_function=link_or_copy, symlinks=True)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

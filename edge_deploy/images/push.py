@@ -1,0 +1,281 @@
+"""The build+push stage: one image per target, content-addressed, then a multi-platform index.
+
+For each target: resolve the base (in the engine, or pulled), prepare the runtime layer (cached),
+compute the content tag; if the registry already has that tag, nothing is built or pushed and its
+digest is returned; else build (COPY-only), tag and push with the SDK, capturing the manifest digest.
+Last, an index over all targets goes under the release tag (skipped when it already holds it), so
+`docker pull --platform linux/arm64 <repo>:<release tag>` gets the arm64 image.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from edge_deploy.config import RegistrySettings, Settings
+from edge_deploy.errors import TransientError
+from edge_deploy.images import build as engine
+from edge_deploy.images.context import (
+    DOCKERFILE,
+    SealedModel,
+    model_metadata,
+    prepare_runtime_layer,
+    render_dockerfile,
+    runtime_code_digest,
+    write_build_context,
+)
+from edge_deploy.images.errors import RegistryAuthError, RegistryError, RegistryUnavailableError
+from edge_deploy.images.registry import IndexEntry, RegistryClient
+from edge_deploy.images.tags import TagInputs, check_tag, content_tag, dockerfile_sha256
+from edge_deploy.platforms import BuildTarget, OciPlatform, build_mode
+from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+
+log = logging.getLogger(__name__)
+
+LABEL_PREFIX = "io.edge-deploy"
+_TRANSIENT_PUSH_ERRORS = ("connection refused", "i/o timeout", "no such host", "connection reset", "eof", "503", "502")
+_AUTH_PUSH_ERRORS = ("unauthorized", "authentication required", "denied", "forbidden")
+
+
+@dataclass(frozen=True)
+class ImageProvenance:
+    source: str  # org.opencontainers.image.source: where the pipeline's code lives
+    revision: str  # org.opencontainers.image.revision: its commit
+    lakefs_repository: str | None = None
+    lakefs_commit: str | None = None
+    validation_status: str = "not-validated"  # passed | failed | not-validated
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    model: SealedModel
+    targets: Sequence[BuildTarget]
+    repository: str  # under EDGE_REGISTRY, e.g. "models/resnet18"
+    release_tag: str  # the index's tag, e.g. the model version
+    provenance: ImageProvenance
+    base_images: Mapping[str, str] = field(default_factory=dict)  # device class -> base reference (overrides)
+    dockerfile: Path = DOCKERFILE
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    device_class: str
+    platform: str
+    reference: str  # registry/repository:content-tag
+    digest: str | None  # manifest digest in the registry (None when not pushed)
+    size: int  # bytes in the registry (config + compressed layers); local uncompressed size when not pushed
+    built: bool
+    pushed: bool
+    image_id: str | None = None
+    build_mode: str = "native"
+    seconds: float = 0.0
+
+    @property
+    def pinned_reference(self) -> str:
+        return f"{self.reference.rsplit(':', 1)[0]}@{self.digest}" if self.digest else self.reference
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    targets: list[TargetResult]
+    index_reference: str | None
+    index_digest: str | None
+    index_pushed: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def build_and_push(
+    request: ReleaseRequest,
+    settings: Settings,
+    client: docker.DockerClient | None = None,
+    *,
+    push: bool = True,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> ReleaseResult:
+    """Build every target (unless its content tag is already in the registry), push, and push the index."""
+    check_tag(request.release_tag)
+    if not request.targets:
+        raise ValueError("a release needs at least one build target")
+    registry = RegistryClient(settings.require_registry(), retry_policy) if push else None
+    if registry is not None:
+        registry.check_access(request.repository)  # wrong password or registry down: fail before any build
+    client = client or engine.engine_client()
+    host = engine.engine_platform(client)
+    results = [
+        _one_target(request, target, settings, client, registry, host, retry_policy) for target in request.targets
+    ]
+    if registry is None:
+        return ReleaseResult(results, None, None, False)
+    entries = [_index_entry(registry, request.repository, r) for r in results]
+    index_digest, index_pushed = registry.put_index(request.repository, request.release_tag, entries)
+    index_reference = registry.reference(request.repository, request.release_tag)
+    log.info("index %s -> %s (%s)", index_reference, index_digest, "pushed" if index_pushed else "unchanged")
+    return ReleaseResult(results, index_reference, index_digest, index_pushed)
+
+
+def _one_target(
+    request: ReleaseRequest,
+    target: BuildTarget,
+    settings: Settings,
+    client: docker.DockerClient,
+    registry: RegistryClient | None,
+    host: OciPlatform,
+    retry_policy: RetryPolicy,
+) -> TargetResult:
+    started = time.monotonic()
+    mode = build_mode(target, host)
+    base = engine.resolve_base(client, request.base_images.get(target.name, target.spec.base_image), target.platform)
+    layer = prepare_runtime_layer(target.spec.runtime, str(target.platform), settings.work_dir)
+    dockerfile = render_dockerfile(target, request.dockerfile)
+    metadata = model_metadata(target, request.model, _provenance_metadata(request.provenance))
+    labels = image_labels(request, target)
+    inputs = TagInputs(
+        device_class=target.name,
+        platform=str(target.platform),
+        base_image_id=base.image_id,
+        runtime_layer_digest=layer.digest,
+        model_sha256=request.model.model_sha256,
+        key_id=request.model.key_id,
+        runtime_code_digest=runtime_code_digest(),
+        dockerfile_sha256=dockerfile_sha256(dockerfile),
+        model_metadata=metadata,
+        labels=labels,
+    )
+    tag = content_tag(inputs)
+    labels[f"{LABEL_PREFIX}.content-digest"] = inputs.digest()
+    local_repository = (
+        registry.reference(request.repository, tag).rsplit(":", 1)[0] if registry else f"edge/{request.repository}"
+    )
+    reference = f"{local_repository}:{tag}"
+
+    def result(digest: str | None, size: int, **outcome) -> TargetResult:
+        seconds = time.monotonic() - started
+        return TargetResult(
+            target.name, str(target.platform), reference, digest, size, build_mode=mode, seconds=seconds, **outcome
+        )
+
+    if registry is not None:
+        existing = registry.manifest_digest(request.repository, tag)
+        if existing:
+            manifest = registry.get_manifest(request.repository, existing)
+            log.info("%s: %s is already in the registry (%s): nothing to build or push", target.name, tag, existing)
+            return result(existing, manifest.image_size, built=False, pushed=False)
+
+    image_id, built = _local_or_built(client, request, target, layer, base, labels, reference, settings)
+    if registry is None:
+        size = int(client.images.get(image_id).attrs.get("Size", 0))
+        return result(None, size, built=built, pushed=False, image_id=image_id)
+    digest = push_image(client, reference, registry.settings, retry_policy)
+    manifest = registry.get_manifest(request.repository, digest)
+    log.info("%s: pushed %s (%s, %d bytes)", target.name, reference, digest, manifest.image_size)
+    return result(digest, manifest.image_size, built=built, pushed=True, image_id=image_id)
+
+
+def _local_or_built(client, request, target, layer, base, labels, reference, settings) -> tuple[str, bool]:
+    """The image already tagged `reference` in the engine (same content tag: same content), else a new build."""
+    try:
+        return client.images.get(reference).id, False
+    except docker.errors.ImageNotFound:
+        pass
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="edge-build-", dir=settings.work_dir))
+    try:
+        context = write_build_context(
+            scratch / "context",
+            target,
+            layer,
+            request.model,
+            dockerfile=render_dockerfile(target, request.dockerfile),
+            extra_metadata=_provenance_metadata(request.provenance),
+        )
+        build_args = {"EDGE_PROVIDERS": ",".join(target.spec.execution_providers)}
+        built = engine.build_image(client, context, base, labels, build_args)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    repository, tag = reference.rsplit(":", 1)
+    engine.tag_image(client, built.image_id, repository, tag)
+    log.info("%s: built %s (%d bytes)", target.name, reference, built.size)
+    return built.image_id, True
+
+
+def push_image(
+    client: docker.DockerClient, reference: str, registry: RegistrySettings, policy: RetryPolicy = DEFAULT_POLICY
+) -> str:
+    """Push with the engine; returns the manifest digest. Transient failures are retried (bounded)."""
+    repository, tag = reference.rsplit(":", 1)
+    auth = {"username": registry.username, "password": registry.password.reveal()} if registry.password else None
+
+    def attempt() -> str:
+        digest = None
+        for chunk in client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+            if "error" in chunk:
+                raise _push_error(chunk["error"], reference, registry)
+            digest = (chunk.get("aux") or {}).get("Digest", digest)
+        if not digest:
+            raise RegistryError(f"pushing {reference}: the engine reported no digest")
+        return digest
+
+    try:
+        return call_with_retry(attempt, f"push {reference}", policy)
+    except RegistryUnavailableError:
+        raise
+    except TransientError as exc:
+        raise RegistryUnavailableError(f"pushing {reference} failed: {exc}") from None
+
+
+def image_labels(request: ReleaseRequest, target: BuildTarget) -> dict[str, str]:
+    provenance = request.provenance
+    return {
+        "org.opencontainers.image.source": provenance.source,
+        "org.opencontainers.image.revision": provenance.revision,
+        "org.opencontainers.image.created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.title": request.model.name,
+        f"{LABEL_PREFIX}.model.sha256": request.model.model_sha256,
+        f"{LABEL_PREFIX}.model.key-id": request.model.key_id,
+        f"{LABEL_PREFIX}.lakefs.repository": provenance.lakefs_repository or "",
+        f"{LABEL_PREFIX}.lakefs.commit": provenance.lakefs_commit or "",
+        f"{LABEL_PREFIX}.validation.status": provenance.validation_status,
+        f"{LABEL_PREFIX}.platform": str(target.platform),
+        f"{LABEL_PREFIX}.device-class": target.name,
+    }
+
+
+def _provenance_metadata(provenance: ImageProvenance) -> dict[str, object]:
+    return {
+        "lakefs_repository": provenance.lakefs_repository,
+        "lakefs_commit": provenance.lakefs_commit,
+        "validation_status": provenance.validation_status,
+        "source_revision": provenance.revision,
+    }
+
+
+def _index_entry(registry: RegistryClient, repository: str, result: TargetResult) -> IndexEntry:
+    assert result.digest is not None
+    manifest = registry.get_manifest(repository, result.digest)
+    return IndexEntry(
+        manifest.media_type, manifest.digest, len(manifest.body), OciPlatform.parse(result.platform).to_oci()
+    )
+
+
+def _push_error(message: str, reference: str, registry: RegistrySettings) -> Exception:
+    lowered = message.lower()
+    if any(marker in lowered for marker in _AUTH_PUSH_ERRORS):
+        who = f"user {registry.username!r}" if registry.username else "anonymous access"
+        return RegistryAuthError(
+            f"registry {registry.host} refused the push of {reference} for {who}; "
+            "check EDGE_REGISTRY_USERNAME and EDGE_REGISTRY_PASSWORD"
+        )
+    if any(marker in lowered for marker in _TRANSIENT_PUSH_ERRORS):
+        return TransientError(message.strip()[:300])
+    return RegistryError(f"pushing {reference}: {message.strip()[:300]}")
