@@ -31,6 +31,7 @@ from tasks.convert import check_identity
 # Bump when a change in the gate's code changes its verdict or report for the same inputs.
 VALIDATION_CACHE_VERSION = "1"
 DECK_TITLE = "ONNX validation"
+DEFAULT_SETTINGS = ValidationSettings()
 
 
 class ValidateOutputs(NamedTuple):
@@ -52,7 +53,7 @@ def validate_onnx(
     onnx_dir: FlyteDirectory,
     identity: ModelIdentity,
     onnx_sha256: str,
-    settings: ValidationSettings,
+    settings: ValidationSettings = DEFAULT_SETTINGS,
 ) -> ValidateOutputs:
     """Structure, parity against PyTorch, speed and optional optimization of `onnx_dir/end2end.onnx`."""
     loaded = load_model_dir(Path(model_dir.download()))
