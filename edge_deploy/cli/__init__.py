@@ -19,6 +19,7 @@ from edge_deploy.errors import EdgeDeployError
 COMMAND_MODULES = [
     "edge_deploy.cli.storage",
     "edge_deploy.cli.keys",
+    "edge_deploy.cli.images",
     "edge_deploy.cli.models",
     "edge_deploy.cli.validate",
     "edge_deploy.cli.deployments",

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, read_header, seal_file
 from edge_deploy.images.errors import RuntimeLayerError
 from edge_deploy.platforms import BuildTarget, RuntimePackages
 
@@ -236,3 +237,16 @@ def _sha256_file(path: Path) -> str:
         while block := stream.read(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
+
+
+def seal_model(onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str) -> SealedModel:
+    """Seal a plaintext ONNX model for the edge under KEK `key_id` (into `out_dir`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sealed = seal_file(onnx_path, out_dir / f"{onnx_path.name}.enc", keyring, key_id)
+    return SealedModel(name, out_dir / f"{onnx_path.name}.enc", sealed.plaintext_sha256, key_id)
+
+
+def open_sealed_model(sealed_path: Path, keyring: Keyring, name: str) -> SealedModel:
+    """An already sealed model: decrypted in memory once, to learn (and prove) its plaintext sha256."""
+    digest = hashlib.sha256(decrypt_file_to_bytes(sealed_path, keyring)).hexdigest()
+    return SealedModel(name, sealed_path, digest, read_header(sealed_path).key_id)
