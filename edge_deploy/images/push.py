@@ -77,7 +77,9 @@ class TargetResult:
     pushed: bool
     image_id: str | None = None
     build_mode: str = "native"
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole target, including the registry check
+    build_seconds: float = 0.0
+    push_seconds: float = 0.0
 
     @property
     def pinned_reference(self) -> str:
@@ -172,14 +174,19 @@ def _one_target(
             log.info("%s: %s is already in the registry (%s): nothing to build or push", target.name, tag, existing)
             return result(existing, manifest.image_size, built=False, pushed=False)
 
+    build_started = time.monotonic()
     image_id, built = _local_or_built(client, request, target, layer, base, labels, reference, settings)
+    build_seconds = time.monotonic() - build_started
     if registry is None:
         size = int(client.images.get(image_id).attrs.get("Size", 0))
-        return result(None, size, built=built, pushed=False, image_id=image_id)
+        return result(None, size, built=built, pushed=False, image_id=image_id, build_seconds=build_seconds)
+    push_started = time.monotonic()
     digest = push_image(client, reference, registry.settings, retry_policy)
+    push_seconds = time.monotonic() - push_started
     manifest = registry.get_manifest(request.repository, digest)
     log.info("%s: pushed %s (%s, %d bytes)", target.name, reference, digest, manifest.image_size)
-    return result(digest, manifest.image_size, built=built, pushed=True, image_id=image_id)
+    timings = {"build_seconds": build_seconds, "push_seconds": push_seconds}
+    return result(digest, manifest.image_size, built=built, pushed=True, image_id=image_id, **timings)
 
 
 def _local_or_built(client, request, target, layer, base, labels, reference, settings) -> tuple[str, bool]:
