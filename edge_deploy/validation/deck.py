@@ -149,8 +149,9 @@ def _speed(raw: SpeedReport, optimization: OptimizationReport | None) -> str:
         ["model", "size", "session load ms", "p50 ms", "p95 ms", "mean ms", "min ms"], rows, numeric={1, 2, 3, 4, 5, 6}
     )
     threads = raw.intra_op_threads or "ONNX Runtime default"
+    interleaved = " (raw and optimized timed interleaved, run by run)" if len(variants) > 1 else ""
     note = (
-        f"<p>Inputs {_e(raw.inputs)}; {raw.warmup_runs} warm-up runs, {raw.timed_runs} timed runs; "
+        f"<p>Inputs {_e(raw.inputs)}; {raw.warmup_runs} warm-up runs, {raw.timed_runs} timed runs{interleaved}; "
         f"intra-op threads: {_e(threads)}; {_e(raw.graph_optimization)}.</p>"
     )
     return "<h3>Speed (ONNX Runtime, CPU)</h3>" + table + note + _latency_plot(variants)

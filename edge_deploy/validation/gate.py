@@ -173,10 +173,9 @@ def _run_numeric_checks(
     out_dir: Path,
     structure: StructureReport,
 ) -> tuple[ParityReport, SpeedReport, OptimizationReport | None]:
-    from edge_deploy.validation.optimize import try_optimization
+    from edge_deploy.validation.optimize import speed_and_optimization
     from edge_deploy.validation.parity import check_parity, input_cases, resolve_tolerances, run_reference
     from edge_deploy.validation.runtime import open_session
-    from edge_deploy.validation.speed import measure_speed
 
     tolerances = resolve_tolerances(subject.task, subject.tolerances, settings)
     library = required_ops_library(onnx_path)
@@ -185,17 +184,11 @@ def _run_numeric_checks(
     session = open_session(onnx_path, custom_op_library=library, threads=settings.intra_op_threads)
     parity = check_parity(session, runs, subject.task, tolerances)
     del session
-    speed = measure_speed(
-        onnx_path,
-        cases[0].feeds,
-        warmup_runs=settings.warmup_runs,
-        timed_runs=settings.timed_runs,
-        threads=settings.intra_op_threads,
-        custom_op_library=library,
+    # A failing model is not optimized: there is nothing to ship.
+    optimize = settings.optimize and parity.passed and structure.passed
+    speed, optimization = speed_and_optimization(
+        onnx_path, out_dir, runs, subject.task, tolerances, settings, library, optimize=optimize
     )
-    optimization = None
-    if settings.optimize and parity.passed and structure.passed:
-        optimization = try_optimization(onnx_path, out_dir, runs, speed, subject.task, tolerances, settings, library)
     return parity, speed, optimization
 
 

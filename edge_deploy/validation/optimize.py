@@ -9,19 +9,21 @@ why the measured gain is usually small (STACK.md: ORT's default level already gi
 onnxslim on top moved latency by -2..+2%). onnxslim is not installed, so it is not tried.
 
 The copy must pass the same parity gate against the same reference outputs and be at least
-`min_speedup` faster at p50; otherwise it is deleted and the raw model ships.
+`min_speedup` faster at p50, timed interleaved with the raw model (see speed.measure_speeds);
+otherwise it is deleted and the raw model ships.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_deploy.validation.parity import ReferenceRun, Tolerances, check_parity
-from edge_deploy.validation.report import OptimizationReport, SpeedReport, ValidationSettings
+from edge_deploy.validation.report import OptimizationReport, ParityReport, SpeedReport, ValidationSettings
 from edge_deploy.validation.runtime import open_session
-from edge_deploy.validation.speed import measure_speed
+from edge_deploy.validation.speed import measure_speeds
 
 METHOD = "ONNX Runtime offline graph optimization (ORT_ENABLE_BASIC: portable, standard operators only)"
 OPTIMIZED_NAME = "end2end.optimized.onnx"
@@ -46,51 +48,88 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def try_optimization(
+@dataclass
+class Candidate:
+    """The optimized copy and its parity, or why there is none."""
+
+    path: Path | None
+    parity: ParityReport | None
+    error: str | None = None
+
+
+def optimized_candidate(
     onnx_path: Path,
     out_dir: Path,
     runs: Sequence[ReferenceRun],
-    raw_speed: SpeedReport,
     task: str,
     tolerances: Tolerances,
     settings: ValidationSettings,
     custom_op_library: Path | None = None,
-) -> OptimizationReport:
+) -> Candidate:
+    """Write the optimized copy and check it against the same reference outputs as the raw model."""
     target = out_dir / OPTIMIZED_NAME
     try:
         write_optimized(onnx_path, target, custom_op_library)
     except Exception as exc:  # onnxruntime's own exception types; the raw model still ships
-        return OptimizationReport(METHOD, kept=False, reason=f"optimization failed: {exc}")
+        return Candidate(None, None, f"optimization failed: {exc}")
     session = open_session(target, custom_op_library=custom_op_library, threads=settings.intra_op_threads)
-    parity = check_parity(session, runs, task, tolerances)
-    del session
-    speed = measure_speed(
-        target,
+    return Candidate(target, check_parity(session, runs, task, tolerances))
+
+
+def decide(
+    candidate: Candidate, raw: SpeedReport, optimized: SpeedReport | None, settings: ValidationSettings
+) -> OptimizationReport:
+    """Keep the copy only if it passes parity and is `min_speedup` faster at p50; else delete it."""
+    if candidate.path is None:
+        return OptimizationReport(METHOD, kept=False, reason=candidate.error or "no optimized model")
+    speedup = raw.p50_ms / optimized.p50_ms if optimized is not None and optimized.p50_ms > 0 else None
+    if not candidate.parity.passed:
+        reason = f"dropped: the optimized model fails parity ({candidate.parity.failure})"
+    elif speedup is None or speedup < settings.min_speedup:
+        reason = f"dropped: {speedup or 0:.2f}x at p50 is below the {settings.min_speedup:.2f}x needed to keep it"
+    else:
+        reason = f"kept: passes parity and is {speedup:.2f}x faster at p50 (measured interleaved with the raw model)"
+    kept = reason.startswith("kept")
+    report = OptimizationReport(
+        method=METHOD,
+        kept=kept,
+        reason=reason,
+        file=candidate.path.name if kept else None,
+        sha256=sha256_of(candidate.path),
+        size_bytes=candidate.path.stat().st_size,
+        parity=candidate.parity,
+        speed=optimized,
+        speedup=speedup,
+    )
+    if not kept:
+        candidate.path.unlink()
+    return report
+
+
+def speed_and_optimization(
+    onnx_path: Path,
+    out_dir: Path,
+    runs: Sequence[ReferenceRun],
+    task: str,
+    tolerances: Tolerances,
+    settings: ValidationSettings,
+    custom_op_library: Path | None = None,
+    optimize: bool = True,
+) -> tuple[SpeedReport, OptimizationReport | None]:
+    """The raw model's speed and, when asked, the optimized copy's verdict, timed side by side."""
+    candidate = None
+    if optimize:
+        candidate = optimized_candidate(onnx_path, out_dir, runs, task, tolerances, settings, custom_op_library)
+    models = {"raw": onnx_path}
+    if candidate is not None and candidate.path is not None and candidate.parity.passed:
+        models["optimized"] = candidate.path
+    speeds = measure_speeds(
+        models,
         runs[0].case.feeds,
         warmup_runs=settings.warmup_runs,
         timed_runs=settings.timed_runs,
         threads=settings.intra_op_threads,
         custom_op_library=custom_op_library,
     )
-    speedup = raw_speed.p50_ms / speed.p50_ms if speed.p50_ms > 0 else 1.0
-    if not parity.passed:
-        reason = f"dropped: the optimized model fails parity ({parity.failure})"
-    elif speedup < settings.min_speedup:
-        reason = f"dropped: {speedup:.2f}x at p50 is below the {settings.min_speedup:.2f}x needed to keep it"
-    else:
-        reason = f"kept: passes parity and is {speedup:.2f}x faster at p50"
-    kept = reason.startswith("kept")
-    report = OptimizationReport(
-        method=METHOD,
-        kept=kept,
-        reason=reason,
-        file=target.name if kept else None,
-        sha256=sha256_of(target),
-        size_bytes=target.stat().st_size,
-        parity=parity,
-        speed=speed,
-        speedup=speedup,
-    )
-    if not kept:
-        target.unlink()
-    return report
+    optimization = decide(candidate, speeds["raw"], speeds.get("optimized"), settings) if candidate else None
+    return speeds["raw"], optimization

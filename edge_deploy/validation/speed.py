@@ -42,24 +42,59 @@ def measure_speed(
     threads: int = 0,
     custom_op_library: Path | None = None,
 ) -> SpeedReport:
-    start = time.perf_counter()
-    session = open_session(onnx_path, custom_op_library=custom_op_library, threads=threads, level="all")
-    load_seconds = time.perf_counter() - start
-    feeds = dict(feeds)
-    for _ in range(warmup_runs):
-        session.run(None, feeds)
-    latencies = []
-    for _ in range(timed_runs):
+    speeds = measure_speeds(
+        {"model": onnx_path},
+        feeds,
+        warmup_runs=warmup_runs,
+        timed_runs=timed_runs,
+        threads=threads,
+        custom_op_library=custom_op_library,
+    )
+    return speeds["model"]
+
+
+def measure_speeds(
+    models: Mapping[str, Path],
+    feeds: Mapping[str, np.ndarray],
+    *,
+    warmup_runs: int,
+    timed_runs: int,
+    threads: int = 0,
+    custom_op_library: Path | None = None,
+) -> dict[str, SpeedReport]:
+    """Latency of several models measured interleaved: run i of every model happens in the same
+    moment, in alternating order, so that load from other processes hits them all alike and a
+    speedup between them means something on a shared machine."""
+    sessions, load_seconds = {}, {}
+    for label, path in models.items():
         start = time.perf_counter()
-        session.run(None, feeds)
-        latencies.append((time.perf_counter() - start) * 1000)
+        sessions[label] = open_session(path, custom_op_library=custom_op_library, threads=threads, level="all")
+        load_seconds[label] = time.perf_counter() - start
+    feeds = dict(feeds)
+    for session in sessions.values():
+        for _ in range(warmup_runs):
+            session.run(None, feeds)
+    latencies: dict[str, list[float]] = {label: [] for label in sessions}
+    order = list(sessions)
+    for index in range(timed_runs):
+        for label in order if index % 2 == 0 else reversed(order):
+            start = time.perf_counter()
+            sessions[label].run(None, feeds)
+            latencies[label].append((time.perf_counter() - start) * 1000)
+    return {
+        label: _report(models[label], load_seconds[label], latencies[label], feeds, warmup_runs, threads)
+        for label in sessions
+    }
+
+
+def _report(path, load_seconds, latencies, feeds, warmup_runs, threads) -> SpeedReport:
     samples = np.asarray(latencies)
     return SpeedReport(
-        model_bytes=model_bytes(onnx_path),
+        model_bytes=model_bytes(path),
         load_seconds=load_seconds,
         inputs={name: list(array.shape) for name, array in feeds.items()},
         warmup_runs=warmup_runs,
-        timed_runs=timed_runs,
+        timed_runs=len(latencies),
         intra_op_threads=threads,
         graph_optimization="ORT_ENABLE_ALL at session load (ONNX Runtime's default)",
         p50_ms=float(np.percentile(samples, 50)),

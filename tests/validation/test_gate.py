@@ -6,10 +6,9 @@ import pytest
 
 from edge_deploy.validation.errors import ValidationError, ValidationFailed
 from edge_deploy.validation.gate import DECK_NAME, REPORT_NAME, run_gate
-from edge_deploy.validation.optimize import OPTIMIZED_NAME, try_optimization
+from edge_deploy.validation.optimize import OPTIMIZED_NAME, speed_and_optimization
 from edge_deploy.validation.parity import TASK_DEFAULTS, input_cases, run_reference
 from edge_deploy.validation.report import ValidationReport, ValidationSettings
-from edge_deploy.validation.speed import measure_speed
 from tests.validation.tiny_models import (
     classifier_subject,
     export_classifier,
@@ -84,11 +83,13 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 def test_an_optimized_model_is_kept_only_when_it_is_faster(tmp_path):
     path, reference = export_classifier(tmp_path)
     runs = run_reference(reference, input_cases(classifier_subject().signature.inputs, FAST))
-    raw = measure_speed(path, runs[0].case.feeds, warmup_runs=1, timed_runs=5)
     demanding = ValidationSettings(samples=2, warmup_runs=1, timed_runs=5, min_speedup=1000.0)
-    result = try_optimization(path, tmp_path, runs, raw, "classification", TASK_DEFAULTS["classification"], demanding)
+    tolerances = TASK_DEFAULTS["classification"]
+    raw, result = speed_and_optimization(path, tmp_path, runs, "classification", tolerances, demanding)
     assert not result.kept and "below the 1000.00x needed" in result.reason
-    assert result.parity.passed and result.speed.p50_ms > 0  # both latencies are reported
+    assert result.parity.passed and result.speed.p50_ms > 0 and raw.p50_ms > 0  # both latencies are reported
+    assert len(result.speed.latencies_ms) == len(raw.latencies_ms) == 5
+    assert result.speedup == raw.p50_ms / result.speed.p50_ms
     assert not (tmp_path / OPTIMIZED_NAME).exists()
 
 
@@ -103,10 +104,9 @@ def test_an_optimized_model_that_fails_parity_is_dropped(tmp_path):
             return {"output": other(torch.from_numpy(feeds["input"])).numpy()}
 
     runs = run_reference(reference, input_cases(classifier_subject().signature.inputs, FAST))
-    raw = measure_speed(path, runs[0].case.feeds, warmup_runs=1, timed_runs=5)
     lenient = ValidationSettings(samples=2, warmup_runs=1, timed_runs=5, min_speedup=1.0)
-    result = try_optimization(path, tmp_path, runs, raw, "classification", TASK_DEFAULTS["classification"], lenient)
-    assert not result.kept
+    _, result = speed_and_optimization(path, tmp_path, runs, "classification", TASK_DEFAULTS["classification"], lenient)
+    assert not result.kept and result.speed is None  # not timed: it is out before speed matters
     assert result.reason.startswith("dropped: the optimized model fails parity (output 'output' max abs error")
     assert not (tmp_path / OPTIMIZED_NAME).exists()
 
