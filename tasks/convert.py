@@ -18,6 +18,7 @@ from flytekit.types.directory import FlyteDirectory
 from edge_deploy.conversion import ConversionResult, ModelIdentity, convert, model_identity
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.modeldir import load_model_dir
+from tasks.stage import reported_stage
 
 # Bump when a change in edge-deploy's conversion code changes what it produces for the same inputs
 # (package versions are already part of the identity).
@@ -48,11 +49,12 @@ def identify_model(model_dir: FlyteDirectory) -> ModelIdentity:
 )
 def convert_model(model_dir: FlyteDirectory, identity: ModelIdentity) -> ConvertOutputs:
     """Convert with MMDeploy: end2end.onnx, deploy/pipeline/detail.json, deploy config, conversion.json."""
-    loaded = load_model_dir(Path(model_dir.download()))
-    check_identity(model_identity(loaded), identity)
-    out_dir = Path(tempfile.mkdtemp(prefix="conversion-")) / "onnx"
-    result = convert(loaded, out_dir)
-    return ConvertOutputs(FlyteDirectory(str(out_dir)), result)
+    with reported_stage("convert"):
+        loaded = load_model_dir(Path(model_dir.download()))
+        check_identity(model_identity(loaded), identity)
+        out_dir = Path(tempfile.mkdtemp(prefix="conversion-")) / "onnx"
+        result = convert(loaded, out_dir)
+        return ConvertOutputs(FlyteDirectory(str(out_dir)), result)
 
 
 def check_identity(actual: ModelIdentity, expected: ModelIdentity) -> None:

@@ -1,43 +1,86 @@
-"""Task `publish_artifacts`: commit an artifacts directory to `{branch}/{prefix}` in lakeFS."""
+"""Task `publish_deployment`: the edge artifacts committed to `{branch}/{prefix}` in lakeFS.
+
+For a local source (the embedded default) there is no lakeFS: the artifacts stay in
+EDGE_WORK_DIR/runs/{run_id}/edge and the task says where.
+"""
+
+import logging
+from pathlib import Path
+from typing import NamedTuple
 
 from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
+from flytekit.types.file import FlyteFile
 
 from edge_deploy import __version__
 from edge_deploy.config import Settings
+from edge_deploy.conversion import ConversionResult
+from edge_deploy.crypto import DirectoryFile
+from edge_deploy.images.push import ReleaseResult
+from edge_deploy.publish import assemble_artifacts
+from edge_deploy.records.assemble import assemble_record
+from edge_deploy.status import open_status
+from edge_deploy.status.timings import stage_timings
 from edge_deploy.storage import LakeFSStore, Provenance, UploadResult
-from tasks.errors import retry_transient_failures
+from edge_deploy.validation.report import ValidationReport
+from tasks.stage import current_run_id, reported_stage
+
+log = logging.getLogger(__name__)
+
+
+class PublishOutputs(NamedTuple):
+    artifacts: FlyteDirectory
+    upload: UploadResult | None
 
 
 @task(retries=3, timeout=3600, requests=Resources(cpu="1", mem="1Gi"))
-def publish_artifacts(
-    artifacts: FlyteDirectory,
-    source: Provenance,
-    branch: str,
+def publish_deployment(
+    validated_dir: FlyteDirectory,
+    sealed_model: FlyteFile,
+    report: ValidationReport,
+    provenance: Provenance,
+    conversion: ConversionResult,
+    release: ReleaseResult,
+    decrypted_files: list[DirectoryFile],
+    branch: str = "",
     prefix: str = "edge/",
-    run_id: str = "",
-    create_branch_from: str = "",
-) -> UploadResult:
-    """Upload `artifacts` next to the model they came from and commit with provenance metadata.
+) -> PublishOutputs:
+    """Assemble the artifacts (model, SDK metadata, reports, images.json, record.json) and commit them.
 
-    The commit lands in the source repository; `create_branch_from` creates `branch` from that ref
-    first when the branch does not exist yet.
+    `branch` defaults to the source ref; the commit carries the source repo/ref/commit, the
+    producer version and the run id as metadata.
     """
-    metadata = {
-        "source_repo": source.repo,
-        "source_ref": source.ref,
-        "source_commit": source.commit_id,
-        "source_prefix": source.prefix,
-        "producer": f"edge-deploy {__version__}",
-        "run_id": run_id,
-    }
-    with retry_transient_failures():
-        return LakeFSStore(Settings.from_env().require_lakefs()).upload(
-            source=artifacts.download(),
-            repo=source.repo,
-            branch=branch,
-            prefix=prefix,
-            message=f"edge artifacts for {source.uri}",
-            metadata=metadata,
-            create_branch_from=create_branch_from or None,
+    with reported_stage("publish"):
+        run_id, settings = current_run_id(), Settings.from_env()
+        record = assemble_record(
+            run_id, provenance, conversion, report, release, timings=stage_timings(open_status(settings), run_id)
+        ).succeeded()
+        out_dir = settings.work_dir / "runs" / run_id / "edge"
+        assemble_artifacts(
+            Path(validated_dir.download()),
+            Path(sealed_model.download()),
+            report.shipped_onnx,
+            out_dir,
+            record,
+            release,
+            source_was_encrypted=any(f.encrypted for f in decrypted_files),
         )
+        if provenance.repo == "local":
+            log.info("local source: artifacts are in %s (nothing published to lakeFS)", out_dir)
+            return PublishOutputs(FlyteDirectory(str(out_dir)), None)
+        upload = LakeFSStore(settings.require_lakefs()).upload(
+            source=out_dir,
+            repo=provenance.repo,
+            branch=branch or provenance.ref,
+            prefix=prefix,
+            message=f"edge artifacts for {provenance.uri} (run {run_id})",
+            metadata={
+                "source_repo": provenance.repo,
+                "source_ref": provenance.ref,
+                "source_commit": provenance.commit_id,
+                "source_prefix": provenance.prefix,
+                "producer": f"edge-deploy {__version__}",
+                "run_id": run_id,
+            },
+        )
+        return PublishOutputs(FlyteDirectory(str(out_dir)), upload)

@@ -2,10 +2,12 @@
 
 On a cluster every task of one execution sees the same execution name, which is the run id. A
 local `pyflyte run` executes the whole workflow in one process whose execution name is always
-"local", so that process draws one run id of its own for all its tasks (and its failure handler).
+"local", so that process draws one run id of its own for all its tasks (and its failure handler),
+unless EDGE_RUN_ID names one (a CI job id, say).
 """
 
 import contextlib
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -21,7 +23,9 @@ _LOCAL_RUN_ID = f"local-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets
 
 def current_run_id() -> str:
     name = flytekit.current_context().execution_id.name
-    return name if name and name != "local" else _LOCAL_RUN_ID
+    if name and name != "local":
+        return name
+    return os.environ.get("EDGE_RUN_ID", "").strip() or _LOCAL_RUN_ID
 
 
 @contextlib.contextmanager

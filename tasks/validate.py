@@ -27,6 +27,7 @@ from edge_deploy.validation.gate import ONNX_NAME, validate
 from edge_deploy.validation.optimize import sha256_of
 from edge_deploy.validation.report import ValidationReport, ValidationSettings
 from tasks.convert import check_identity
+from tasks.stage import reported_stage
 
 # Bump when a change in the gate's code changes its verdict or report for the same inputs.
 VALIDATION_CACHE_VERSION = "1"
@@ -56,17 +57,20 @@ def validate_onnx(
     settings: ValidationSettings = DEFAULT_SETTINGS,
 ) -> ValidateOutputs:
     """Structure, parity against PyTorch, speed and optional optimization of `onnx_dir/end2end.onnx`."""
-    loaded = load_model_dir(Path(model_dir.download()))
-    check_identity(model_identity(loaded), identity)
-    out = Path(tempfile.mkdtemp(prefix="validation-")) / "validated"
-    shutil.copytree(onnx_dir.download(), out)
-    actual = sha256_of(out / ONNX_NAME) if (out / ONNX_NAME).is_file() else "missing"
-    if actual != onnx_sha256:
-        raise ValidationError(f"{ONNX_NAME} in the ONNX directory has sha256 {actual}, the input says {onnx_sha256}")
-    try:
-        report = validate(loaded, out, settings=settings)
-    except ValidationFailed as failure:
-        Deck(DECK_TITLE, render_html(failure.report))  # shown by the console although the task fails
-        raise
-    Deck(DECK_TITLE, render_html(report))
-    return ValidateOutputs(FlyteDirectory(str(out)), report)
+    with reported_stage("validate"):
+        loaded = load_model_dir(Path(model_dir.download()))
+        check_identity(model_identity(loaded), identity)
+        out = Path(tempfile.mkdtemp(prefix="validation-")) / "validated"
+        shutil.copytree(onnx_dir.download(), out)
+        actual = sha256_of(out / ONNX_NAME) if (out / ONNX_NAME).is_file() else "missing"
+        if actual != onnx_sha256:
+            raise ValidationError(
+                f"{ONNX_NAME} in the ONNX directory has sha256 {actual}, the input says {onnx_sha256}"
+            )
+        try:
+            report = validate(loaded, out, settings=settings)
+        except ValidationFailed as failure:
+            Deck(DECK_TITLE, render_html(failure.report))  # shown by the console although the task fails
+            raise
+        Deck(DECK_TITLE, render_html(report))
+        return ValidateOutputs(FlyteDirectory(str(out)), report)

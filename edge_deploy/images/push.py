@@ -106,24 +106,62 @@ def build_and_push(
     retry_policy: RetryPolicy = DEFAULT_POLICY,
 ) -> ReleaseResult:
     """Build every target (unless its content tag is already in the registry), push, and push the index."""
-    check_tag(request.release_tag)
     if not request.targets:
         raise ValueError("a release needs at least one build target")
-    registry = RegistryClient(settings.require_registry(), retry_policy) if push else None
+    results = [
+        build_target(request, target, settings, client, push=push, retry_policy=retry_policy)
+        for target in request.targets
+    ]
+    return push_index(request.repository, request.release_tag, results, settings, push=push, retry_policy=retry_policy)
+
+
+def build_target(
+    request: ReleaseRequest,
+    target: BuildTarget,
+    settings: Settings,
+    client: docker.DockerClient | None = None,
+    *,
+    push: bool | None = None,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> TargetResult:
+    """Build (unless its content tag is already in the registry) and push the image of one target.
+
+    `push=None` pushes when a registry is configured (EDGE_REGISTRY) and builds locally otherwise.
+    """
+    check_tag(request.release_tag)
+    registry = _registry(settings, push, retry_policy)
     if registry is not None:
-        registry.check_access(request.repository)  # wrong password or registry down: fail before any build
+        registry.check_access(request.repository)  # wrong password or registry down: fail before building
     client = client or engine.engine_client()
     host = engine.engine_platform(client)
-    results = [
-        _one_target(request, target, settings, client, registry, host, retry_policy) for target in request.targets
-    ]
-    if registry is None:
-        return ReleaseResult(results, None, None, False)
-    entries = [_index_entry(registry, request.repository, r) for r in results]
-    index_digest, index_pushed = registry.put_index(request.repository, request.release_tag, entries)
-    index_reference = registry.reference(request.repository, request.release_tag)
+    return _one_target(request, target, settings, client, registry, host, retry_policy)
+
+
+def push_index(
+    repository: str,
+    release_tag: str,
+    results: Sequence[TargetResult],
+    settings: Settings,
+    *,
+    push: bool | None = None,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> ReleaseResult:
+    """Push the multi-platform index over `results` under `release_tag` (nothing to push without a registry)."""
+    check_tag(release_tag)
+    registry = _registry(settings, push, retry_policy)
+    if registry is None or not results:
+        return ReleaseResult(list(results), None, None, False)
+    entries = [_index_entry(registry, repository, r) for r in results]
+    index_digest, index_pushed = registry.put_index(repository, release_tag, entries)
+    index_reference = registry.reference(repository, release_tag)
     log.info("index %s -> %s (%s)", index_reference, index_digest, "pushed" if index_pushed else "unchanged")
-    return ReleaseResult(results, index_reference, index_digest, index_pushed)
+    return ReleaseResult(list(results), index_reference, index_digest, index_pushed)
+
+
+def _registry(settings: Settings, push: bool | None, retry_policy: RetryPolicy) -> RegistryClient | None:
+    if push is False or (push is None and not settings.registry):
+        return None
+    return RegistryClient(settings.require_registry(), retry_policy)
 
 
 def _one_target(

@@ -5,13 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lakefs_sdk
 import pytest
 from flytekit.exceptions.user import FlyteRecoverableException
 from flytekit.types.directory import FlyteDirectory
 
+from edge_deploy.errors import StorageError
 from tasks.download import download_model
-from tasks.publish import publish_artifacts
 from tests.fixtures.processes import free_port
 from tests.storage.conftest import tree
 
@@ -24,7 +23,7 @@ def lakefs_env(lakefs_server, monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-def test_download_then_publish_in_process(lakefs_env, seed, lakefs_repo, lakefs_server, tmp_path):
+def test_download_in_process_pins_the_commit(lakefs_env, seed, lakefs_repo, tmp_path):
     commit = seed(lakefs_repo, {"model/config.py": b"cfg", "model/w/epoch.pth": b"weights"})
 
     model_dir, provenance = download_model(repo=lakefs_repo, ref="main")
@@ -32,17 +31,24 @@ def test_download_then_publish_in_process(lakefs_env, seed, lakefs_repo, lakefs_
     assert provenance.commit_id == commit
     assert tree(Path(model_dir.path)) == {"config.py": b"cfg", "w/epoch.pth": b"weights"}
 
-    artifacts = tmp_path / "edge"
-    artifacts.mkdir()
-    (artifacts / "end2end.onnx").write_bytes(b"onnx")
-    result = publish_artifacts(
-        artifacts=FlyteDirectory(str(artifacts)), source=provenance, branch="edge-release", create_branch_from="main"
-    )
 
-    assert result.committed and result.branch == "edge-release" and result.prefix == "edge/"
-    commit_meta = lakefs_sdk.CommitsApi(lakefs_server.api()).get_commit(lakefs_repo, result.commit_id).metadata
-    assert commit_meta["source_commit"] == commit and commit_meta["source_repo"] == lakefs_repo
-    assert commit_meta["producer"].startswith("edge-deploy ")
+def test_a_local_directory_is_described_like_a_download(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.py").write_bytes(b"cfg")
+
+    model_dir, provenance = download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))
+    _, again = download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))
+
+    assert Path(model_dir.path) == tmp_path / "model"
+    assert provenance.repo == "local" and [f.path for f in provenance.files] == ["config.py"]
+    assert again.commit_id == provenance.commit_id  # same content, same id
+    (tmp_path / "model" / "config.py").write_bytes(b"changed")
+    assert download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))[1].commit_id != provenance.commit_id
+
+
+def test_no_source_at_all_says_what_to_give():
+    with pytest.raises(StorageError, match=r"give repo .* or local_dir"):
+        download_model()
 
 
 def test_a_transient_failure_is_raised_as_recoverable_for_cluster_retries(lakefs_env, monkeypatch, lakefs_repo):

@@ -1,0 +1,70 @@
+"""Assemble what a deployment publishes to `{branch}/edge/`: the model, its reports and records.
+
+The directory holds the SDK metadata (deploy.json, pipeline.json, detail.json), conversion.json,
+validation.json and validation.html, images.json (the per-platform images and the index) and
+record.json (the deployment record, so a MongoDB outage never loses it), plus the model: the
+plaintext ONNX only when the source model was plaintext too; when the source was encrypted the
+sealed copy (`.onnx.enc`) is published instead, so publishing never leaks what was protected.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_deploy.errors import EdgeDeployError
+
+if TYPE_CHECKING:
+    from edge_deploy.images.push import ReleaseResult
+    from edge_deploy.records.model import DeploymentRecord
+
+RECORD_NAME = "record.json"
+IMAGES_NAME = "images.json"
+# What the conversion/validation directory holds that is worth publishing besides the model.
+METADATA_FILES = (
+    "deploy.json",
+    "pipeline.json",
+    "detail.json",
+    "conversion.json",
+    "validation.json",
+    "validation.html",
+)
+
+
+def assemble_artifacts(
+    validated_dir: Path,
+    sealed_model: Path,
+    model_file: str,
+    out_dir: Path,
+    record: DeploymentRecord,
+    release: ReleaseResult | None,
+    source_was_encrypted: bool,
+) -> list[str]:
+    """Fill the new directory `out_dir` with the artifacts to publish; returns their names."""
+    if out_dir.exists():
+        raise EdgeDeployError(f"artifact directory {out_dir} already exists")
+    model = validated_dir / model_file
+    if not model.is_file():
+        raise EdgeDeployError(f"{model_file} is missing from the validated model directory {validated_dir}")
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name in METADATA_FILES:
+            if (validated_dir / name).is_file():
+                shutil.copy2(validated_dir / name, staging / name)
+        if source_was_encrypted:
+            shutil.copy2(sealed_model, staging / sealed_model.name)
+        else:
+            shutil.copy2(model, staging / model_file)
+        if release is not None:
+            (staging / IMAGES_NAME).write_text(json.dumps(asdict(release), indent=2) + "\n")
+        (staging / RECORD_NAME).write_text(record.to_json() + "\n")
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(p.name for p in out_dir.iterdir())

@@ -1,0 +1,86 @@
+"""Tasks `build_image` (one target; the workflow maps it over all targets) and `push_release_index`.
+
+No release index is pushed unless every target's image was built and pushed: the index task
+takes all the per-target results, so it runs only when each of them succeeded.
+"""
+
+from pathlib import Path
+
+from flytekit import Resources, task
+from flytekit.types.file import FlyteFile
+
+from edge_deploy.config import Settings
+from edge_deploy.crypto import SealedFile
+from edge_deploy.images.context import SealedModel
+from edge_deploy.images.push import (
+    ImageProvenance,
+    ReleaseRequest,
+    ReleaseResult,
+    TargetResult,
+    build_target,
+    push_index,
+)
+from edge_deploy.platforms import detect_targets
+from edge_deploy.status import LockTarget, open_locks
+from edge_deploy.storage import Provenance
+from edge_deploy.validation.report import ValidationReport
+from tasks.platforms import BACKEND
+from tasks.stage import current_run_id, reported_stage
+
+LOCK_WAIT_SECONDS = 600.0
+
+
+@task(retries=2, timeout=3600, requests=Resources(cpu="1", mem="2Gi"))
+def build_image(
+    target: str,
+    sealed_model: FlyteFile,
+    seal: SealedFile,
+    report: ValidationReport,
+    provenance: Provenance,
+    repository: str,
+    release_tag: str,
+    base_images: dict[str, str],
+) -> TargetResult:
+    """Build and push the image of one device class; skipped when its content tag is already pushed.
+
+    A lock on model + commit + target keeps two runs from building the same image at once.
+    """
+    with reported_stage("build"):
+        run_id, settings = current_run_id(), Settings.from_env()
+        request = release_request(sealed_model, seal, report, provenance, repository, release_tag, base_images)
+        lock = LockTarget(provenance.repo, provenance.commit_id, target)
+        with open_locks(settings).hold(lock, run_id, wait=LOCK_WAIT_SECONDS):
+            return build_target(request, detect_targets([target], BACKEND)[0], settings)
+
+
+@task(retries=3, timeout=600, requests=Resources(cpu="500m", mem="512Mi"))
+def push_release_index(repository: str, release_tag: str, results: list[TargetResult]) -> ReleaseResult:
+    """The multi-arch index over every target's image, under the release tag."""
+    with reported_stage("build"):
+        return push_index(repository, release_tag, results, Settings.from_env())
+
+
+def release_request(
+    sealed_model: FlyteFile,
+    seal: SealedFile,
+    report: ValidationReport,
+    provenance: Provenance,
+    repository: str,
+    release_tag: str,
+    base_images: dict[str, str],
+) -> ReleaseRequest:
+    model = SealedModel(
+        name=Path(report.shipped_onnx).name,
+        sealed_path=Path(sealed_model.download()),
+        model_sha256=seal.plaintext_sha256,
+        key_id=seal.key_id,
+    )
+    # The image's source is the model version it ships: its lakeFS location, at its commit.
+    image_provenance = ImageProvenance(
+        source=provenance.uri,
+        revision=provenance.commit_id,
+        lakefs_repository=provenance.repo,
+        lakefs_commit=provenance.commit_id,
+        validation_status="passed" if report.passed else "failed",
+    )
+    return ReleaseRequest(model, [], repository, release_tag, image_provenance, base_images)

@@ -1,0 +1,42 @@
+"""The image stage's fan-out: one `build_image` per target, then the release index over all of them."""
+
+from flytekit import dynamic
+from flytekit.types.file import FlyteFile
+
+from edge_deploy.crypto import SealedFile
+from edge_deploy.images.push import ReleaseResult
+from edge_deploy.storage import Provenance
+from edge_deploy.validation.report import ValidationReport
+from tasks.images import build_image, push_release_index
+from tasks.options import DeployOptions
+
+
+@dynamic
+def build_release(
+    targets: list[str],
+    sealed_model: FlyteFile,
+    seal: SealedFile,
+    report: ValidationReport,
+    provenance: Provenance,
+    repository: str,
+    options: DeployOptions,
+) -> ReleaseResult:
+    """Build every target in parallel (one node each) and push the index only when all succeeded."""
+    if not options.build_images:
+        return ReleaseResult([], None, None, False)
+    repository = repository or f"edge/{provenance.repo}"
+    release_tag = options.release_tag or provenance.commit_id[:12]
+    results = [
+        build_image(
+            target=target,
+            sealed_model=sealed_model,
+            seal=seal,
+            report=report,
+            provenance=provenance,
+            repository=repository,
+            release_tag=release_tag,
+            base_images=options.base_images,
+        )
+        for target in targets
+    ]
+    return push_release_index(repository=repository, release_tag=release_tag, results=results)
