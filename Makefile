@@ -10,7 +10,7 @@ MMCV_VERSION := 2.1.0
 MMDEPLOY_VERSION := 1.3.1
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format lock clean
+.PHONY: install test lint format lock clean demo
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ $(STAMP):
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The main job on the embedded default: a sample model through the whole workflow, no servers.
+# Builds the x86_64 image when a Docker engine answers (and says so when it does not).
+demo: install
+	$(BIN)/edge-deploy demo
 
 lint: install
 	$(BIN)/ruff check .

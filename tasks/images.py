@@ -24,13 +24,21 @@ from edge_deploy.platforms import detect_targets
 from edge_deploy.status import LockTarget, open_locks
 from edge_deploy.storage import Provenance
 from edge_deploy.validation.report import ValidationReport
+from tasks.cluster import BUILDER_IMAGE, DOCKER_POD, REGISTRY_SECRETS, STANDARD_POD
 from tasks.platforms import BACKEND
 from tasks.stage import current_run_id, reported_stage
 
 LOCK_WAIT_SECONDS = 600.0
 
 
-@task(retries=2, timeout=3600, requests=Resources(cpu="1", mem="2Gi"))
+@task(
+    retries=2,
+    timeout=3600,
+    requests=Resources(cpu="1", mem="2Gi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=DOCKER_POD,
+    secret_requests=REGISTRY_SECRETS,
+)
 def build_image(
     target: str,
     sealed_model: FlyteFile,
@@ -53,10 +61,17 @@ def build_image(
             return build_target(request, detect_targets([target], BACKEND)[0], settings)
 
 
-@task(retries=3, timeout=600, requests=Resources(cpu="500m", mem="512Mi"))
+@task(
+    retries=3,
+    timeout=600,
+    requests=Resources(cpu="500m", mem="512Mi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=STANDARD_POD,
+    secret_requests=REGISTRY_SECRETS,
+)
 def push_release_index(repository: str, release_tag: str, results: list[TargetResult]) -> ReleaseResult:
     """The multi-arch index over every target's image, under the release tag."""
-    with reported_stage("build"):
+    with reported_stage("index"):
         return push_index(repository, release_tag, results, Settings.from_env())
 
 

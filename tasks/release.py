@@ -1,17 +1,23 @@
 """The image stage's fan-out: one `build_image` per target, then the release index over all of them."""
 
-from flytekit import dynamic
+from flytekit import Resources, dynamic
 from flytekit.types.file import FlyteFile
 
 from edge_deploy.crypto import SealedFile
 from edge_deploy.images.push import ReleaseResult
 from edge_deploy.storage import Provenance
 from edge_deploy.validation.report import ValidationReport
+from tasks.cluster import BUILDER_IMAGE, STANDARD_POD
 from tasks.images import build_image, push_release_index
 from tasks.options import DeployOptions
 
 
-@dynamic
+@dynamic(
+    requests=Resources(cpu="500m", mem="512Mi"),
+    timeout=600,
+    container_image=BUILDER_IMAGE,
+    pod_template=STANDARD_POD,
+)
 def build_release(
     targets: list[str],
     sealed_model: FlyteFile,
@@ -24,7 +30,7 @@ def build_release(
     """Build every target in parallel (one node each) and push the index only when all succeeded."""
     if not options.build_images:
         return ReleaseResult([], None, None, False)
-    repository = repository or f"edge/{provenance.repo}"
+    repository = repository or provenance.repo
     release_tag = options.release_tag or provenance.commit_id[:12]
     results = [
         build_image(

@@ -41,7 +41,7 @@ def deploy_model(
 
     repo/ref/prefix: the model directory in lakeFS (`lakefs://repo/ref/prefix`); or local_dir.
     targets: device classes or OCI platforms, overriding the manifest's.
-    repository: image repository under EDGE_REGISTRY (default edge/<repo>).
+    repository: image repository under EDGE_REGISTRY (default: the lakeFS repository's name).
     publish_branch: lakeFS branch for the artifacts (default: the source ref).
     """
     model_dir, provenance = download_model(repo=repo, ref=ref, prefix=prefix, local_dir=local_dir)

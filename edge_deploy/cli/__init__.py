@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "edge_deploy.cli.models",
     "edge_deploy.cli.validate",
     "edge_deploy.cli.deployments",
+    "edge_deploy.cli.demo",
 ]
 
 

@@ -27,7 +27,18 @@ from edge_deploy.status.events import (
     StageEvent,
 )
 
-PIPELINE_STAGES = ("download", "decrypt", "convert", "validate", "platforms", "encrypt", "build", "publish", "record")
+PIPELINE_STAGES = (
+    "download",
+    "decrypt",
+    "convert",
+    "validate",
+    "platforms",
+    "encrypt",
+    "build",
+    "index",
+    "publish",
+    "record",
+)
 
 
 class RunTracker:

@@ -1,0 +1,5 @@
+"""`python -m edge_deploy.cli` is `edge-deploy`."""
+
+from edge_deploy.cli import main
+
+main()
