@@ -18,6 +18,14 @@ from flytekit.types.directory import FlyteDirectory
 from edge_deploy.conversion import ConversionResult, ModelIdentity, convert, model_identity
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.modeldir import load_model_dir
+from tasks.cluster import (
+    CONVERSION_IMAGE,
+    CONVERSION_LIMITS,
+    CONVERSION_POD,
+    CONVERSION_REQUESTS,
+    STANDARD_POD,
+    STATUS_SECRETS,
+)
 from tasks.stage import reported_stage
 
 # Bump when a change in edge-deploy's conversion code changes what it produces for the same inputs
@@ -35,17 +43,26 @@ class IdentityMismatchError(EdgeDeployError):
 
 
 # Not cached: it reads the files to compute the identity the conversion cache is keyed on.
-@task(requests=Resources(cpu="1", mem="1Gi"), timeout=1800)
+# The conversion image, as convert_model's: the identity holds the converter versions that convert_model checks.
+@task(
+    requests=Resources(cpu="1", mem="1Gi"),
+    timeout=1800,
+    container_image=CONVERSION_IMAGE,
+    pod_template=STANDARD_POD,
+)
 def identify_model(model_dir: FlyteDirectory) -> ModelIdentity:
     """Content identity of a model directory (hashes of its files, deploy profile, versions)."""
     return model_identity(load_model_dir(Path(model_dir.download())))
 
 
 @task(
-    requests=Resources(cpu="2", mem="4Gi"),
-    limits=Resources(mem="8Gi"),
+    requests=CONVERSION_REQUESTS,
+    limits=CONVERSION_LIMITS,
     timeout=3600,
     cache=Cache(version=CONVERSION_CACHE_VERSION, ignored_inputs=("model_dir",)),
+    container_image=CONVERSION_IMAGE,
+    pod_template=CONVERSION_POD,
+    secret_requests=STATUS_SECRETS,
 )
 def convert_model(model_dir: FlyteDirectory, identity: ModelIdentity) -> ConvertOutputs:
     """Convert with MMDeploy: end2end.onnx, deploy/pipeline/detail.json, deploy config, conversion.json."""

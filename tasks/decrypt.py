@@ -8,6 +8,7 @@ from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.crypto import DirectoryFile, Keyring, decrypt_directory, is_encrypted
+from tasks.cluster import BUILDER_IMAGE, KEY_POD, STATUS_SECRETS
 from tasks.stage import reported_stage
 
 
@@ -16,7 +17,14 @@ class DecryptOutputs(NamedTuple):
     files: list[DirectoryFile]
 
 
-@task(retries=1, timeout=1800, requests=Resources(cpu="1", mem="1Gi"))
+@task(
+    retries=1,
+    timeout=1800,
+    requests=Resources(cpu="1", mem="1Gi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=KEY_POD,
+    secret_requests=STATUS_SECRETS,
+)
 def decrypt_model(model_dir: FlyteDirectory) -> DecryptOutputs:
     """Decrypt the sealed files (dropping `.enc`) into a new directory; plain files pass through.
 

@@ -10,6 +10,7 @@ from flytekit.types.directory import FlyteDirectory
 from edge_deploy.config import Settings
 from edge_deploy.errors import StorageError
 from edge_deploy.storage import LakeFSLocation, LakeFSStore, Provenance, describe_local_directory
+from tasks.cluster import BUILDER_IMAGE, LAKEFS_SECRETS, STANDARD_POD
 from tasks.stage import reported_stage
 
 
@@ -20,7 +21,14 @@ class DownloadOutputs(NamedTuple):
 
 # Not cached: a branch ref moves, so the same inputs can name new content. Downstream stages are
 # cached on the content (sha256) this task reports instead.
-@task(retries=3, timeout=3600, requests=Resources(cpu="1", mem="1Gi"))
+@task(
+    retries=3,
+    timeout=3600,
+    requests=Resources(cpu="1", mem="1Gi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=STANDARD_POD,
+    secret_requests=LAKEFS_SECRETS,
+)
 def download_model(
     repo: str = "", ref: str = "main", prefix: str = "model/", local_dir: FlyteDirectory | None = None
 ) -> DownloadOutputs:

@@ -23,6 +23,7 @@ from edge_deploy.status import open_status
 from edge_deploy.status.timings import stage_timings
 from edge_deploy.storage import LakeFSStore, Provenance, UploadResult
 from edge_deploy.validation.report import ValidationReport
+from tasks.cluster import BUILDER_IMAGE, LAKEFS_SECRETS, STANDARD_POD
 from tasks.stage import current_run_id, reported_stage
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,14 @@ class PublishOutputs(NamedTuple):
     upload: UploadResult | None
 
 
-@task(retries=3, timeout=3600, requests=Resources(cpu="1", mem="1Gi"))
+@task(
+    retries=3,
+    timeout=3600,
+    requests=Resources(cpu="1", mem="1Gi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=STANDARD_POD,
+    secret_requests=LAKEFS_SECRETS,
+)
 def publish_deployment(
     validated_dir: FlyteDirectory,
     sealed_model: FlyteFile,

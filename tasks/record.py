@@ -15,6 +15,7 @@ from edge_deploy.status import RunTracker, open_status
 from edge_deploy.status.timings import stage_timings
 from edge_deploy.storage import Provenance, UploadResult
 from edge_deploy.validation.report import ValidationReport
+from tasks.cluster import BUILDER_IMAGE, RECORD_SECRETS, STANDARD_POD
 from tasks.errors import retry_transient_failures
 from tasks.options import DEFAULT_OPTIONS, DeployOptions
 from tasks.stage import current_run_id, reported_stage
@@ -22,7 +23,14 @@ from tasks.stage import current_run_id, reported_stage
 log = logging.getLogger(__name__)
 
 
-@task(retries=3, timeout=600, requests=Resources(cpu="500m", mem="512Mi"))
+@task(
+    retries=3,
+    timeout=600,
+    requests=Resources(cpu="500m", mem="512Mi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=STANDARD_POD,
+    secret_requests=RECORD_SECRETS,
+)
 def record_deployment(
     provenance: Provenance,
     conversion: ConversionResult,
@@ -42,7 +50,14 @@ def record_deployment(
     return record
 
 
-@task(retries=3, timeout=600, requests=Resources(cpu="500m", mem="512Mi"))
+@task(
+    retries=3,
+    timeout=600,
+    requests=Resources(cpu="500m", mem="512Mi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=STANDARD_POD,
+    secret_requests=RECORD_SECRETS,
+)
 def record_failure(
     repo: str = "",
     ref: str = "main",

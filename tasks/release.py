@@ -12,9 +12,9 @@ from tasks.images import build_image, push_release_index
 from tasks.options import DeployOptions
 
 
+# No timeout: for a dynamic node it would also bound the image builds it launches (each has its own).
 @dynamic(
     requests=Resources(cpu="500m", mem="512Mi"),
-    timeout=600,
     container_image=BUILDER_IMAGE,
     pod_template=STANDARD_POD,
 )

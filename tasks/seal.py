@@ -11,6 +11,7 @@ from flytekit.types.file import FlyteFile
 from edge_deploy.config import Settings
 from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, seal_file
 from edge_deploy.errors import EdgeDeployError
+from tasks.cluster import BUILDER_IMAGE, KEY_POD, STATUS_SECRETS
 from tasks.stage import reported_stage
 
 
@@ -19,7 +20,14 @@ class SealOutputs(NamedTuple):
     seal: SealedFile
 
 
-@task(retries=1, timeout=1800, requests=Resources(cpu="1", mem="1Gi"))
+@task(
+    retries=1,
+    timeout=1800,
+    requests=Resources(cpu="1", mem="1Gi"),
+    container_image=BUILDER_IMAGE,
+    pod_template=KEY_POD,
+    secret_requests=STATUS_SECRETS,
+)
 def seal_model(model_dir: FlyteDirectory, file_name: str = "end2end.onnx", key_id: str = "") -> SealOutputs:
     """Encrypt `model_dir/file_name` under KEK `key_id` (default: EDGE_SEAL_KEY_ID); the name gains `.enc`.
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from flytekit import Cache, Deck, Resources, task
+from flytekit import Cache, Deck, task
 from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.conversion import ModelIdentity, model_identity
@@ -26,6 +26,7 @@ from edge_deploy.validation.errors import ValidationError, ValidationFailed
 from edge_deploy.validation.gate import ONNX_NAME, validate
 from edge_deploy.validation.optimize import sha256_of
 from edge_deploy.validation.report import ValidationReport, ValidationSettings
+from tasks.cluster import CONVERSION_IMAGE, CONVERSION_LIMITS, CONVERSION_POD, CONVERSION_REQUESTS, STATUS_SECRETS
 from tasks.convert import check_identity
 from tasks.stage import reported_stage
 
@@ -43,11 +44,14 @@ class ValidateOutputs(NamedTuple):
 
 
 @task(
-    requests=Resources(cpu="2", mem="4Gi"),
-    limits=Resources(mem="8Gi"),
+    requests=CONVERSION_REQUESTS,
+    limits=CONVERSION_LIMITS,
     timeout=3600,
     cache=Cache(version=VALIDATION_CACHE_VERSION, ignored_inputs=("model_dir", "onnx_dir")),
     enable_deck=True,
+    container_image=CONVERSION_IMAGE,
+    pod_template=CONVERSION_POD,
+    secret_requests=STATUS_SECRETS,
 )
 def validate_onnx(
     model_dir: FlyteDirectory,
