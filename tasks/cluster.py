@@ -157,7 +157,9 @@ def docker_pod(docker_host: str = "", dind_image: str = DEFAULT_DIND_IMAGE) -> P
         name="dind",
         image=dind_image,
         restart_policy="Always",
-        args=["dockerd", f"--host=tcp://127.0.0.1:{DIND_PORT}", "--host=unix:///var/run/docker.sock"],
+        # --tls=false says the plain-TCP listener is meant (loopback, inside the pod); without it dockerd >= 26
+        # delays its start to warn about it, and later releases refuse to start.
+        args=["dockerd", f"--host=tcp://127.0.0.1:{DIND_PORT}", "--host=unix:///var/run/docker.sock", "--tls=false"],
         env=[V1EnvVar(name="DOCKER_TLS_CERTDIR", value="")],
         security_context=V1SecurityContext(privileged=True),
         startup_probe=V1Probe(

@@ -106,7 +106,7 @@ def test_the_build_task_gets_a_privileged_dind_sidecar(specs):
     assert sidecar["image"] == "docker:27-dind"
     assert sidecar["restartPolicy"] == "Always"  # a native sidecar: started first, stopped with the task
     assert sidecar["securityContext"] == {"privileged": True}
-    assert "--host=tcp://127.0.0.1:2375" in sidecar["args"]
+    assert "--host=tcp://127.0.0.1:2375" in sidecar["args"] and "--tls=false" in sidecar["args"]
     assert sidecar["startupProbe"]["exec"]["command"] == ["docker", "info"]
     assert {"name": "DOCKER_TLS_CERTDIR", "value": ""} in sidecar["env"]
     assert {"mountPath": "/var/lib/docker", "name": "dind-storage"} in sidecar["volumeMounts"]
