@@ -55,7 +55,8 @@ def publish_deployment(
 ) -> PublishOutputs:
     """Assemble the artifacts (model, SDK metadata, reports, images.json, record.json) and commit them.
 
-    `branch` defaults to the source ref; the commit carries the source repo/ref/commit, the
+    `branch` defaults to the source ref and is created from the source commit when it does not
+    exist; the commit carries the source repo/ref/commit, the
     producer version and the run id as metadata.
     """
     with reported_stage("publish"):
@@ -81,6 +82,8 @@ def publish_deployment(
             repo=provenance.repo,
             branch=branch or provenance.ref,
             prefix=prefix,
+            # a new publish branch starts at the commit the model came from
+            create_branch_from=provenance.commit_id,
             message=f"edge artifacts for {provenance.uri} (run {run_id})",
             metadata={
                 "source_repo": provenance.repo,
