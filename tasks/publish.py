@@ -56,8 +56,7 @@ def publish_deployment(
     """Assemble the artifacts (model, SDK metadata, reports, images.json, record.json) and commit them.
 
     `branch` defaults to the source ref and is created from the source commit when it does not
-    exist; the commit carries the source repo/ref/commit, the
-    producer version and the run id as metadata.
+    exist; the commit carries the source repo/ref/commit, the producer version and the run id.
     """
     with reported_stage("publish"):
         run_id, settings = current_run_id(), Settings.from_env()
