@@ -16,7 +16,7 @@ shell's environment (local `pyflyte run` ignores images and pod templates):
 | variable               | effect                                                                           |
 |------------------------|----------------------------------------------------------------------------------|
 | EDGE_GPU_NODE_SELECTOR | `key=value[,key=value]`: convert and validate ask for one GPU on such nodes      |
-| EDGE_DOCKER_HOST       | Docker engine for `build_image` (e.g. tcp://buildkitd:2375); unset: a dind sidecar |
+| EDGE_DOCKER_HOST       | Docker engine for `build_image` (e.g. tcp://docker.build.svc:2375); unset: a dind sidecar |
 | EDGE_DIND_IMAGE        | the sidecar's image, default docker:27-dind (a mirror, in an air-gapped cluster) |
 
 In the pods, the settings of edge_deploy.config come from Kubernetes objects in the execution namespace
