@@ -16,7 +16,17 @@ HERE = Path(__file__).parent
 
 def resolve(*requirement_files: Path) -> dict[str, str]:
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
-        args = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q", "--report", report.name]
+        args = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--report",
+            report.name,
+        ]
         for path in requirement_files:
             args += ["-r", str(path)]
         subprocess.run(args, check=True)
