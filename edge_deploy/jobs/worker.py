@@ -1,0 +1,372 @@
+"""`edge-deploy worker`: take jobs from the queue one at a time and run each in a child process.
+
+One job per worker at a time; each job runs in a child process of its own (its own session), so a
+crash, a segfault or the kernel's OOM killer in a conversion ends that job, not the worker. While
+the child runs, the worker renews its lease on the job every quarter lease; if it dies, the lease
+runs out and another worker takes the job up again under the same run id (the child dies with its
+worker, see `edge_deploy.jobs.child`). A job ends once: only the holder of the current lease can
+end it, and a worker that takes up a job whose run already left a final record ends it from that
+record instead of running it again.
+
+However the child ends, the run ends with a record and a final event: the workflow writes them
+itself (its failure handler included); when the child was killed or cancelled before it could, the
+worker writes a failed record naming what happened and publishes the run's end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edge_deploy.jobs.child import FORWARD_STATUS_VARIABLE, PARENT_PID_VARIABLE, PIPE_FD_VARIABLE, read_messages
+from edge_deploy.jobs.executor import ExecutionOutcome, ExecutorHealth
+from edge_deploy.jobs.model import CANCELLED, FAILED, SUCCEEDED, Job
+from edge_deploy.jobs.queue import CANCEL, LOST, Claim, JobQueue, JobQueueUnavailable, WorkerInfo
+from edge_deploy.records import DeploymentRecord, ModelSource, RecordStore, RecordStoreError
+from edge_deploy.records.model import FAILED as RECORD_FAILED
+from edge_deploy.records.model import SUCCEEDED as RECORD_SUCCEEDED
+from edge_deploy.status.backend import StatusBackend
+from edge_deploy.status.events import RunProgress, StageEvent
+from edge_deploy.status.tracker import RunTracker
+
+log = logging.getLogger(__name__)
+
+CANCELLED_ERROR = "cancelled by request"
+EXECUTOR_CHECK_SECONDS = 30.0
+FINISH_PATIENCE_SECONDS = 120.0  # how long a finished job waits for the queue to answer again
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    child_command: Sequence[str]  # runs one job: reads it as JSON on stdin (app/run/job.py)
+    executor: str = "local"
+    name: str = field(default_factory=default_worker_name)
+    lease_seconds: float = 60.0
+    poll_seconds: float = 1.0
+    stop_grace_seconds: float = 10.0
+    forward_status: bool = False  # embedded mode: the child's status reaches this process over its pipe
+
+    @property
+    def renew_seconds(self) -> float:
+        return self.lease_seconds / 4
+
+
+@dataclass
+class _ChildEnd:
+    returncode: int
+    outcome: ExecutionOutcome | None
+    cancelled: bool = False
+    lost: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        records: RecordStore,
+        status: StatusBackend,
+        config: WorkerConfig,
+        executor_check: Callable[[], ExecutorHealth],
+    ) -> None:
+        self.queue, self.records, self.status, self.config = queue, records, status, config
+        self.executor_check = executor_check
+        self.stopping = threading.Event()
+        self._health = ExecutorHealth(False, "not checked yet")
+        self._health_checked = 0.0
+        self._current = ""
+        self._queue_down_since: float | None = None
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Take and run jobs until `stop()`; a queue outage is waited out, never fatal."""
+        log.info(
+            "worker %s: taking jobs from %s (executor %s)", self.config.name, self.queue.where, self.config.executor
+        )
+        pause = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._heartbeat()
+                claim = self.queue.claim(self.config.name, self.config.poll_seconds)
+                self._queue_up()
+                pause = 0.5
+            except JobQueueUnavailable as exc:
+                self._queue_down(exc)
+                self.stopping.wait(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            if claim is not None:
+                self.process(claim)
+        log.info("worker %s stopped", self.config.name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def process(self, claim: Claim) -> None:
+        job = claim.job
+        self._current = job.run_id
+        try:
+            log.info("run %s: attempt %d of %s", job.run_id, claim.attempt, job.request.source)
+            if claim.exhausted:
+                error = f"given up after {claim.attempt - 1} attempts: its worker died each time while running it"
+                self._end(claim, FAILED, self._fail_record(job, error, "worker"))
+                return
+            if job.cancel_requested:
+                self._end(claim, CANCELLED, self._fail_record(job, CANCELLED_ERROR, None))
+                return
+            earlier = self._final_record(job.run_id)
+            if earlier is not None:  # an earlier attempt finished, its worker died before saying so
+                log.info("run %s already has a %s record; ending the job from it", job.run_id, earlier.status.state)
+                self._end(claim, _job_state(earlier), earlier.status.error or "")
+                return
+            end = self._run_child(claim)
+            if end.lost:
+                log.warning("run %s: another worker took the job over; this attempt stopped", job.run_id)
+                return
+            if self.stopping.is_set() and end.outcome is None and not end.cancelled:
+                self._give_back(claim)
+                return
+            state, error = self._judge(job, end)
+            self._end(claim, state, error)
+        finally:
+            self._current = ""
+
+    # -- the child process -------------------------------------------------------------------------
+
+    def _run_child(self, claim: Claim) -> _ChildEnd:
+        job = claim.job
+        read_end, write_end = os.pipe()
+        env = {
+            **os.environ,
+            "EDGE_RUN_ID": job.run_id,
+            PIPE_FD_VARIABLE: str(write_end),
+            PARENT_PID_VARIABLE: str(os.getpid()),
+            FORWARD_STATUS_VARIABLE: "1" if self.config.forward_status else "0",
+        }
+        try:
+            child = subprocess.Popen(
+                list(self.config.child_command),
+                stdin=subprocess.PIPE,
+                env=env,
+                pass_fds=(write_end,),
+                start_new_session=True,
+                text=True,
+            )
+        finally:
+            os.close(write_end)
+        outcome: list[ExecutionOutcome | None] = [None]
+        reader = threading.Thread(target=self._read_pipe, args=(read_end, outcome), daemon=True, name="job-pipe")
+        reader.start()
+        assert child.stdin is not None
+        child.stdin.write(job.to_json())
+        child.stdin.close()
+        end = self._watch(claim, child)
+        reader.join(timeout=10)
+        end.outcome = outcome[0]
+        return end
+
+    def _read_pipe(self, fd: int, outcome: list[ExecutionOutcome | None]) -> None:
+        with os.fdopen(fd, "r") as stream:
+            outcome[0] = read_messages(stream, self._republish)
+
+    def _republish(self, event: StageEvent, progress: RunProgress | None) -> None:
+        if self.config.forward_status and progress is not None:
+            self.status.publish(event.with_id(""), progress)
+
+    def _watch(self, claim: Claim, child: subprocess.Popen) -> _ChildEnd:
+        """Wait for the child, renewing the lease; stop it on cancel, on a lost lease, or on shutdown."""
+        next_renewal = time.monotonic() + self.config.renew_seconds
+        while True:
+            try:
+                returncode = child.wait(timeout=min(0.5, self.config.renew_seconds))
+                return _ChildEnd(returncode, None)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stopping.is_set():
+                return _ChildEnd(self._stop_child(child), None)
+            if time.monotonic() < next_renewal:
+                continue
+            next_renewal = time.monotonic() + self.config.renew_seconds
+            try:
+                self._heartbeat()
+                lease = self.queue.renew(claim)
+                self._queue_up()
+            except JobQueueUnavailable as exc:
+                self._queue_down(exc)  # the child goes on; the lease is checked again when the queue is back
+                continue
+            if lease == CANCEL:
+                log.info("run %s: cancel requested; stopping its process", claim.job.run_id)
+                return _ChildEnd(self._stop_child(child), None, cancelled=True)
+            if lease == LOST:
+                return _ChildEnd(self._stop_child(child), None, lost=True)
+
+    def _stop_child(self, child: subprocess.Popen) -> int:
+        """SIGTERM to the child's process group (the flyte executor terminates its execution), then SIGKILL."""
+        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            return child.wait(timeout=self.config.stop_grace_seconds)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            return child.wait()
+
+    # -- how a job ended ---------------------------------------------------------------------------
+
+    def _judge(self, job: Job, end: _ChildEnd) -> tuple[str, str]:
+        """(job state, error) from what the child said and the record it left."""
+        if end.cancelled:
+            return CANCELLED, self._fail_record(job, CANCELLED_ERROR, None)
+        record = self._final_record(job.run_id)
+        if end.outcome is not None and end.outcome.state == SUCCEEDED:
+            if record is not None and record.status.state == RECORD_SUCCEEDED:
+                self._ensure_run_end(job.run_id, "record", "", succeeded=True)
+                return SUCCEEDED, ""
+            return FAILED, self._fail_record(job, "the workflow ended without a succeeded deployment record", "record")
+        if record is not None and record.status.state == RECORD_FAILED:
+            self._ensure_run_end(job.run_id, record.status.failed_stage or "run", record.status.error or "")
+            return FAILED, record.status.error or "failed"
+        if end.outcome is not None:
+            return FAILED, self._fail_record(job, end.outcome.error or "the run failed", None)
+        return FAILED, self._fail_record(job, _describe_exit(end.returncode), None)
+
+    def _fail_record(self, job: Job, error: str, stage: str | None) -> str:
+        """Write the run's failed record (unless it already has a final one) and end its live status."""
+        progress = self._progress(job.run_id)
+        stage = stage or (progress.stage if progress and progress.stage else "queued")
+        request = job.request
+        source = ModelSource(
+            request.repo or "local",
+            request.ref if request.repo else request.local_dir,
+            job.source_commit,
+            request.prefix,
+        )
+        try:
+            earlier = self.records.get(job.run_id)
+            if earlier is None or earlier.status.state not in (RECORD_SUCCEEDED, RECORD_FAILED):
+                record = DeploymentRecord.new(job.run_id, source)
+                if earlier is not None:
+                    record = record.updated(created_at=earlier.created_at)
+                self.records.upsert(record.failed(stage, error))
+        except RecordStoreError as exc:
+            log.error("run %s: could not write its failed record (%s): %s", job.run_id, error, exc)
+        self._ensure_run_end(job.run_id, stage, error)
+        return error
+
+    def _ensure_run_end(self, run_id: str, stage: str, error: str, succeeded: bool = False) -> None:
+        """Followers of the run's events stop at its end event: publish one if nobody did (the child's
+        own status may have lost it, e.g. while Redis restarted)."""
+        try:
+            events = self.status.events(run_id)
+            if events and events[-1].ends_run:
+                return
+            tracker = RunTracker(self.status, run_id)
+            tracker.current_stage = stage
+            if succeeded:
+                tracker.succeeded()
+            else:
+                tracker.failed(stage, error)
+        except Exception as exc:  # live status is best effort; the record already holds the outcome
+            log.warning("run %s: could not publish its end to %s: %s", run_id, self.status.where, exc)
+
+    def _final_record(self, run_id: str) -> DeploymentRecord | None:
+        try:
+            record = self.records.get(run_id)
+        except RecordStoreError as exc:
+            log.warning("run %s: cannot read its record from %s: %s", run_id, self.records.where, exc)
+            return None
+        return record if record is not None and record.status.state != "running" else None
+
+    def _progress(self, run_id: str) -> RunProgress | None:
+        try:
+            return self.status.progress(run_id)
+        except Exception as exc:  # best effort, as above
+            log.warning("run %s: cannot read its progress from %s: %s", run_id, self.status.where, exc)
+            return None
+
+    def _end(self, claim: Claim, state: str, error: str) -> None:
+        """Tell the queue the job ended, waiting out a queue outage for a while."""
+        deadline, pause = time.monotonic() + FINISH_PATIENCE_SECONDS, 0.5
+        while True:
+            try:
+                if self.queue.finish(claim, state, error):
+                    log.info("run %s: %s%s", claim.job.run_id, state, f" ({error})" if error else "")
+                else:
+                    log.warning("run %s ended %s, but its lease had passed to another worker", claim.job.run_id, state)
+                self._queue_up()
+                return
+            except JobQueueUnavailable as exc:
+                self._queue_down(exc)
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "run %s ended %s but %s did not answer for %.0f s; the job stays pending and the next "
+                        "worker ends it from its record",
+                        claim.job.run_id,
+                        state,
+                        self.queue.where,
+                        FINISH_PATIENCE_SECONDS,
+                    )
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _give_back(self, claim: Claim) -> None:
+        try:
+            self.queue.release(claim)
+            log.info("run %s: given back to the queue (worker shutting down)", claim.job.run_id)
+        except JobQueueUnavailable as exc:
+            log.warning("run %s: could not give it back (%s); its lease will run out instead", claim.job.run_id, exc)
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._health_checked >= EXECUTOR_CHECK_SECONDS or not self._health_checked:
+            self._health_checked = now
+            try:
+                self._health = self.executor_check()
+            except Exception as exc:  # a check must never stop the worker
+                self._health = ExecutorHealth(False, f"{type(exc).__name__}: {exc}")
+        info = WorkerInfo(self.config.name, self.config.executor, self._health.ok, self._health.detail, self._current)
+        self.queue.heartbeat(info)
+
+    def _queue_down(self, exc: JobQueueUnavailable) -> None:
+        if self._queue_down_since is None:
+            self._queue_down_since = time.monotonic()
+            log.warning("worker %s: the queue does not answer (%s); waiting for it", self.config.name, exc)
+
+    def _queue_up(self) -> None:
+        if self._queue_down_since is not None:
+            log.info(
+                "worker %s: the queue answers again after %.1f s",
+                self.config.name,
+                time.monotonic() - self._queue_down_since,
+            )
+            self._queue_down_since = None
+
+
+def _job_state(record: DeploymentRecord) -> str:
+    return SUCCEEDED if record.status.state == RECORD_SUCCEEDED else FAILED
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (the kernel's OOM killer sends this when memory runs out)" if name == "SIGKILL" else ""
+        return f"the job's process was killed by {name}{hint}"
+    return f"the job's process exited with code {returncode} without saying how the run ended"
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)

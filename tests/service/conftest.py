@@ -1,0 +1,73 @@
+"""Fixtures of the deployment service's tests: a clean Redis per test, queues, jobs and a service process.
+
+`redis_url`: the session's redis-server (tests/fixtures/redis.py), emptied before each test.
+`durable_redis`: a redis-server of this module with append-only persistence, as production runs a
+queue's Redis, for the tests that restart Redis under a running job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from edge_deploy.jobs.model import DeploymentRequest, Job, deployment_fingerprint, deployment_key, new_run_id
+from edge_deploy.jobs.queue import Submission
+from tests.fixtures.processes import free_port, require_binary
+from tests.fixtures.restartable import RestartableProcess
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server.url
+
+
+@dataclass
+class DurableRedis:
+    url: str
+    port: int
+    process: RestartableProcess
+
+    def stopped(self) -> contextlib.AbstractContextManager[None]:
+        return self.process.stopped()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+
+def _answers(port: int) -> bool:
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1) as client:
+        return bool(client.ping())
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
+    binary = require_binary("redis-server", "install Debian's redis-server (apt-get install redis-server)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    argv += ["--appendonly", "yes", "--appendfsync", "always"]
+    process = RestartableProcess(argv, f"durable redis-server on {port}", lambda: _answers(port), tmp_path / "redis.log")
+    process.start()
+    try:
+        yield DurableRedis(f"redis://127.0.0.1:{port}/0", port, process)
+    finally:
+        process.stop()
+
+
+def make_job(repo: str = "models", commit: str = "c" * 64, targets: tuple[str, ...] = ("x86_64-cpu",), **request) -> Job:
+    return Job(new_run_id(), DeploymentRequest(repo=repo, targets=targets, **request), commit, principal="tester")
+
+
+def submit(queue, job: Job, idempotency_key: str | None = None) -> Submission:
+    return queue.submit(
+        job,
+        deployment_key(job.request, job.source_commit),
+        deployment_fingerprint(job.request, job.source_commit),
+        idempotency_key,
+    )
