@@ -4,27 +4,18 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check
-# The stamp is named after the dependency files, so editing any of them reinstalls.
-STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
-MMCV_VERSION := 2.1.0
-MMDEPLOY_VERSION := 1.3.1
+# The stamp is named after the dependency files and the recipe, so editing any of them reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt requirements/install.sh pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# Optional: an index for torch and torchvision (PyTorch's CPU build: https://download.pytorch.org/whl/cpu).
+TORCH_INDEX_URL ?=
 
 .PHONY: install test lint format lock clean demo
 
 install: $(STAMP)
 
 $(STAMP):
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (python3.11 and its venv module)"; exit 1; }
-	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q 'pip==25.3' 'setuptools<80' wheel
-	@# torch first: mmcv compiles its ops against it. The CPU build comes from the local wheel dir when present.
-	$(PIP) install -q -r requirements/runtime.txt
-	@# mmcv 2.1.0 is a source distribution only; pip caches the built wheel, so only the first install compiles (~7 min on 2 cores).
-	@$(BIN)/python -c "import mmcv, mmcv.ops" 2>/dev/null || \
-		MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation --no-deps mmcv==$(MMCV_VERSION)
-	@# mmdeploy's metadata pins protobuf<=3.20.2, which would break flytekit; its real dependencies are in runtime.txt.
-	$(PIP) install -q --no-deps mmdeploy==$(MMDEPLOY_VERSION)
+	PYTHON=$(PYTHON) TORCH_INDEX_URL=$(TORCH_INDEX_URL) requirements/install.sh $(VENV)
 	$(PIP) install -q --no-deps -e .
 	$(PIP) install -q -r requirements/test.txt
 	rm -f $(VENV)/.installed-*
