@@ -166,3 +166,31 @@ def _where(query: RecordQuery) -> tuple[str, dict[str, Any]]:
         conditions.append("updated_at >= :since")
         parameters["since"] = query.since
     return ("WHERE " + " AND ".join(conditions) if conditions else ""), parameters
+
+
+# -- pages (edge_deploy.records.pages) -------------------------------------------------------------
+
+
+def find_page(
+    store: EmbeddedRecordStore, query: RecordQuery, device_class: str | None, after: Any, count: int
+) -> list[DeploymentRecord]:
+    """`count` records matching `query`, with an image for `device_class`, older than the cursor `after`."""
+    from edge_deploy.records.pages import device_class_glob
+
+    where, parameters = _where(query)
+    conditions = [where.removeprefix("WHERE ")] if where else []
+    if device_class is not None:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM json_each(deployments.record, '$.images.platforms') AS image"
+            " WHERE json_extract(image.value, '$.reference') GLOB :device_glob)"
+        )
+        parameters["device_glob"] = device_class_glob(device_class)
+    if after is not None:
+        conditions.append("(created_at < :after_created OR (created_at = :after_created AND run_id < :after_run))")
+        parameters.update(after_created=after.created_at, after_run=after.run_id)
+    sql = "SELECT run_id, record FROM deployments"
+    sql += (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY created_at DESC, run_id DESC"
+    sql += " LIMIT :count"
+    parameters["count"] = count
+    rows = store._run("query a page of deployment records", lambda db: db.execute(sql, parameters).fetchall())
+    return [store._record(text, run_id) for run_id, text in rows]

@@ -187,3 +187,27 @@ def _uri_secrets(uri: str) -> list[Secret]:
     userinfo = urlsplit(uri).netloc.rpartition("@")[0]
     password = userinfo.partition(":")[2]
     return [Secret(value) for value in {password, unquote(password)} if value]
+
+
+# -- pages (edge_deploy.records.pages) -------------------------------------------------------------
+
+
+def find_page(
+    store: MongoRecordStore, query: RecordQuery, device_class: str | None, after: Any, count: int
+) -> list[DeploymentRecord]:
+    """`count` records matching `query`, with an image for `device_class`, older than the cursor `after`."""
+    from edge_deploy.records.pages import device_class_regex
+
+    conditions = [_filter(query)]
+    if device_class is not None:
+        conditions.append({"images.platforms.reference": {"$regex": device_class_regex(device_class)}})
+    if after is not None:
+        older = {"created_at": {"$lt": after.created_at}}
+        same_time = {"created_at": after.created_at, "run_id": {"$lt": after.run_id}}
+        conditions.append({"$or": [older, same_time]})
+
+    def read() -> list[dict[str, Any]]:
+        cursor = store._collection.find({"$and": conditions}, {"_id": 0}).sort(_NEWEST_FIRST).limit(count)
+        return list(cursor)
+
+    return [store._record(document) for document in store._run("query a page of deployment records", read)]

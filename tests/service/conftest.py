@@ -17,8 +17,10 @@ import redis
 
 from edge_deploy.jobs.model import DeploymentRequest, Job, deployment_fingerprint, deployment_key, new_run_id
 from edge_deploy.jobs.queue import Submission
+from edge_deploy.records.embedded import EmbeddedRecordStore
 from tests.fixtures.processes import free_port, require_binary
 from tests.fixtures.restartable import RestartableProcess
+from tests.records.conftest import TEST_RETRY, mongo_store
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
     argv += ["--appendonly", "yes", "--appendfsync", "always"]
-    process = RestartableProcess(argv, f"durable redis-server on {port}", lambda: _answers(port), tmp_path / "redis.log")
+    what, log_path = f"durable redis-server on {port}", tmp_path / "redis.log"
+    process = RestartableProcess(argv, what, lambda: _answers(port), log_path)
     process.start()
     try:
         yield DurableRedis(f"redis://127.0.0.1:{port}/0", port, process)
@@ -60,7 +63,18 @@ def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
         process.stop()
 
 
-def make_job(repo: str = "models", commit: str = "c" * 64, targets: tuple[str, ...] = ("x86_64-cpu",), **request) -> Job:
+@pytest.fixture(params=["mongodb", "embedded"])
+def record_store(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each test once on MongoDB (the SecantusDB server) and once on the embedded SQLite file."""
+    if request.param == "mongodb":
+        store = mongo_store(request.getfixturevalue("mongo_server"))
+    else:
+        store = EmbeddedRecordStore(tmp_path / "deployments.sqlite3", retry=TEST_RETRY)
+    yield store
+    store.close()
+
+
+def make_job(repo: str = "models", commit: str = "c" * 64, targets: tuple[str, ...] = ("x86_64-cpu",), **request):
     return Job(new_run_id(), DeploymentRequest(repo=repo, targets=targets, **request), commit, principal="tester")
 
 
