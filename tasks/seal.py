@@ -9,7 +9,7 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from edge_deploy.config import Settings
-from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, seal_file
+from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, encrypt_file
 from edge_deploy.errors import EdgeDeployError
 from tasks.cluster import BUILDER_IMAGE, KEY_POD, STATUS_SECRETS
 from tasks.stage import reported_stage
@@ -39,5 +39,5 @@ def seal_model(model_dir: FlyteDirectory, file_name: str = "end2end.onnx", key_i
         if not source.is_file():
             raise EdgeDeployError(f"nothing to seal: {file_name} is not in the validated model directory")
         target = Path(tempfile.mkdtemp(prefix="sealed-")) / (source.name + ENCRYPTED_SUFFIX)
-        seal = seal_file(source, target, Keyring.from_env(), key_id)
+        seal = encrypt_file(source, target, Keyring.from_env(), key_id, checksums=True)
         return SealOutputs(FlyteFile(str(target)), seal)

@@ -5,12 +5,12 @@ This package ships inside edge images, so it imports nothing but the standard li
 `cryptography` and edge_deploy's own stdlib-only modules (errors, config).
 
     keyring = Keyring.from_env()                       # EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE, EDGE_KEY_DIR
-    encrypt_file("model.onnx", "model.onnx.enc", keyring, "edge-2026")
-    model_bytes = decrypt_file_to_bytes("model.onnx.enc", keyring)   # never touches the disk
-    rewrap_file("model.onnx.enc", keyring, "edge-2027")             # new KEK, same body
+    encrypt_file("model.onnx", "model.onnx.enc", keyring, "edge-2026", checksums=True)
+    model = decrypt_file_to_memory("model.onnx.enc", keyring)   # one buffer, never touches the disk
+    rewrap_file("model.onnx.enc", keyring, "edge-2027")        # new KEK, same body
 """
 
-from edge_deploy.crypto.directory import DirectoryFile, SealedFile, decrypt_directory, output_name, seal_file
+from edge_deploy.crypto.directory import DirectoryFile, decrypt_directory, output_name
 from edge_deploy.crypto.errors import (
     CorruptedDataError,
     CryptoError,
@@ -22,8 +22,10 @@ from edge_deploy.crypto.errors import (
 from edge_deploy.crypto.files import (
     FileInfo,
     RewrapResult,
+    SealedFile,
     decrypt_file,
     decrypt_file_to_bytes,
+    decrypt_file_to_memory,
     encrypt_file,
     inspect_file,
     is_encrypted,
@@ -41,7 +43,16 @@ from edge_deploy.crypto.format import (
     Header,
     is_valid_key_id,
 )
-from edge_deploy.crypto.keyring import Keyring, decode_key, encode_key, generate_key, key_env_var, write_key_file
+from edge_deploy.crypto.keyring import (
+    Keyring,
+    decode_key,
+    encode_key,
+    generate_key,
+    key_dir_from_env,
+    key_env_var,
+    seal_key_id_from_env,
+    write_key_file,
+)
 from edge_deploy.crypto.stream import StreamResult, decrypt_stream, decrypt_to_bytes, encrypt_stream
 
 __all__ = [
@@ -69,6 +80,7 @@ __all__ = [
     "decrypt_directory",
     "decrypt_file",
     "decrypt_file_to_bytes",
+    "decrypt_file_to_memory",
     "decrypt_stream",
     "decrypt_to_bytes",
     "encode_key",
@@ -78,10 +90,11 @@ __all__ = [
     "inspect_file",
     "is_encrypted",
     "is_valid_key_id",
+    "key_dir_from_env",
     "key_env_var",
     "output_name",
     "read_header",
     "rewrap_file",
-    "seal_file",
+    "seal_key_id_from_env",
     "write_key_file",
 ]

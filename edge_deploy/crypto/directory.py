@@ -1,32 +1,30 @@
-"""Model-directory level: what the pipeline's decrypt and seal stages call.
+"""Model-directory level: what the pipeline's decrypt stage calls.
 
 `decrypt_directory` turns a downloaded model directory (some files sealed, some plain) into a
 plaintext directory: sealed files, recognised by their magic bytes, are decrypted and lose the
-`.enc` suffix; plain files are copied. The new directory appears complete or not at all.
-`seal_file` encrypts one file (the ONNX model for the edge) and reports both checksums.
+`.enc` suffix; plain files are copied. The new directory appears complete or not at all
+(`edge_deploy.files.atomic_directory`). Sealing a single file is `files.encrypt_file`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 from edge_deploy.crypto.errors import CryptoError
-from edge_deploy.crypto.files import atomic_output, is_encrypted, open_source
-from edge_deploy.crypto.format import DEFAULT_CHUNK_SIZE, ENCRYPTED_SUFFIX
+from edge_deploy.crypto.files import PLAINTEXT_MODE, is_encrypted, open_source
+from edge_deploy.crypto.format import ENCRYPTED_SUFFIX
 from edge_deploy.crypto.keyring import Keyring
-from edge_deploy.crypto.stream import decrypt_stream, encrypt_stream
+from edge_deploy.crypto.stream import BATCH_BYTES, decrypt_stream
+from edge_deploy.files import DirectoryExistsError, atomic_directory, sha256_file
 
 log = logging.getLogger(__name__)
 
-_COPY_BLOCK = 1024 * 1024
+PLAINTEXT_DIRECTORY_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -42,40 +40,6 @@ class DirectoryFile:
     sha256: str  # of the plaintext written
 
 
-@dataclass(frozen=True)
-class SealedFile:
-    key_id: str
-    chunk_size: int
-    plaintext_size: int
-    ciphertext_size: int
-    plaintext_sha256: str
-    ciphertext_sha256: str
-
-
-def seal_file(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    keyring: Keyring,
-    key_id: str,
-    *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> SealedFile:
-    """Encrypt `src` into `dst` under KEK `key_id`, hashing both sides on the way."""
-    src, dst = Path(src), Path(dst)
-    with open_source(src) as source, atomic_output(dst, mode=stat.S_IMODE(os.fstat(source.fileno()).st_mode)) as out:
-        reader, writer = _HashingReader(source), _HashingWriter(out)
-        result = encrypt_stream(reader, writer, keyring, key_id, chunk_size=chunk_size, name=str(src))
-    log.info("sealed %s -> %s under key id %s (%d bytes)", src, dst, key_id, result.plaintext_size)
-    return SealedFile(
-        key_id=key_id,
-        chunk_size=chunk_size,
-        plaintext_size=result.plaintext_size,
-        ciphertext_size=writer.size,
-        plaintext_sha256=reader.hash.hexdigest(),
-        ciphertext_sha256=writer.hash.hexdigest(),
-    )
-
-
 def decrypt_directory(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], keyring: Keyring
 ) -> list[DirectoryFile]:
@@ -86,19 +50,16 @@ def decrypt_directory(
     """
     src, dst = Path(src), Path(dst)
     plan = _plan(src, dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     try:
-        results = [
-            _materialize(src, temp, source_name, name, encrypted, keyring) for source_name, name, encrypted in plan
-        ]
-        os.rename(temp, dst)  # replaces an empty directory, never a filled one
-    except OSError as exc:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise CryptoError(f"decrypting {src} into {dst} failed: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        with atomic_directory(dst, mode=PLAINTEXT_DIRECTORY_MODE) as staging:
+            results = [
+                _materialize(src, staging, source_name, name, encrypted, keyring)
+                for source_name, name, encrypted in plan
+            ]
+    except DirectoryExistsError:
         raise
+    except OSError as exc:
+        raise CryptoError(f"decrypting {src} into {dst} failed: {exc.strerror or exc}") from None
     log.info("decrypted %d of %d files of %s into %s", sum(r.encrypted for r in results), len(results), src, dst)
     return results
 
@@ -150,48 +111,14 @@ def _materialize(
     source_path, out_path = src / source_name, out_root / name
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with open_source(source_path) as source, out_path.open("xb") as out:
-        source_mode = stat.S_IMODE(os.fstat(source.fileno()).st_mode)
-        writer = _HashingWriter(out)
         if encrypted:
-            result = decrypt_stream(source, writer, keyring, name=str(source_path))
-            key_id: str | None = result.key_id
-            os.chmod(out_path, 0o600)
+            key_id: str | None = decrypt_stream(source, out, keyring, name=str(source_path)).key_id
+            mode = PLAINTEXT_MODE
         else:
-            shutil.copyfileobj(source, writer, _COPY_BLOCK)
-            key_id = None
-            os.chmod(out_path, source_mode)
+            shutil.copyfileobj(source, out, BATCH_BYTES)
+            key_id, mode = None, stat.S_IMODE(os.fstat(source.fileno()).st_mode)
         source_size = os.fstat(source.fileno()).st_size
+    os.chmod(out_path, mode)
     return DirectoryFile(
-        str(name), str(source_name), encrypted, key_id, source_size, writer.size, writer.hash.hexdigest()
+        str(name), str(source_name), encrypted, key_id, source_size, out_path.stat().st_size, sha256_file(out_path)
     )
-
-
-class _HashingReader:
-    """Passes reads through, hashing what goes by."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream, self.hash, self.size = stream, hashlib.sha256(), 0
-
-    def readinto(self, buffer: memoryview) -> int:
-        count = self.stream.readinto(buffer)
-        self.hash.update(buffer[:count])
-        self.size += count
-        return count
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-
-class _HashingWriter:
-    """Passes writes through, hashing what goes by."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream, self.hash, self.size = stream, hashlib.sha256(), 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return self.stream.write(data)

@@ -1,34 +1,54 @@
-"""The format on files: every output is written to a temp file beside its target and renamed into
-place only when complete, so an error never leaves a partial (or unauthenticated) file behind."""
+"""The format on files: every output is written to a temp file beside its target, fsynced and
+renamed into place only when complete, so an error never leaves a partial (or unauthenticated)
+file behind. Files are read and written unbuffered: `stream` moves whole batches of chunks, and a
+buffer in between would only copy them once more."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from edge_deploy.crypto.errors import CryptoError
 from edge_deploy.crypto.format import DEFAULT_CHUNK_SIZE, MAGIC, Header, parse_header
 from edge_deploy.crypto.keyring import Keyring
 from edge_deploy.crypto.stream import (
+    BATCH_BYTES,
     StreamResult,
     decrypt_stream,
-    decrypt_to_bytes,
     encrypt_stream,
+    open_data_key,
+    open_into,
     unwrap_data_key,
     wrap_data_key,
+    write_all,
 )
 
 log = logging.getLogger(__name__)
 
 PLAINTEXT_MODE = 0o600  # decrypted models are the secret this module exists to protect
-_COPY_BLOCK = 1024 * 1024
+
+Buffer = TypeVar("Buffer")  # a writable bytes-like object: bytearray, mmap, ...
+
+
+@dataclass(frozen=True)
+class SealedFile:
+    """What `encrypt_file` wrote. The checksums are there when asked for (`checksums=True`)."""
+
+    key_id: str
+    chunk_size: int
+    chunks: int
+    plaintext_size: int
+    ciphertext_size: int
+    plaintext_sha256: str | None = None
+    ciphertext_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,13 +104,34 @@ def encrypt_file(
     key_id: str,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> StreamResult:
-    """Seal `src` into `dst` (which keeps `src`'s permission bits: ciphertext is safe to share)."""
+    checksums: bool = False,
+) -> SealedFile:
+    """Seal `src` into `dst` under KEK `key_id`; `dst` keeps `src`'s permission bits (ciphertext is
+    safe to share). With `checksums`, the sha256 of both sides is taken on the way (the writer
+    thread hashes while the next batch is sealed), for records and image labels."""
     src, dst = Path(src), Path(dst)
+    plain_hash, sealed_hash = (hashlib.sha256(), hashlib.sha256()) if checksums else (None, None)
     with open_source(src) as source, atomic_output(dst, mode=stat.S_IMODE(os.fstat(source.fileno()).st_mode)) as out:
-        result = encrypt_stream(source, out, keyring, key_id, chunk_size=chunk_size, name=str(src))
-    log.info("encrypted %s -> %s under key id %s", src, dst, key_id)
-    return result
+        result = encrypt_stream(
+            source,
+            out,
+            keyring,
+            key_id,
+            chunk_size=chunk_size,
+            name=str(src),
+            on_plaintext=plain_hash.update if plain_hash else None,
+            on_ciphertext=sealed_hash.update if sealed_hash else None,
+        )
+    log.info("encrypted %s -> %s under key id %s (%d bytes)", src, dst, key_id, result.plaintext_size)
+    return SealedFile(
+        key_id=key_id,
+        chunk_size=chunk_size,
+        chunks=result.chunks,
+        plaintext_size=result.plaintext_size,
+        ciphertext_size=result.ciphertext_size,
+        plaintext_sha256=plain_hash.hexdigest() if plain_hash else None,
+        ciphertext_sha256=sealed_hash.hexdigest() if sealed_hash else None,
+    )
 
 
 def decrypt_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], keyring: Keyring) -> StreamResult:
@@ -102,10 +143,32 @@ def decrypt_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], keyri
     return result
 
 
+def decrypt_file_to_memory(
+    src: str | os.PathLike[str], keyring: Keyring, *, allocate: Callable[[int], Buffer] = bytearray
+) -> Buffer:
+    """The plaintext of `src` in memory only, in one buffer: `allocate(size)` makes it once at the
+    plaintext's final size (known from the file's length) and every chunk is opened straight into
+    its place. Peak memory is the plaintext plus one batch of ciphertext. The default buffer is a
+    bytearray; the edge runtime allocates one that ONNX Runtime can load without a copy."""
+    path = Path(src)
+    with open_source(path) as source:
+        header = parse_header(source, str(path))
+        _, plaintext_size = header.layout(os.fstat(source.fileno()).st_size, str(path))
+        data_cipher = open_data_key(header, keyring, str(path))
+        buffer = allocate(plaintext_size)
+        view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+        try:
+            open_into(source, header, data_cipher, view, str(path))
+        finally:
+            view.release()  # so that an mmap buffer can be closed by its owner
+    log.debug("decrypted %s in memory under key id %s", path, header.key_id)
+    return buffer
+
+
 def decrypt_file_to_bytes(src: str | os.PathLike[str], keyring: Keyring) -> bytes:
-    """The plaintext of `src` in memory only, for the edge runtime."""
-    with open_source(Path(src)) as source:
-        return decrypt_to_bytes(source, keyring, name=str(src))
+    """The plaintext of `src` as `bytes` (for callers that need exactly that type): needs twice the
+    plaintext for a moment; `decrypt_file_to_memory` needs it once."""
+    return bytes(decrypt_file_to_memory(src, keyring))
 
 
 def rewrap_file(
@@ -130,35 +193,40 @@ def rewrap_file(
         new_header = wrap_data_key(rekeyed, new_kek, data_key)
         del data_key
         with atomic_output(target, mode=stat.S_IMODE(os.fstat(source.fileno()).st_mode)) as out:
-            out.write(new_header.encode())
-            while block := source.read(_COPY_BLOCK):
-                out.write(block)
+            write_all(out.write, memoryview(new_header.encode()))
+            block = memoryview(bytearray(BATCH_BYTES))
+            while count := source.readinto(block):
+                write_all(out.write, block[:count])
     log.info("rewrapped %s: key id %s -> %s", target, header.key_id, new_key_id)
     return RewrapResult(str(target), header.key_id, new_key_id)
 
 
 @contextlib.contextmanager
 def open_source(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for unbuffered reading, with the kernel told it will be read sequentially."""
     try:
-        stream = path.open("rb")
+        stream = path.open("rb", buffering=0)
     except OSError as exc:
         raise CryptoError(f"cannot read {path}: {exc.strerror}") from None
     with stream:
+        if hasattr(os, "posix_fadvise"):  # a larger read-ahead window; a hint, so errors do not matter
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         yield stream
 
 
 @contextlib.contextmanager
 def atomic_output(dst: Path, *, mode: int) -> Iterator[BinaryIO]:
-    """A temp file beside `dst` that becomes `dst` (fsynced, then renamed) only if the block succeeds."""
+    """An unbuffered temp file beside `dst` that becomes `dst` (fsynced, then renamed) only if the
+    block succeeds."""
     try:
         descriptor, temp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
     except OSError as exc:
         raise CryptoError(f"cannot write {dst}: {exc.strerror}") from None
     temp = Path(temp_name)
     try:
-        with os.fdopen(descriptor, "wb") as out:
+        with os.fdopen(descriptor, "wb", buffering=0) as out:
             yield out
-            out.flush()
             os.fsync(out.fileno())
         os.chmod(temp, mode)
         os.replace(temp, dst)

@@ -37,9 +37,9 @@ ENCRYPTED_SUFFIX = ".enc"
 
 _BODY_HEADER = struct.Struct(">8sBI7s")
 BODY_HEADER_SIZE = _BODY_HEADER.size  # 20
-MAX_KEY_ID_LENGTH = 64
-KEY_ID_RULE = "1-64 characters of a-z, 0-9 and '-', not starting with '-'"
-_KEY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+MAX_KEY_ID_LENGTH = 64  # the header stores the length in one byte; 64 keeps ids readable
+KEY_ID_RULE = f"1-{MAX_KEY_ID_LENGTH} characters of a-z, 0-9 and '-', not starting with '-'"
+_KEY_ID = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_KEY_ID_LENGTH - 1}}}")
 
 
 def is_valid_key_id(key_id: str) -> bool:

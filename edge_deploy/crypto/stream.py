@@ -1,14 +1,26 @@
-"""Sealing and opening the format between binary streams, one chunk in memory at a time.
+"""Sealing and opening the format between binary streams, a batch of whole chunks at a time.
 
-Decrypting to a stream writes each chunk once it has been authenticated, but truncation and
+Each read takes `BATCH_BYTES` worth of whole chunks (large sequential reads), and every chunk is
+sealed or opened with pyca's `encrypt_into`/`decrypt_into` straight into its place in a
+preallocated output batch, so no chunk is ever copied by Python. While one batch is being read and
+processed, a writer thread writes the previous one: the cipher and the disk work at the same time.
+Memory is two batches (a few MiB) whatever the file size. `open_into` fills a caller's buffer of
+the plaintext's final size instead (the edge runtime's in-memory path).
+
+Decrypting to a stream writes a batch once all its chunks are authenticated, but truncation and
 trailing data show only at the end: a caller that writes to a stream it cannot take back must
 discard the output on error (the file functions in `files` do this with temp + rename).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import queue
+import stat
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -33,6 +45,12 @@ from edge_deploy.crypto.format import (
 from edge_deploy.crypto.keyring import Keyring
 
 log = logging.getLogger(__name__)
+
+# Plaintext per read and write: large enough for sequential disk speed and to make Python's cost
+# per batch negligible, small enough that two batches in and out stay a few MiB (see the benchmark).
+BATCH_BYTES = 4 * 1024 * 1024
+
+Observer = Callable[[memoryview], object]  # e.g. hashlib's `update`: sees every byte once, in order
 
 
 @dataclass(frozen=True)
@@ -87,60 +105,171 @@ def encrypt_stream(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     name: str = "<stream>",
+    on_plaintext: Observer | None = None,
+    on_ciphertext: Observer | None = None,
 ) -> StreamResult:
-    """Seal everything `src` yields into `dst` under a new data key wrapped by KEK `key_id`."""
+    """Seal everything `src` yields into `dst` under a new data key wrapped by KEK `key_id`.
+
+    The observers see the plaintext read and the ciphertext written (header included), in order.
+    """
     header, data_cipher = new_header(keyring, key_id, chunk_size, name)
-    dst.write(header.encode())
-    aad = header.body_header
-    plain, sealed = bytearray(chunk_size), bytearray(chunk_size + TAG_SIZE)
-    plain_view, sealed_view = memoryview(plain), memoryview(sealed)
+    encoded = memoryview(header.encode())
+    write_all(dst.write, encoded)
+    if on_ciphertext is not None:
+        on_ciphertext(encoded)
+    remaining = _remaining_bytes(src)
+    per_batch = _chunks_per_batch(chunk_size, remaining, chunk_size)
+    sizes = (per_batch * chunk_size, per_batch * (chunk_size + TAG_SIZE))
     index = plaintext_size = 0
-    while True:
-        count = read_into(src, plain_view)
-        final = count < chunk_size  # only the final chunk is short, so a full one is never last
-        if index >= MAX_CHUNKS:
-            raise CryptoError(f"{name}: too large for {chunk_size}-byte chunks (more than 2^32 chunks)")
-        nonce = chunk_nonce(header.nonce_prefix, index, final)
-        data_cipher.encrypt_into(nonce, plain_view[:count], aad, sealed_view[: count + TAG_SIZE])
-        dst.write(sealed_view[: count + TAG_SIZE])
-        plaintext_size += count
-        if final:
-            break
-        index += 1
-    return StreamResult(key_id, chunk_size, index + 1, plaintext_size, header.ciphertext_size(plaintext_size))
+    with _WriteBehind(dst.write, *sizes, remaining, on_source=on_plaintext, on_target=on_ciphertext) as writer:
+        while True:
+            batch = writer.take()
+            count = read_into(src, batch.source)
+            at_end = count < len(batch.source)  # only the final chunk is short, so a full batch never ends
+            sealed, index = _seal_batch(data_cipher, header, batch.source[:count], batch.target, index, at_end, name)
+            writer.submit(batch, count, sealed)
+            plaintext_size += count
+            if at_end:
+                break
+    return StreamResult(key_id, chunk_size, index, plaintext_size, header.ciphertext_size(plaintext_size))
 
 
-def decrypt_stream(src: BinaryIO, dst: BinaryIO, keyring: Keyring, *, name: str = "<stream>") -> StreamResult:
+def decrypt_stream(
+    src: BinaryIO,
+    dst: BinaryIO,
+    keyring: Keyring,
+    *,
+    name: str = "<stream>",
+    on_plaintext: Observer | None = None,
+) -> StreamResult:
     """Open a sealed stream into `dst`; see the module docstring about output on error."""
     header = parse_header(src, name)
     data_cipher = open_data_key(header, keyring, name)
-    return _decrypt_chunks(src, dst.write, header, data_cipher, name)
-
-
-def _decrypt_chunks(src: BinaryIO, write, header: Header, data_cipher: AESGCM, name: str) -> StreamResult:
-    chunk_size, aad = header.chunk_size, header.body_header
-    sealed, plain = bytearray(chunk_size + TAG_SIZE), bytearray(chunk_size)
-    sealed_view, plain_view = memoryview(sealed), memoryview(plain)
+    chunk_size = header.chunk_size
+    remaining = _remaining_bytes(src)
+    per_batch = _chunks_per_batch(chunk_size, remaining, chunk_size + TAG_SIZE)
+    sizes = (per_batch * (chunk_size + TAG_SIZE), per_batch * chunk_size)
     index = plaintext_size = 0
+    with _WriteBehind(dst.write, *sizes, remaining, on_target=on_plaintext) as writer:
+        while True:
+            batch = writer.take()
+            count = read_into(src, batch.source)  # short only at the end: appended data makes it longer
+            at_end = count < len(batch.source)
+            opened, index = _open_batch(data_cipher, header, batch.source[:count], batch.target, index, at_end, name)
+            writer.submit(batch, count, opened)
+            plaintext_size += opened
+            if at_end:
+                break
+    return StreamResult(header.key_id, chunk_size, index, plaintext_size, header.ciphertext_size(plaintext_size))
+
+
+def open_into(src: BinaryIO, header: Header, data_cipher: AESGCM, out: memoryview, name: str) -> int:
+    """Open the chunks that follow `header` in `src` straight into `out`, which has the plaintext's
+    final size (from `Header.layout`); returns the bytes written. Nothing but one batch of
+    ciphertext is held besides `out`."""
+    chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
+    per_batch = _chunks_per_batch(chunk_size, len(out), chunk_size)
+    sealed = memoryview(bytearray(per_batch * sealed_size))
+    # never read past the length the layout was computed from (a file growing meanwhile)
+    remaining = header.ciphertext_size(len(out)) - header.size
+    index = written = 0
     while True:
-        count = read_into(src, sealed_view)  # short only at the end of the stream: appended data makes it longer
-        if count < TAG_SIZE:
-            raise _truncated(name, index, count)
-        final = count < chunk_size + TAG_SIZE
-        if index >= MAX_CHUNKS:
-            raise CorruptedDataError(f"{name}: more than 2^32 chunks (corrupted)", chunk=index)
-        try:
-            data_cipher.decrypt_into(
-                chunk_nonce(header.nonce_prefix, index, final), sealed_view[:count], aad, plain_view[: count - TAG_SIZE]
-            )
-        except InvalidTag:
-            raise _chunk_failed(name, index, final) from None
-        write(plain_view[: count - TAG_SIZE])
-        plaintext_size += count - TAG_SIZE
-        if final:
+        count = read_into(src, sealed[: min(len(sealed), remaining)])
+        remaining -= count
+        at_end = count < len(sealed) or remaining == 0
+        target = out[written : written + per_batch * chunk_size]
+        opened, index = _open_batch(data_cipher, header, sealed[:count], target, index, at_end, name)
+        written += opened
+        if at_end:
             break
+    if written != len(out):  # the file changed length while it was read
+        raise CorruptedDataError(f"{name}: truncated: {written} of {len(out)} plaintext bytes", chunk=index)
+    return written
+
+
+def decrypt_to_bytes(src: BinaryIO, keyring: Keyring, *, name: str = "<stream>") -> bytes:
+    """The whole plaintext of a stream of unknown length in memory (files: `files.decrypt_file_to_memory`)."""
+    opened = io.BytesIO()
+    decrypt_stream(src, opened, keyring, name=name)
+    log.debug("decrypted %s in memory", name)
+    return opened.getvalue()
+
+
+def write_all(write: Callable[[memoryview], int | None], view: memoryview) -> None:
+    """Write all of `view`: a raw file's write may take only part of it."""
+    while view:
+        written = write(view)
+        if written is None:  # a sink that does not count takes everything
+            return
+        view = view[written:]
+
+
+def _seal_batch(
+    data_cipher: AESGCM,
+    header: Header,
+    plain: memoryview,
+    sealed: memoryview,
+    index: int,
+    at_end: bool,
+    name: str,
+) -> tuple[int, int]:
+    """Seal the whole chunks of `plain` (and, at the end, the short final one) into `sealed`.
+    Returns (ciphertext bytes, next chunk index)."""
+    chunk_size, sealed_size, aad = header.chunk_size, header.chunk_size + TAG_SIZE, header.body_header
+    full, rest = divmod(len(plain), chunk_size)
+    lengths = [chunk_size] * full + ([rest] if at_end else [])
+    for position, length in enumerate(lengths):
+        if index >= MAX_CHUNKS:
+            raise CryptoError(f"{name}: too large for {chunk_size}-byte chunks (more than 2^32 chunks)")
+        final = at_end and position == len(lengths) - 1
+        source = plain[position * chunk_size : position * chunk_size + length]
+        target = sealed[position * sealed_size : position * sealed_size + length + TAG_SIZE]
+        data_cipher.encrypt_into(chunk_nonce(header.nonce_prefix, index, final), source, aad, target)
         index += 1
-    return StreamResult(header.key_id, chunk_size, index + 1, plaintext_size, header.ciphertext_size(plaintext_size))
+    return len(plain) + len(lengths) * TAG_SIZE, index
+
+
+def _open_batch(
+    data_cipher: AESGCM,
+    header: Header,
+    sealed: memoryview,
+    plain: memoryview,
+    index: int,
+    at_end: bool,
+    name: str,
+) -> tuple[int, int]:
+    """Open the chunks of `sealed` into `plain`: whole chunks are never final; at the end of the
+    stream the rest must be the final chunk. Returns (plaintext bytes, next chunk index)."""
+    chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
+    full, rest = divmod(len(sealed), sealed_size)
+    for position in range(full):
+        start = position * sealed_size
+        _open_chunk(
+            data_cipher, header, sealed[start : start + sealed_size], plain[position * chunk_size :], index, False, name
+        )
+        index += 1
+    if not at_end:
+        return full * chunk_size, index
+    if rest < TAG_SIZE:
+        raise _truncated(name, index, rest)
+    _open_chunk(data_cipher, header, sealed[full * sealed_size :], plain[full * chunk_size :], index, True, name)
+    return full * chunk_size + rest - TAG_SIZE, index + 1
+
+
+def _open_chunk(
+    data_cipher: AESGCM, header: Header, sealed: memoryview, plain: memoryview, index: int, final: bool, name: str
+) -> None:
+    if index >= MAX_CHUNKS:
+        raise CorruptedDataError(f"{name}: more than 2^32 chunks (corrupted)", chunk=index)
+    try:
+        data_cipher.decrypt_into(
+            chunk_nonce(header.nonce_prefix, index, final),
+            sealed,
+            header.body_header,
+            plain[: len(sealed) - TAG_SIZE],
+        )
+    except InvalidTag:
+        raise _chunk_failed(name, index, final) from None
 
 
 def _truncated(name: str, index: int, count: int) -> CorruptedDataError:
@@ -160,14 +289,103 @@ def _chunk_failed(name: str, index: int, final: bool) -> CorruptedDataError:
     )
 
 
-def decrypt_to_bytes(src: BinaryIO, keyring: Keyring, *, name: str = "<stream>") -> bytes:
-    """The whole plaintext in memory (the edge runtime's path: the model never touches the disk).
+def _remaining_bytes(stream: BinaryIO) -> int | None:
+    """How much a regular file has left to read, or None for a pipe, a socket or an in-memory stream."""
+    try:
+        status = os.fstat(stream.fileno())
+        return max(0, status.st_size - stream.tell()) if stat.S_ISREG(status.st_mode) else None
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
 
-    Peak memory is about twice the plaintext while the final `bytes` is assembled.
+
+def _chunks_per_batch(chunk_size: int, remaining: int | None, unit: int) -> int:
+    """Whole chunks per batch: BATCH_BYTES worth, fewer when the input is known to be smaller
+    (`unit` is the size of one chunk as it is read)."""
+    per_batch = max(1, BATCH_BYTES // chunk_size)
+    return per_batch if remaining is None else max(1, min(per_batch, remaining // unit + 1))
+
+
+@dataclass
+class _Batch:
+    source: memoryview  # what is read
+    target: memoryview  # what is written
+
+
+class _WriteBehind:
+    """Writes each submitted batch in a thread while the caller reads and processes the next one.
+
+    Two batches cycle between the caller and the writer, so memory stays at two batches. An error
+    of the writer is raised to the caller at its next `take` or when the block ends; when the
+    caller fails, the writer stops without writing what is still queued. An input known to fit in
+    one batch has nothing to overlap: its batch is written in the caller's thread.
     """
-    header = parse_header(src, name)
-    data_cipher = open_data_key(header, keyring, name)
-    parts: list[bytes] = []
-    _decrypt_chunks(src, lambda view: parts.append(bytes(view)), header, data_cipher, name)
-    log.debug("decrypted %s in memory under key id %s", name, header.key_id)
-    return b"".join(parts)
+
+    def __init__(
+        self,
+        write: Callable[[memoryview], int | None],
+        source_size: int,
+        target_size: int,
+        remaining: int | None,
+        *,
+        on_source: Observer | None = None,
+        on_target: Observer | None = None,
+    ) -> None:
+        self._write, self._on_source, self._on_target = write, on_source, on_target
+        overlap = remaining is None or remaining >= source_size
+        self._free: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
+        for _ in range(2 if overlap else 1):
+            self._free.put(_Batch(memoryview(bytearray(source_size)), memoryview(bytearray(target_size))))
+        self._queue: queue.SimpleQueue[tuple[_Batch, int, int] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="edge-deploy-crypto-writer", daemon=True)
+        if overlap:
+            self._thread.start()
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if not self._thread.is_alive():
+            return
+        self._stopped = exc_type is not None
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is None:
+            self._raise_error()
+
+    def take(self) -> _Batch:
+        batch = self._free.get()
+        self._raise_error()
+        return batch
+
+    def submit(self, batch: _Batch, source_length: int, target_length: int) -> None:
+        if self._thread.is_alive():
+            self._queue.put((batch, source_length, target_length))
+        else:
+            self._emit(batch, source_length, target_length)
+            self._free.put(batch)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            batch, source_length, target_length = item
+            if self._error is None and not self._stopped:
+                try:
+                    self._emit(batch, source_length, target_length)
+                except BaseException as exc:  # handed to the caller's thread, which raises it
+                    self._error = exc
+            self._free.put(batch)
+
+    def _emit(self, batch: _Batch, source_length: int, target_length: int) -> None:
+        if self._on_source is not None:
+            self._on_source(batch.source[:source_length])
+        target = batch.target[:target_length]
+        if self._on_target is not None:
+            self._on_target(target)
+        write_all(self._write, target)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._stopped = True
+            raise error

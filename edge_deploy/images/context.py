@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, read_header, seal_file
+from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, encrypt_file, read_header
 from edge_deploy.images.errors import RuntimeLayerError
 from edge_deploy.platforms import BuildTarget, RuntimePackages
 
@@ -242,7 +242,7 @@ def _sha256_file(path: Path) -> str:
 def seal_model(onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str) -> SealedModel:
     """Seal a plaintext ONNX model for the edge under KEK `key_id` (into `out_dir`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sealed = seal_file(onnx_path, out_dir / f"{onnx_path.name}.enc", keyring, key_id)
+    sealed = encrypt_file(onnx_path, out_dir / f"{onnx_path.name}.enc", keyring, key_id, checksums=True)
     return SealedModel(name, out_dir / f"{onnx_path.name}.enc", sealed.plaintext_sha256, key_id)
 
 

@@ -127,29 +127,6 @@ def test_symbolic_links_in_a_model_directory_are_refused(
         crypto.decrypt_directory(source, tmp_path / "out", keyring)
 
 
-def test_seal_file_reports_sizes_and_both_checksums(tmp_path: Path, keyring: crypto.Keyring) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 17)
-    onnx, sealed = tmp_path / "end2end.onnx", tmp_path / "end2end.onnx.enc"
-    onnx.write_bytes(data)
-
-    result = crypto.seal_file(onnx, sealed, keyring, "k1")
-
-    ciphertext = sealed.read_bytes()
-    assert result.key_id == "k1" and result.chunk_size == crypto.DEFAULT_CHUNK_SIZE
-    assert (result.plaintext_size, result.ciphertext_size) == (len(data), len(ciphertext))
-    assert result.plaintext_sha256 == sha256(data)
-    assert result.ciphertext_sha256 == sha256(ciphertext)
-    assert crypto.decrypt_file_to_bytes(sealed, keyring) == data
-
-
-def test_seal_file_under_an_unknown_key_writes_nothing(tmp_path: Path, keyring: crypto.Keyring) -> None:
-    onnx = tmp_path / "end2end.onnx"
-    onnx.write_bytes(b"onnx")
-    with pytest.raises(crypto.UnknownKeyIdError, match="'edge-2026'"):
-        crypto.seal_file(onnx, tmp_path / "end2end.onnx.enc", keyring, "edge-2026")
-    assert [p.name for p in tmp_path.iterdir()] == ["end2end.onnx"]
-
-
 def test_output_name_drops_only_the_enc_suffix() -> None:
     assert crypto.output_name("model.onnx.enc") == "model.onnx"
     assert crypto.output_name("model.onnx") == "model.onnx"

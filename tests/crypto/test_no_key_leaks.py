@@ -27,7 +27,7 @@ def test_a_full_rotation_leaks_no_key_anywhere(
     (tmp_path / "models").mkdir()
     model.write_bytes(b"onnx graph" * 1000)
     sealed = tmp_path / "models" / "end2end.onnx.enc"
-    texts.append(repr(crypto.seal_file(model, sealed, keyring, "k1", chunk_size=1024)))
+    texts.append(repr(crypto.encrypt_file(model, sealed, keyring, "k1", chunk_size=1024, checksums=True)))
     data_key = unwrap_data_key(crypto.read_header(sealed), keyring, "test")
     texts.append(repr(crypto.read_header(sealed)))
     texts.append(json.dumps(crypto.inspect_file(sealed).to_dict()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -176,3 +177,35 @@ def test_the_length_alone_gives_the_plaintext_size(size: int, chunk_size: int, k
     crypto.encrypt_stream(io.BytesIO(bytes(size)), sealed, keyring, "k1", chunk_size=chunk_size)
     header = crypto.format.parse_header(io.BytesIO(sealed.getvalue()), "x")
     assert header.layout(len(sealed.getvalue()), "x") == (size // chunk_size + 1, size)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_encrypt_file_reports_sizes_and_both_checksums_when_asked(
+    tmp_path: Path, keyring: crypto.Keyring, checksums: bool
+) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 17)  # several batches: the writer thread hashes and writes
+    onnx, sealed = tmp_path / "end2end.onnx", tmp_path / "end2end.onnx.enc"
+    onnx.write_bytes(data)
+
+    result = crypto.encrypt_file(onnx, sealed, keyring, "k1", checksums=checksums)
+
+    ciphertext = sealed.read_bytes()
+    assert result.key_id == "k1" and result.chunk_size == crypto.DEFAULT_CHUNK_SIZE
+    assert (result.plaintext_size, result.ciphertext_size) == (len(data), len(ciphertext))
+    if checksums:
+        assert (result.plaintext_sha256, result.ciphertext_sha256) == (sha256(data), sha256(ciphertext))
+    else:
+        assert (result.plaintext_sha256, result.ciphertext_sha256) == (None, None)
+    assert crypto.decrypt_file_to_bytes(sealed, keyring) == data
+
+
+def test_encrypt_file_under_an_unknown_key_writes_nothing(tmp_path: Path, keyring: crypto.Keyring) -> None:
+    onnx = tmp_path / "end2end.onnx"
+    onnx.write_bytes(b"onnx")
+    with pytest.raises(crypto.UnknownKeyIdError, match="'edge-2026'"):
+        crypto.encrypt_file(onnx, tmp_path / "end2end.onnx.enc", keyring, "edge-2026")
+    assert [p.name for p in tmp_path.iterdir()] == ["end2end.onnx"]

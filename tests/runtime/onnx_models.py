@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_deploy.crypto import Keyring, seal_file
+from edge_deploy.crypto import Keyring, encrypt_file
 
 INPUT_NAME = "images"
 INPUT_SHAPE = (3, 8, 8)
@@ -65,7 +65,7 @@ def write_sealed_model(
     onnx.save(model, str(plaintext))
     model_dir = work_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    sealed = seal_file(plaintext, model_dir / "model.onnx.enc", keyring, key_id)
+    sealed = encrypt_file(plaintext, model_dir / "model.onnx.enc", keyring, key_id, checksums=True)
     metadata = {
         "name": "edge-test-conv",
         "model_sha256": sealed.plaintext_sha256,
