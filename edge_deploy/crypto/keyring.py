@@ -12,6 +12,10 @@ name. All sources load together, so old files stay readable while a new key is r
 same id given twice must carry the same key.
 
 The keyring holds only AESGCM objects, never the key bytes, and its repr shows ids only.
+
+Loading keys reads these variables (and EDGE_SEAL_KEY_ID, for sealing) and nothing else, not the
+whole `Settings`: a malformed setting the keys do not need (a database URI, say) must not stop a
+device or a build from opening its models.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edge_deploy.config import KEY_ENV_PREFIX, Settings, key_env_vars
+from edge_deploy.config import KEY_ENV_PREFIX, key_env_vars
 from edge_deploy.crypto.errors import UnknownKeyIdError
 from edge_deploy.crypto.format import KEY_ID_RULE, KEY_SIZE, is_valid_key_id
 from edge_deploy.errors import ConfigError
@@ -35,6 +39,8 @@ from edge_deploy.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _FILE_SUFFIX = "_FILE"
+KEY_DIR_VARIABLE = "EDGE_KEY_DIR"
+SEAL_KEY_ID_VARIABLE = "EDGE_SEAL_KEY_ID"
 
 
 def generate_key() -> bytes:
@@ -89,6 +95,25 @@ def write_key_file(path: Path, key: bytes, *, overwrite: bool = False) -> None:
             os.unlink(temp_name)
 
 
+def key_dir_from_env(env: Mapping[str, str] | None = None) -> Path | None:
+    """The directory EDGE_KEY_DIR names, or None when it is unset; one that is missing is an error."""
+    value = (os.environ if env is None else env).get(KEY_DIR_VARIABLE, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{KEY_DIR_VARIABLE}: {path} does not exist")
+    return path
+
+
+def seal_key_id_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The key id EDGE_SEAL_KEY_ID names: the KEK that seals models for the edge."""
+    key_id = (os.environ if env is None else env).get(SEAL_KEY_ID_VARIABLE, "").strip()
+    if not key_id:
+        raise ConfigError(f"no edge sealing key is chosen: set {SEAL_KEY_ID_VARIABLE} to a loaded key id")
+    return key_id
+
+
 def key_env_var(key_id: str) -> str:
     """The variable that carries the key with this id."""
     return KEY_ENV_PREFIX + key_id.upper().replace("-", "_")
@@ -106,9 +131,9 @@ class Keyring:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Keyring:
-        """Every key from EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE and EDGE_KEY_DIR (read through `Settings`)."""
+        """Every key from EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE and EDGE_KEY_DIR; no other variable is read."""
         env = os.environ if env is None else env
-        return cls.load(Settings.from_env(env).key_dir, env)
+        return cls.load(key_dir_from_env(env), env)
 
     @classmethod
     def load(cls, key_dir: Path | None, env: Mapping[str, str] | None = None) -> Keyring:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_deploy import crypto
+from edge_deploy.config import Settings
 from edge_deploy.errors import ConfigError
 
 from .conftest import assert_no_key_in
@@ -147,3 +148,26 @@ def test_write_key_file_is_private_and_never_overwrites(tmp_path: Path) -> None:
         crypto.write_key_file(path, crypto.generate_key())
     assert crypto.decode_key(path.read_text(), "test") == first
     assert [p.name for p in tmp_path.iterdir()] == ["edge-2026"]
+
+
+def test_keys_load_whatever_the_other_settings_hold(tmp_path: Path) -> None:
+    """A device or build step whose MongoDB URI (or any setting keys do not use) is malformed still opens models."""
+    key = crypto.generate_key()
+    (tmp_path / "edge-2026").write_text(text(key))
+    env = {
+        "EDGE_KEY_DIR": str(tmp_path),
+        "EDGE_SEAL_KEY_ID": "edge-2026",
+        "MONGODB_URI": "localhost:27017",  # no scheme: Settings refuses it
+        "EDGE_REGISTRY_INSECURE": "perhaps",
+    }
+    with pytest.raises(ConfigError, match="MONGODB_URI"):
+        Settings.from_env(env)
+
+    assert crypto.Keyring.from_env(env).ids == ("edge-2026",)
+    assert crypto.seal_key_id_from_env(env) == "edge-2026"
+    assert crypto.key_dir_from_env(env) == tmp_path
+
+
+def test_a_missing_seal_key_id_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="set EDGE_SEAL_KEY_ID"):
+        crypto.seal_key_id_from_env({"EDGE_SEAL_KEY_ID": "  "})
