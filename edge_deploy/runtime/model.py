@@ -1,12 +1,21 @@
-"""Open the sealed model in memory and run it with ONNX Runtime, checking every input first."""
+"""Open the sealed model in memory and run it with ONNX Runtime, checking every input first.
+
+The plaintext exists once: it is decrypted chunk by chunk into an anonymous memory file (memfd)
+of its final size, hashed there, and ONNX Runtime opens that file by its /proc path. The memory
+file is closed as soon as the session exists, so only ONNX Runtime's own copy of the weights stays.
+(`InferenceSession` takes a path or `bytes`, and a `bytes` object cannot be filled in place: it
+would cost a second copy, which is what a system without memfd pays.)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import mmap
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, read_header
+from edge_deploy.crypto import Keyring, decrypt_file_to_memory, read_header
 from edge_deploy.errors import ConfigError, EdgeDeployError
 
 log = logging.getLogger(__name__)
@@ -23,9 +32,6 @@ SEALED_MODEL_NAME = "model.onnx.enc"
 METADATA_NAME = "model.json"
 DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
 CPU_PROVIDER = "CPUExecutionProvider"
-KEY_SOURCES = (
-    f"EDGE_KEY_<ID> or EDGE_KEY_<ID>_FILE, or a file named after the key id in EDGE_KEY_DIR (default {DEFAULT_KEY_DIR})"
-)
 
 # ONNX tensor element types -> numpy dtypes (what ORT's NodeArg.type reports)
 ONNX_DTYPES = {
@@ -163,14 +169,13 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     """Decrypt, verify and load the model. Every failure is a `ModelLoadError` naming what to fix."""
     sealed = config.model_dir / SEALED_MODEL_NAME
     metadata = _read_metadata(config.model_dir / METADATA_NAME)
-    model_bytes = _decrypt(sealed, config)
-    digest = hashlib.sha256(model_bytes).hexdigest()
-    expected = metadata.get("model_sha256")
-    if expected and expected != digest:
-        raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
     requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
-    session = create_session(model_bytes, requested)
-    del model_bytes  # the session holds its own copy; drop ours as early as possible
+    with _decrypted_model(sealed, config) as (model, buffer):
+        digest = hashlib.sha256(buffer).hexdigest()
+        expected = metadata.get("model_sha256")
+        if expected and expected != digest:
+            raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
+        session = create_session(model, requested)
     log.info("model %s (sha256 %s) loaded with providers %s", metadata.get("name"), digest, session.get_providers())
     return LoadedModel(
         session=session,
@@ -182,9 +187,10 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     )
 
 
-def create_session(model_bytes: bytes, requested: Sequence[str]) -> ort.InferenceSession:
-    """A session with the requested providers that this onnxruntime build has, CPU last; one warning
-    when any preferred provider is missing or fails to initialise."""
+def create_session(model: str | bytes, requested: Sequence[str]) -> ort.InferenceSession:
+    """A session on `model` (a path or the serialized model) with the requested providers that this
+    onnxruntime build has, CPU last; one warning when any preferred provider is missing or fails
+    to initialise."""
     available = ort.get_available_providers()
     usable = [p for p in requested if p in available and p != CPU_PROVIDER] + [CPU_PROVIDER]
     if "CUDAExecutionProvider" in usable and hasattr(ort, "preload_dlls"):
@@ -195,12 +201,12 @@ def create_session(model_bytes: bytes, requested: Sequence[str]) -> ort.Inferenc
             log.debug("onnxruntime.preload_dlls failed: %s", exc)
     options = ort.SessionOptions()
     try:
-        session = ort.InferenceSession(model_bytes, options, providers=usable)
+        session = ort.InferenceSession(model, options, providers=usable)
     except Exception as exc:
         if usable == [CPU_PROVIDER]:
             raise ModelLoadError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0][:500]}") from None
         log.warning("execution providers %s failed (%s); falling back to CPU", usable[:-1], str(exc).splitlines()[0])
-        return ort.InferenceSession(model_bytes, options, providers=[CPU_PROVIDER])
+        return ort.InferenceSession(model, options, providers=[CPU_PROVIDER])
     active = session.get_providers()
     lost = [p for p in requested if p not in active]
     if lost:
@@ -213,15 +219,58 @@ def create_session(model_bytes: bytes, requested: Sequence[str]) -> ort.Inferenc
     return session
 
 
-def _decrypt(sealed: Path, config: RuntimeConfig) -> bytes:
+@contextlib.contextmanager
+def _decrypted_model(sealed: Path, config: RuntimeConfig) -> Iterator[tuple[str | bytes, memoryview]]:
+    """(what ONNX Runtime opens, the plaintext) for the duration of the block, then released."""
+    memory_file = _MemoryFile() if _MEMFD_PATHS else None
+    try:
+        plaintext = _decrypt(sealed, config, memory_file)
+        with memoryview(plaintext) as view:
+            yield (memory_file.path if memory_file else plaintext), view
+    finally:
+        if memory_file is not None:
+            memory_file.close()
+
+
+def _decrypt(sealed: Path, config: RuntimeConfig, memory_file: _MemoryFile | None) -> mmap.mmap | bytes:
     try:
         keyring = Keyring.load(config.key_dir, config.env)
-        return decrypt_file_to_bytes(sealed, keyring)
+        if memory_file is None:
+            return bytes(decrypt_file_to_memory(sealed, keyring))  # without memfd: a second copy, for a moment
+        return decrypt_file_to_memory(sealed, keyring, allocate=memory_file.allocate)
     except EdgeDeployError as exc:
         key_id = _key_id(sealed)
         named = f" (sealed under key id {key_id!r})" if key_id else ""
         where = "" if config.key_dir else f" (no EDGE_KEY_DIR given and nothing mounted at {DEFAULT_KEY_DIR})"
         raise ModelLoadError(f"cannot open the sealed model{named}: {exc}{where}") from None
+
+
+# Linux: an anonymous memory file that ONNX Runtime can open by path
+_MEMFD_PATHS = hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir()
+
+
+class _MemoryFile:
+    """An anonymous file in memory (memfd), mapped for writing; never on a disk, gone when closed."""
+
+    def __init__(self) -> None:
+        self._descriptor = os.memfd_create("edge-model", os.MFD_CLOEXEC)
+        self._map: mmap.mmap | None = None
+
+    @property
+    def path(self) -> str:
+        return f"/proc/self/fd/{self._descriptor}"
+
+    def allocate(self, size: int) -> mmap.mmap:
+        if size == 0:
+            raise ModelLoadError("the sealed model is empty")
+        os.ftruncate(self._descriptor, size)
+        self._map = mmap.mmap(self._descriptor, size)
+        return self._map
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+        os.close(self._descriptor)
 
 
 def _key_id(sealed: Path) -> str | None:

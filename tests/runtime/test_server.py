@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import requests
 
+from edge_deploy.runtime import model as model_module
 from edge_deploy.runtime.model import ModelLoadError, load_model
 from tests.runtime.conftest import MAX_BODY_BYTES, runtime_config
 from tests.runtime.onnx_models import INPUT_NAME, INPUT_SHAPE
@@ -140,3 +143,42 @@ def test_a_model_that_does_not_match_its_recorded_sha256_is_refused(sealed_model
     (model_dir / "model.json").write_text(json.dumps({**metadata, "model_sha256": "0" * 64}))
     with pytest.raises(ModelLoadError, match=r"does not match model\.json"):
         load_model(runtime_config(model_dir, edge_key.env))
+
+
+def open_memory_files() -> list[str]:
+    """The memfd files this process holds open (/proc/self/fd links read `/memfd:NAME (deleted)`)."""
+    fds = Path("/proc/self/fd")
+    return [link for link in (os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()) if "memfd:" in link]
+
+
+def test_the_plaintext_lives_in_one_memory_file_that_is_gone_once_the_session_exists(
+    sealed_model, edge_key, monkeypatch
+):
+    opened: list[object] = []
+    real_session = model_module.ort.InferenceSession
+
+    def session_on(source, *args, **kwargs):
+        opened.append((source, open_memory_files()))
+        return real_session(source, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.ort, "InferenceSession", session_on)
+    before = open_memory_files()
+    model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+
+    [(source, memory_files)] = opened
+    assert isinstance(source, str) and source.startswith("/proc/self/fd/")  # a path, never a bytes copy
+    assert any("edge-model" in name for name in memory_files)
+    assert open_memory_files() == before  # released: only ONNX Runtime's own copy of the weights stays
+    assert model.model_sha256 == sealed_model.model_sha256
+
+
+def test_without_memfd_the_model_loads_from_bytes(sealed_model, edge_key, monkeypatch):
+    monkeypatch.setattr(model_module, "_MEMFD_PATHS", False)
+    model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+    assert model.model_sha256 == sealed_model.model_sha256
+    assert model.run({"images": np.zeros((1, 3, 8, 8), np.float32)})["scores"].shape == (1, 4)
+
+
+def test_a_malformed_setting_the_runtime_does_not_use_cannot_stop_it(sealed_model, edge_key):
+    env = {**edge_key.env, "MONGODB_URI": "localhost:27017", "REDIS_URL": "not a url", "EDGE_REGISTRY": "https://x"}
+    assert load_model(runtime_config(sealed_model.model_dir, env)).model_sha256 == sealed_model.model_sha256
