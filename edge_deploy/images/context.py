@@ -34,7 +34,7 @@ LAYER_FORMAT = 1  # bump when the way a layer is made changes, so old cache entr
 DOCKERFILE = Path(__file__).resolve().parents[2] / "images" / "edge" / "Dockerfile"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the edge_deploy package
 # What of edge_deploy goes into the image: the runtime, the crypto it decrypts with, and their stdlib-only deps.
-RUNTIME_CODE = ("__init__.py", "config.py", "errors.py", "crypto", "runtime")
+RUNTIME_CODE = ("__init__.py", "config.py", "errors.py", "files.py", "crypto", "runtime")
 PIP_TIMEOUT_SECONDS = 1800
 
 

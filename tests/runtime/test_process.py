@@ -75,3 +75,23 @@ def test_sigterm_finishes_gracefully_and_the_key_never_reaches_the_log(sealed_mo
     assert "SIGTERM: shutting down" in text and "stopped" in text
     key_text = next(iter(edge_key.env.values()))
     assert key_text not in text
+
+
+def test_the_code_an_edge_image_ships_is_enough_to_serve(sealed_model, edge_key, tmp_path):
+    """Only what `images.context` copies into an image is on the path: nothing else of edge_deploy."""
+    from edge_deploy.images.context import copy_runtime_code
+
+    copy_runtime_code(tmp_path / "app" / "edge_deploy")
+    script = (
+        "import sys\n"  # an editable install would find the checkout's modules: an image has none
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
+        "from edge_deploy.runtime.model import RuntimeConfig, load_model\n"
+        "from edge_deploy.runtime import server\n"
+        "print(load_model(RuntimeConfig.from_env()).model_sha256)\n"
+    )
+    env = {**runtime_env(sealed_model.model_dir, edge_key.env), "PYTHONPATH": str(tmp_path / "app")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == sealed_model.model_sha256
