@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
+from app.core.auth import new_token, token_digest
 from edge_deploy.jobs.model import DeploymentRequest, Job, deployment_fingerprint, deployment_key, new_run_id
 from edge_deploy.jobs.queue import Submission
 from edge_deploy.records.embedded import EmbeddedRecordStore
@@ -61,6 +63,27 @@ def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
         yield DurableRedis(f"redis://127.0.0.1:{port}/0", port, process)
     finally:
         process.stop()
+
+
+@dataclass(frozen=True)
+class ApiTokens:
+    """Static API tokens of the test service: the file holds only their sha256."""
+
+    reader: str
+    deployer: str
+    file: Path
+
+
+@pytest.fixture(scope="session")
+def api_tokens(tmp_path_factory: pytest.TempPathFactory) -> ApiTokens:
+    reader, deployer = new_token(), new_token()
+    path = tmp_path_factory.mktemp("api") / "tokens.yaml"
+    entries = [
+        {"name": "dashboard", "sha256": token_digest(reader), "scopes": ["read"]},
+        {"name": "release-pipeline", "sha256": token_digest(deployer), "scopes": ["read", "deploy"]},
+    ]
+    path.write_text(yaml.safe_dump({"tokens": entries}))
+    return ApiTokens(reader, deployer, path)
 
 
 @pytest.fixture(params=["mongodb", "embedded"])

@@ -1,0 +1,1 @@
+"""Settings, authentication, metrics and the wiring of the service."""

@@ -1,0 +1,1 @@
+"""What the child process of a job runs: the `local` and `flyte` executors (these import flytekit)."""
