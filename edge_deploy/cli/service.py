@@ -101,6 +101,3 @@ def api_token(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     click.echo(f"  {token}")
     click.echo("entry for the tokens file (EDGE_API_TOKENS_FILE), under `tokens:`:")
     click.echo(f"  - name: {name}\n    sha256: {entry['sha256']}\n    scopes: [{', '.join(entry['scopes'])}]")
-
-
-commands = [serve, worker, api_token]
