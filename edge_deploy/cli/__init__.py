@@ -52,12 +52,12 @@ EXIT_FAILED = 1  # any other failure (and Python's own code for a bug's tracebac
 EXIT_USAGE = 2  # click's code for a bad argument or option, shared by a missing or malformed setting
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
-# error class ("module:qualified name") -> exit code; the first class a failure is an instance of
-# wins, so more specific classes come first. Matched by name: nothing is imported to map a failure.
+# error class ("module:name", as the package exports it) -> exit code; the first class a failure
+# is an instance of wins, so more specific classes come first. Resolved only when a command fails.
 EXIT_CODES: tuple[tuple[str, int], ...] = (
-    ("edge_deploy.validation.errors:ValidationFailed", 6),  # the gate failed: the model must not ship
+    ("edge_deploy.validation:ValidationFailed", 6),  # the gate failed: the model must not ship
     ("edge_deploy.errors:TransientError", 5),  # timeout, reset, 5xx after bounded retries: run again later
-    ("edge_deploy.crypto.errors:CryptoError", 4),  # sealed file corrupted, tampered, or its key missing or wrong
+    ("edge_deploy.crypto:CryptoError", 4),  # sealed file corrupted, tampered, or its key missing or wrong
     ("edge_deploy.errors:NotFoundError", 3),  # repository, ref or object does not exist
     ("edge_deploy.errors:ConfigError", EXIT_USAGE),  # a setting or option to fix
 )
@@ -65,8 +65,15 @@ EXIT_CODES: tuple[tuple[str, int], ...] = (
 
 def exit_code(error: BaseException) -> int:
     """The exit code for a failure, by its class (see `EXIT_CODES`)."""
-    classes = {f"{cls.__module__}:{cls.__qualname__}" for cls in type(error).__mro__}
-    return next((code for name, code in EXIT_CODES if name in classes), EXIT_FAILED)
+    for target, code in EXIT_CODES:
+        module, _, name = target.partition(":")
+        try:
+            error_class = getattr(importlib.import_module(module), name)
+        except ImportError:  # a package this installation lacks raised nothing
+            continue
+        if isinstance(error, error_class):
+            return code
+    return EXIT_FAILED
 
 
 class _Main(click.Group):

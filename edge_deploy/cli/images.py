@@ -16,11 +16,7 @@ from pathlib import Path
 
 import click
 
-from edge_deploy.config import Settings
-from edge_deploy.crypto import Keyring, is_encrypted
 from edge_deploy.errors import ConfigError
-from edge_deploy.images.context import open_sealed_model, seal_model
-from edge_deploy.images.push import ImageProvenance, ReleaseRequest, build_and_push
 from edge_deploy.platforms import PlatformMatrix, detect_targets, host_platform
 
 
@@ -92,6 +88,12 @@ def build_command(
     as_json: bool,
 ) -> None:
     """Build (and push) edge images of MODEL (plain ONNX, sealed here, or an already sealed .enc file)."""
+    # the Docker SDK and the registry client load here, not for `platforms`
+    from edge_deploy.config import Settings
+    from edge_deploy.crypto import Keyring, is_encrypted
+    from edge_deploy.images.context import open_sealed_model, seal_model
+    from edge_deploy.images.push import ImageProvenance, ReleaseRequest, build_and_push
+
     settings = Settings.from_env()
     keyring = Keyring.load(settings.key_dir, os.environ)
     overrides = dict(_pair(item) for item in base_images)

@@ -1,7 +1,9 @@
 """`encrypt`, `decrypt`, `keygen`, `rewrap`, `inspect`: the encrypted model format from a shell.
 
-Keys come from EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE and EDGE_KEY_DIR (or `--key-dir`). No command
-ever prints a key, except `keygen --stdout`, which exists for piping into a secret store.
+Keys come from EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE and EDGE_KEY_DIR (or `--key-dir`), and the
+sealing key id from EDGE_SEAL_KEY_ID: no other setting is read, so these commands work whatever
+the rest of the environment holds. No command ever prints a key, except `keygen --stdout`, which
+exists for piping into a secret store.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 import click
 
 from edge_deploy import crypto
-from edge_deploy.config import Settings
 from edge_deploy.errors import ConfigError
 
 _SIZE = re.compile(r"\s*(\d+)\s*(b|kib|k|mib|m)?\s*", re.IGNORECASE)
@@ -35,8 +36,7 @@ class ByteSize(click.ParamType):
 
 
 def _keyring(key_dir: Path | None) -> crypto.Keyring:
-    settings = Settings.from_env()
-    return crypto.Keyring.load(key_dir or settings.key_dir, os.environ)
+    return crypto.Keyring.load(key_dir or crypto.key_dir_from_env(), os.environ)
 
 
 def _check_output(path: Path, force: bool) -> None:
@@ -68,6 +68,7 @@ force_option = click.option("--force", is_flag=True, help="Replace the output if
     show_default=True,
     help="Plaintext bytes per chunk, e.g. 64KiB or 1MiB.",
 )
+@click.option("--checksums", is_flag=True, help="Also report the sha256 of SRC and of the output.")
 @key_dir_option
 @force_option
 @json_option
@@ -76,20 +77,20 @@ def encrypt_command(
     output: Path | None,
     key_id: str | None,
     chunk_size: int,
+    checksums: bool,
     key_dir: Path | None,
     force: bool,
     as_json: bool,
 ) -> None:
     """Encrypt SRC into the edge-deploy format under a key-encryption key."""
-    key_id = key_id or Settings.from_env().require_seal_key_id()
+    key_id = key_id or crypto.seal_key_id_from_env()
     output = output or src.with_name(src.name + crypto.ENCRYPTED_SUFFIX)
     _check_output(output, force)
-    result = crypto.encrypt_file(src, output, _keyring(key_dir), key_id, chunk_size=chunk_size)
-    _emit(
-        as_json,
-        {"source": str(src), "output": str(output), **asdict(result)},
-        f"encrypted {src} -> {output} (key id {key_id}, {result.plaintext_size} -> {result.ciphertext_size} bytes)",
-    )
+    result = crypto.encrypt_file(src, output, _keyring(key_dir), key_id, chunk_size=chunk_size, checksums=checksums)
+    text = f"encrypted {src} -> {output} (key id {key_id}, {result.plaintext_size} -> {result.ciphertext_size} bytes)"
+    if checksums:
+        text += f"\n  sha256 {result.plaintext_sha256}  {src}\n  sha256 {result.ciphertext_sha256}  {output}"
+    _emit(as_json, {"source": str(src), "output": str(output), **asdict(result)}, text)
 
 
 @click.command("decrypt")

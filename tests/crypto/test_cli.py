@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from edge_deploy.cli import cli
 from .conftest import assert_no_key_in
 
 COMMANDS = ["encrypt", "decrypt", "keygen", "rewrap", "inspect"]
+USAGE, CRYPTO = 2, 4  # exit codes: a setting or option to fix; a sealed file or key that does not check out
 
 
 @pytest.fixture
@@ -40,8 +42,9 @@ def run(key_dir: Path):
     assert_no_key_in("\n".join(outputs), *keys)
 
 
-def one_error_line(result: Result) -> str:
-    assert result.exit_code == 1, result.output
+def one_error_line(result: Result, exit_code: int) -> str:
+    """The single `error: ...` line of a failure, which exits with `exit_code` (README, Exit codes)."""
+    assert result.exit_code == exit_code, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
@@ -99,13 +102,13 @@ def test_keygen_to_stdout_only_when_asked(run, tmp_path: Path) -> None:
     printed = CliRunner().invoke(cli, ["keygen", "--stdout"])
     assert printed.exit_code == 0
     assert len(crypto.decode_key(printed.stdout, "stdout")) == 32
-    assert "say where the key goes" in one_error_line(run("keygen"))
+    assert "say where the key goes" in one_error_line(run("keygen"), USAGE)
 
 
 def test_keygen_never_overwrites_a_key_without_force(run, key_dir: Path) -> None:
     assert run("keygen", "-o", str(key_dir / "edge-2026")).exit_code == 0
     before = (key_dir / "edge-2026").read_text()
-    assert "already exists" in one_error_line(run("keygen", "-o", str(key_dir / "edge-2026")))
+    assert "already exists" in one_error_line(run("keygen", "-o", str(key_dir / "edge-2026")), USAGE)
     assert (key_dir / "edge-2026").read_text() == before
     assert run("keygen", "-o", str(key_dir / "edge-2026"), "--force").exit_code == 0
     assert (key_dir / "edge-2026").read_text() != before
@@ -122,7 +125,7 @@ def test_a_tampered_file_fails_with_one_line_and_no_output(run, key_dir: Path, t
     raw[crypto.read_header(sealed).size + 3 * (1024 + 16) + 10] ^= 0x40  # inside chunk 3
     sealed.write_bytes(raw)
 
-    line = one_error_line(run("decrypt", str(sealed)))
+    line = one_error_line(run("decrypt", str(sealed)), CRYPTO)
 
     assert "end2end.onnx.enc: chunk 3" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["end2end.onnx.enc", "keys"]
@@ -131,11 +134,31 @@ def test_a_tampered_file_fails_with_one_line_and_no_output(run, key_dir: Path, t
 def test_failures_are_one_clear_line(run, key_dir: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain.onnx"
     plain.write_bytes(b"not sealed")
-    assert "is not an edge-deploy encrypted file" in one_error_line(run("inspect", str(plain)))
-    assert "unknown key id 'edge-2026'" in one_error_line(run("encrypt", str(plain)))
-    assert "EDGE_SEAL_KEY_ID" in one_error_line(run("encrypt", str(plain), EDGE_SEAL_KEY_ID=""))
-    assert "no .enc suffix to drop: pass --output" in one_error_line(run("decrypt", str(plain)))
+    assert "is not an edge-deploy encrypted file" in one_error_line(run("inspect", str(plain)), CRYPTO)
+    assert "unknown key id 'edge-2026'" in one_error_line(run("encrypt", str(plain)), CRYPTO)
+    assert "EDGE_SEAL_KEY_ID" in one_error_line(run("encrypt", str(plain), EDGE_SEAL_KEY_ID=""), USAGE)
+    assert "no .enc suffix to drop: pass --output" in one_error_line(run("decrypt", str(plain)), USAGE)
     run("keygen", "-o", str(key_dir / "edge-2026"))
     (tmp_path / "plain.onnx.enc").write_bytes(b"occupied")
-    assert "pass --force" in one_error_line(run("encrypt", str(plain)))
-    assert "pass --force" not in one_error_line(run("rewrap", str(plain), "--to", "edge-2026"))
+    assert "pass --force" in one_error_line(run("encrypt", str(plain)), USAGE)
+    assert "pass --force" not in one_error_line(run("rewrap", str(plain), "--to", "edge-2026"), CRYPTO)
+
+
+def test_the_crypto_commands_ignore_settings_they_do_not_use(run, key_dir: Path, tmp_path: Path) -> None:
+    """A malformed MongoDB URI (or registry flag) in the environment does not stop encrypt or decrypt."""
+    run("keygen", "-o", str(key_dir / "edge-2026"))
+    model = tmp_path / "end2end.onnx"
+    model.write_bytes(os.urandom(3000))
+    broken = {"MONGODB_URI": "localhost:27017", "EDGE_REGISTRY_INSECURE": "perhaps"}
+    assert run("encrypt", str(model), "-o", str(tmp_path / "sealed"), **broken).exit_code == 0
+    assert run("decrypt", str(tmp_path / "sealed"), "-o", str(tmp_path / "opened"), **broken).exit_code == 0
+    assert (tmp_path / "opened").read_bytes() == model.read_bytes()
+
+
+def test_encrypt_reports_checksums_when_asked(run, key_dir: Path, tmp_path: Path) -> None:
+    run("keygen", "-o", str(key_dir / "edge-2026"))
+    model = tmp_path / "end2end.onnx"
+    model.write_bytes(os.urandom(3000))
+    result = json.loads(run("encrypt", str(model), "--checksums", "--json").stdout)
+    assert result["plaintext_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert result["ciphertext_sha256"] == hashlib.sha256((tmp_path / "end2end.onnx.enc").read_bytes()).hexdigest()
