@@ -3,6 +3,8 @@
 Paths, parameters, status codes and bodies follow lakeFS's OpenAPI document. Any other path under
 /api/v1, and any known path with a method or an option this server does not implement, answers
 501 {"message": "not implemented by the test lakeFS server: ..."}, so nothing passes by accident.
+Boolean query parameters are parsed as Go's strconv.ParseBool does (lakefs-sdk sends `True`).
+Requests that carry an AWS signature go to the S3 gateway on the same port (tests/lakefs_server/gateway.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from botocore.exceptions import ClientError
 from werkzeug.formparser import parse_form_data
 
 from tests.fixtures.faults import FaultAwareServer, FaultInjectingHandler
-from tests.lakefs_server.model import ApiError, Entry, bad_request
+from tests.lakefs_server.gateway import S3Gateway, error_body
+from tests.lakefs_server.model import ApiError, Entry, MergeConflict, bad_request
 from tests.lakefs_server.service import MAX_PER_PAGE, LakeFSService, object_stats
+from tests.lakefs_server.sigv4 import is_aws_signed
+from tests.lakefs_server.wire import ChunkReader, RangeNotSatisfiable, parse_go_bool, parse_range
 
 API_PREFIX = "/api/v1"
 DEFAULT_PER_PAGE = 100  # DefaultPerPage in lakeFS's controller
@@ -60,6 +65,7 @@ ROUTES = [
     _route("GET", "/repositories/{repository}/branches", "list_branches"),
     _route("POST", "/repositories/{repository}/branches", "create_branch"),
     _route("GET", "/repositories/{repository}/branches/{branch}", "get_branch"),
+    _route("DELETE", "/repositories/{repository}/branches/{branch}", "delete_branch"),
     _route("POST", "/repositories/{repository}/branches/{branch}/commits", "commit"),
     _route("GET", "/repositories/{repository}/branches/{branch}/diff", "diff_branch"),
     _route("POST", "/repositories/{repository}/branches/{branch}/objects", "upload_object"),
@@ -69,6 +75,8 @@ ROUTES = [
     _route("GET", "/repositories/{repository}/tags/{tag}", "get_tag"),
     _route("GET", "/repositories/{repository}/commits/{commit_id}", "get_commit"),
     _route("GET", "/repositories/{repository}/refs/{ref}/commits", "log_commits"),
+    _route("POST", "/repositories/{repository}/refs/{source_ref}/merge/{destination_branch}", "merge_into_branch"),
+    _route("GET", "/repositories/{repository}/refs/{left_ref}/diff/{right_ref}", "diff_refs"),
     _route("GET", "/repositories/{repository}/refs/{ref}/objects", "get_object"),
     _route("HEAD", "/repositories/{repository}/refs/{ref}/objects", "head_object"),
     _route("GET", "/repositories/{repository}/refs/{ref}/objects/stat", "stat_object"),
@@ -80,57 +88,27 @@ def not_implemented(what: str) -> ApiError:
     return ApiError(501, f"not implemented by the test lakeFS server: {what}")
 
 
-def parse_range(header: str, size: int) -> tuple[int, int]:
-    """First and last byte of a single `bytes=` range, clamped like lakeFS's httputil.ParseRange."""
-    unsatisfiable = ApiError(416, "Requested Range Not Satisfiable")
-    found = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-    if not found or found.group(1) == found.group(2) == "" or size == 0:
-        raise unsatisfiable
-    start, end = found.group(1), found.group(2)
-    if start == "":  # a suffix: the last `end` bytes
-        return max(size - int(end), 0), size - 1
-    first = int(start)
-    last = size - 1 if end == "" else min(int(end), size - 1)
-    if first >= size or first > last:
-        raise unsatisfiable
-    return first, last
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file object over an iterator of byte strings (werkzeug's form parser reads from one)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            self._pending = next(self._chunks, b"")
-            if not self._pending:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-    def drain(self) -> None:
-        for _ in self._chunks:
-            pass
-
-
 class LakeFSHandler(FaultInjectingHandler):
     service: ClassVar[LakeFSService]
     credentials: ClassVar[tuple[str, str]]
+    gateway: ClassVar[S3Gateway]
+
+    def _for_gateway(self) -> bool:
+        return is_aws_signed(self.headers, parse_qs(urlsplit(self.path).query))
 
     def fault_error_body(self, status: int) -> tuple[str, bytes]:
-        return "application/json", json.dumps({"message": f"injected fault: HTTP {status}"}).encode() + b"\n"
+        message = f"injected fault: HTTP {status}"
+        if self._for_gateway():
+            code = {403: "AccessDenied", 404: "NoSuchKey", 503: "SlowDown"}.get(status, "InternalError")
+            return "application/xml", error_body(code, message, self.gateway.region)
+        return "application/json", json.dumps({"message": message}).encode() + b"\n"
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def handle_api_request(self) -> None:
+        if self._for_gateway():
+            self.gateway.handle(self)
+            return
         self.body_consumed = False
         split = urlsplit(self.path)
         self.query = parse_qs(split.query, keep_blank_values=True)
@@ -144,6 +122,8 @@ class LakeFSHandler(FaultInjectingHandler):
             if route is None:
                 raise not_implemented(f"{self.command} {split.path}")
             getattr(self, route.handler)(**params)
+        except MergeConflict:
+            self.send_json(409, {"reference": ""})  # lakeFS answers a conflict with an empty MergeResult
         except ApiError as exc:
             self._send_error(exc.status, exc.message)
         except Exception as exc:
@@ -212,12 +192,13 @@ class LakeFSHandler(FaultInjectingHandler):
         return self.param(name)
 
     def bool_param(self, name: str, default: bool) -> bool:
-        value = self.param(name, "").lower()
+        value = self.param(name, "")
         if value == "":
             return default
-        if value not in ("true", "false"):
-            raise bad_request(f'parameter "{name}" in query has an error: value {value} is not a boolean')
-        return value == "true"
+        try:
+            return parse_go_bool(value)
+        except ValueError:
+            raise bad_request(f'parameter "{name}" in query has an error: value {value}: an invalid boolean') from None
 
     def amount_param(self) -> int:
         raw = self.param("amount", "")
@@ -232,8 +213,15 @@ class LakeFSHandler(FaultInjectingHandler):
         return amount if amount > 0 else DEFAULT_PER_PAGE
 
     def _reject_options(self, *names: str) -> None:
+        """Options this server does not implement: any value for them answers 501."""
         for name in names:
-            if self.param(name, "") not in ("", "false"):
+            if self.param(name, ""):
+                raise not_implemented(f"the {name!r} option of {self.command} {urlsplit(self.path).path}")
+
+    def _reject_flags(self, *names: str) -> None:
+        """Boolean options this server does not implement: false is fine, true answers 501."""
+        for name in names:
+            if self.bool_param(name, False):
                 raise not_implemented(f"the {name!r} option of {self.command} {urlsplit(self.path).path}")
 
     # -- endpoints: server ---------------------------------------------------------------------------------------
@@ -269,7 +257,7 @@ class LakeFSHandler(FaultInjectingHandler):
         )
 
     def create_repository(self) -> None:
-        self._reject_options("bare")
+        self._reject_flags("bare")
         body = self.json_body("name", "storage_namespace")
         if body.get("sample_data") or body.get("read_only"):
             raise not_implemented("sample_data and read_only repositories")
@@ -282,7 +270,7 @@ class LakeFSHandler(FaultInjectingHandler):
         self.send_json(200, self.service.repository(repository).to_json())
 
     def list_branches(self, repository: str) -> None:
-        self._reject_options("show_hidden")
+        self._reject_flags("show_hidden")
         page = self.service.list_branches(repository, self.param("prefix"), self.param("after"), self.amount_param())
         self.send_json(200, page)
 
@@ -319,7 +307,9 @@ class LakeFSHandler(FaultInjectingHandler):
 
     def log_commits(self, repository: str, ref: str) -> None:
         self._reject_options("objects", "prefixes", "since", "stop_at")
-        page = self.service.log_commits(repository, ref, self.param("after"), self.amount_param())
+        self.bool_param("limit", False)  # only a hint about how many results to expect
+        first_parent = self.bool_param("first_parent", False)
+        page = self.service.log_commits(repository, ref, self.param("after"), self.amount_param(), first_parent)
         self.send_json(200, page)
 
     def commit(self, repository: str, branch: str) -> None:
@@ -348,10 +338,46 @@ class LakeFSHandler(FaultInjectingHandler):
         )
         self.send_json(200, page)
 
+    def delete_branch(self, repository: str, branch: str) -> None:
+        self._reject_flags("force")
+        self.service.delete_branch(repository, branch)
+        self.send_empty(204)
+
+    def merge_into_branch(self, repository: str, source_ref: str, destination_branch: str) -> None:
+        body = self.json_body() if self._has_request_body() else {}
+        if body.get("force"):
+            raise not_implemented("forced merges (read-only repositories)")
+        message, metadata, strategy = body.get("message") or "", body.get("metadata") or {}, body.get("strategy") or ""
+        if not isinstance(message, str) or not isinstance(strategy, str):
+            raise bad_request("request body has an error: message and strategy must be strings")
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise bad_request("request body has an error: metadata must map strings to strings")
+        if not message:
+            message = f"Merge '{source_ref}' into '{destination_branch}'"  # lakeFS's default message
+        reference = self.service.merge(
+            repository,
+            source_ref,
+            destination_branch,
+            message,
+            metadata,
+            strategy,
+            allow_empty=bool(body.get("allow_empty")),
+            squash=bool(body.get("squash_merge")),
+        )
+        self.send_json(200, {"reference": reference})
+
+    def diff_refs(self, repository: str, left_ref: str, right_ref: str) -> None:
+        self._reject_flags("include_right_stats")
+        kind = self.param("type", "three_dot")
+        if kind not in ("two_dot", "three_dot"):
+            raise bad_request(f'parameter "type" in query has an error: value is not one of the allowed values: {kind}')
+        page = (self.param("prefix"), self.param("after"), self.amount_param(), self.param("delimiter"))
+        self.send_json(200, self.service.diff_refs(repository, left_ref, right_ref, kind == "three_dot", page))
+
     # -- endpoints: objects ------------------------------------------------------------------------------------
 
     def list_objects(self, repository: str, ref: str) -> None:
-        self._reject_options("presign")
+        self._reject_flags("presign")
         page = self.service.list_objects(
             repository,
             ref,
@@ -364,12 +390,12 @@ class LakeFSHandler(FaultInjectingHandler):
         self.send_json(200, page)
 
     def stat_object(self, repository: str, ref: str) -> None:
-        self._reject_options("presign")
+        self._reject_flags("presign")
         entry = self.service.stat_object(repository, ref, self.required_param("path"))
         self.send_json(200, object_stats(entry, repository, self.bool_param("user_metadata", True)))
 
     def get_object(self, repository: str, ref: str) -> None:
-        self._reject_options("presign")
+        self._reject_flags("presign")
         entry = self.service.stat_object(repository, ref, self.required_param("path"))
         headers = self._object_headers(entry)
         if self.headers.get("If-None-Match") == f'"{entry.checksum}"':
@@ -410,12 +436,16 @@ class LakeFSHandler(FaultInjectingHandler):
         requested = self.headers.get("Range")
         if requested is None:
             return 200, entry.size, None, None
-        first, last = parse_range(requested, entry.size)
+        try:
+            first, last = parse_range(requested, entry.size)
+        except RangeNotSatisfiable:
+            raise ApiError(416, "Requested Range Not Satisfiable") from None
         headers.append(("Content-Range", f"bytes {first}-{last}/{entry.size}"))
         return 206, last - first + 1, first, last
 
     def upload_object(self, repository: str, branch: str) -> None:
-        self._reject_options("storageClass", "force")
+        self._reject_options("storageClass")
+        self._reject_flags("force")
         if self.headers.get("If-Match"):
             raise not_implemented("If-Match on upload")
         path = self.required_param("path")
@@ -428,11 +458,11 @@ class LakeFSHandler(FaultInjectingHandler):
             if name.lower().startswith(METADATA_HEADER_PREFIX)
         }
         with self._uploaded_content() as (content, size, content_type):
-            stats = self.service.upload_object(repository, branch, path, content, size, content_type, metadata)
-        self.send_json(201, stats)
+            entry = self.service.upload_object(repository, branch, path, content, size, content_type, metadata)
+        self.send_json(201, object_stats(entry, repository))
 
     def delete_object(self, repository: str, branch: str) -> None:
-        self._reject_options("force", "no_tombstone")
+        self._reject_flags("force", "no_tombstone")
         self.service.delete_object(repository, branch, self.required_param("path"))
         self.send_empty(204)
 
@@ -440,7 +470,7 @@ class LakeFSHandler(FaultInjectingHandler):
     def _uploaded_content(self) -> Iterator[tuple[BinaryIO, int, str]]:
         """The upload's content, spooled to a temporary file: the multipart part `content`, or the raw body."""
         request_type = self.headers.get("Content-Type", "application/octet-stream")
-        reader = _ChunkReader(self.request_body_chunks())
+        reader = ChunkReader(self.request_body_chunks())
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(reader.close)
             if request_type.lower().startswith("multipart/form-data"):
@@ -455,7 +485,7 @@ class LakeFSHandler(FaultInjectingHandler):
             content.seek(0)
             yield content, size, content_type
 
-    def _multipart_content(self, reader: _ChunkReader, request_type: str) -> tuple[BinaryIO, str]:
+    def _multipart_content(self, reader: ChunkReader, request_type: str) -> tuple[BinaryIO, str]:
         environ = {
             "REQUEST_METHOD": "POST",
             "CONTENT_TYPE": request_type,
@@ -478,6 +508,10 @@ def make_server(
     handler = type(
         "BoundLakeFSHandler",
         (LakeFSHandler,),
-        {"service": service, "credentials": (access_key_id, secret_access_key)},
+        {
+            "service": service,
+            "credentials": (access_key_id, secret_access_key),
+            "gateway": S3Gateway(service, {access_key_id: secret_access_key}),
+        },
     )
     return FaultAwareServer((host, port), handler)

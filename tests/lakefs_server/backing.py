@@ -1,11 +1,13 @@
-"""The S3 store behind the test lakeFS server, laid out as lakeFS's S3 gateway shows it.
+"""The S3 store behind the test lakeFS server: object data under the repository's storage namespace.
 
-Bucket = repository, key = `{ref}/{path}` for every branch, tag and commit id, so that a boto3
-client reading through the gateway endpoint sees the same bytes as the REST API does.
+Like lakeFS, the server writes each upload once, to a fresh physical address (`data/<random>`),
+and never rewrites it: branches, commits and tags are metadata that point at those addresses, so
+creating a branch or committing copies no data. The bucket is the repository's name.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -14,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-SINGLE_PUT_LIMIT = 5 * 1024**3  # S3's largest PutObject / CopyObject
+SINGLE_PUT_LIMIT = 5 * 1024**3  # S3's largest PutObject
 CHUNK = 1024 * 1024
 
 
@@ -23,13 +25,10 @@ class StoredObject:
     key: str
     etag: str  # without quotes: what lakeFS reports as the checksum
     size: int
-    mtime: int
 
 
-@dataclass(frozen=True)
-class ObjectDetails:
-    content_type: str
-    metadata: Mapping[str, str]
+def new_physical_key() -> str:
+    return f"data/{uuid.uuid4().hex}"
 
 
 class BackingStore:
@@ -48,8 +47,6 @@ class BackingStore:
                 max_pool_connections=32,
             ),
         )
-        # (key, etag) -> details: HEAD once per object version, not once per listing
-        self._details: dict[tuple[str, str], ObjectDetails] = {}
 
     def bucket_exists(self, bucket: str) -> bool:
         try:
@@ -66,93 +63,18 @@ class BackingStore:
     def bucket_is_empty(self, bucket: str) -> bool:
         return not self.s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("Contents")
 
-    def list(self, bucket: str, prefix: str) -> list[StoredObject]:
-        found = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                found.append(
-                    StoredObject(
-                        key=item["Key"],
-                        etag=item["ETag"].strip('"'),
-                        size=item["Size"],
-                        mtime=int(item["LastModified"].timestamp()),
-                    )
-                )
-        return found
-
-    def head(self, bucket: str, key: str) -> tuple[StoredObject, ObjectDetails] | None:
-        try:
-            answer = self.s3.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
-                return None
-            raise
-        stored = StoredObject(
-            key, answer["ETag"].strip('"'), answer["ContentLength"], int(answer["LastModified"].timestamp())
-        )
-        details = ObjectDetails(answer.get("ContentType") or "application/octet-stream", answer.get("Metadata", {}))
-        self._details[(key, stored.etag)] = details
-        return stored, details
-
-    def details(self, bucket: str, stored: StoredObject) -> ObjectDetails:
-        cached = self._details.get((stored.key, stored.etag))
-        if cached is not None:
-            return cached
-        found = self.head(bucket, stored.key)
-        if found is None:  # deleted since it was listed: report what the listing knew
-            return ObjectDetails("application/octet-stream", {})
-        return found[1]
-
     def put(
-        self, bucket: str, key: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
+        self, bucket: str, body: BinaryIO, size: int, content_type: str, metadata: Mapping[str, str]
     ) -> StoredObject:
+        """Write `body` to a new physical address."""
+        key = new_physical_key()
         extra = {"ContentType": content_type, "Metadata": dict(metadata)}
         if size <= SINGLE_PUT_LIMIT:
-            answer = self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size, **extra)
-            etag = answer["ETag"].strip('"')
+            etag = self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size, **extra)["ETag"]
         else:
             self.s3.upload_fileobj(body, bucket, key, ExtraArgs=extra)
-            etag = self.s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
-        self._details[(key, etag)] = ObjectDetails(content_type, dict(metadata))
-        stored = self.head(bucket, key)
-        assert stored is not None, f"{bucket}/{key} vanished right after it was written"
-        return stored[0]
-
-    def delete(self, bucket: str, key: str) -> None:
-        self.s3.delete_object(Bucket=bucket, Key=key)
-
-    def copy(self, bucket: str, source_key: str, target_key: str, etag: str, size: int) -> None:
-        """Server-side copy that keeps the ETag, so every ref's copy reports the same checksum.
-
-        A plain CopyObject gives a multipart object a new single-part ETag; copying it part by
-        part with the original part size reproduces the original `md5-of-md5s-N` ETag.
-        """
-        if "-" not in etag and size <= SINGLE_PUT_LIMIT:
-            self.s3.copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
-            return
-        part_size = self.s3.head_object(Bucket=bucket, Key=source_key, PartNumber=1)["ContentLength"]
-        source = self.s3.head_object(Bucket=bucket, Key=source_key)
-        upload = self.s3.create_multipart_upload(
-            Bucket=bucket,
-            Key=target_key,
-            ContentType=source.get("ContentType", ""),
-            Metadata=source.get("Metadata", {}),
-        )
-        parts = []
-        for number, start in enumerate(range(0, size, part_size), start=1):
-            end = min(start + part_size, size) - 1
-            answer = self.s3.upload_part_copy(
-                Bucket=bucket,
-                Key=target_key,
-                UploadId=upload["UploadId"],
-                PartNumber=number,
-                CopySource={"Bucket": bucket, "Key": source_key},
-                CopySourceRange=f"bytes={start}-{end}",
-            )
-            parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-        self.s3.complete_multipart_upload(
-            Bucket=bucket, Key=target_key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
-        )
+            etag = self.s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        return StoredObject(key, etag.strip('"'), size)
 
     def read(self, bucket: str, key: str, first: int | None = None, last: int | None = None) -> Iterator[bytes]:
         """The object's bytes (or bytes first..last inclusive), streamed in 1 MiB pieces.
@@ -161,6 +83,33 @@ class BackingStore:
         """
         extra = {} if first is None else {"Range": f"bytes={first}-{last}"}
         return _stream(self.s3.get_object(Bucket=bucket, Key=key, **extra)["Body"])
+
+    # -- multipart uploads (the S3 gateway passes them through to a new physical address) ------------------
+
+    def start_multipart(self, bucket: str, key: str, content_type: str, metadata: Mapping[str, str]) -> str:
+        answer = self.s3.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType=content_type, Metadata=dict(metadata)
+        )
+        return answer["UploadId"]
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: BinaryIO, size: int) -> str:
+        answer = self.s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, ContentLength=size
+        )
+        return answer["ETag"]
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> StoredObject:
+        self.s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
+        )
+        answer = self.s3.head_object(Bucket=bucket, Key=key)
+        return StoredObject(key, answer["ETag"].strip('"'), answer["ContentLength"])
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self.s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
 def _stream(body) -> Iterator[bytes]:

@@ -1,19 +1,25 @@
-"""lakeFS's version graph in memory: repositories, branches, tags, commits, and ref resolution.
+"""lakeFS's version graph in memory: repositories, branches with staging areas, tags, commits, refs.
 
 Ref resolution follows lakeFS's graveler (pkg/graveler/ref/resolve_ref.go): a full commit id wins;
 otherwise a branch, then a tag; otherwise a unique hex prefix of a commit id. Modifiers `~N`
 (first-parent ancestor), `^N` (N-th parent), `@` (a branch's committed state, without its
-uncommitted changes) and `$` (a branch's staging area) may follow.
+uncommitted changes) and `$` (a branch's staging area) may follow. Branches and tags are separate
+namespaces: a branch and a tag may share a name, and the branch wins when it is resolved.
+
+An entry's identity is what lakeFS compares to decide whether an object changed (catalog
+EntryToValue): its size, checksum, user metadata and content type, so re-uploading the same bytes
+with another content type or metadata is a change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -24,6 +30,8 @@ BRANCH_NAME = re.compile(r"^\w[-\w]*$")  # graveler.ValidateBranchID
 TAG_NAME = re.compile(r"^\w[-\w.]*$")
 HEX = re.compile(r"^[a-fA-F0-9]{1,64}$")
 MODIFIER = re.compile(r"(~|\^)(\d*)|(@)|(\$)")
+MERGE_STRATEGY_KEY = ".lakefs.merge.strategy"  # graveler.MergeStrategyMetadataKey
+MERGE_STRATEGIES = {"": "default", "dest-wins": "dest-wins", "source-wins": "source-wins"}
 
 
 class ApiError(Exception):
@@ -43,6 +51,14 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 
 
+class MergeConflict(ApiError):
+    """lakeFS answers a merge conflict with 409 and an empty MergeResult, not an Error body."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(409, "conflict found")
+        self.paths = paths
+
+
 @dataclass(frozen=True)
 class Entry:
     """One object as a ref sees it; `key` is where its bytes are in the repository's bucket."""
@@ -55,6 +71,13 @@ class Entry:
     metadata: Mapping[str, str]
     key: str
 
+    @property
+    def identity(self) -> tuple[object, ...]:
+        return (self.size, self.checksum, tuple(sorted(self.metadata.items())), self.content_type)
+
+
+Tree = Mapping[str, Entry]
+
 
 @dataclass(frozen=True)
 class Commit:
@@ -66,7 +89,7 @@ class Commit:
     meta_range_id: str
     metadata: Mapping[str, str]
     generation: int
-    tree: Mapping[str, Entry] = field(repr=False)
+    tree: Tree = field(repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -82,12 +105,11 @@ class Commit:
         }
 
 
-def meta_range_id(tree: Mapping[str, Entry]) -> str:
-    """A content address of a tree, like lakeFS's metarange id (64 hex chars)."""
+def meta_range_id(tree: Tree) -> str:
+    """A content address of a tree, like lakeFS's metarange id: equal trees, equal ids."""
     digest = hashlib.sha256()
     for path in sorted(tree):
-        entry = tree[path]
-        digest.update(json.dumps([path, entry.checksum, entry.size, entry.content_type]).encode())
+        digest.update(json.dumps([path, *tree[path].identity]).encode())
     return digest.hexdigest()
 
 
@@ -96,7 +118,7 @@ def new_commit(
     committer: str,
     message: str,
     metadata: Mapping[str, str],
-    tree: Mapping[str, Entry],
+    tree: Tree,
     generation: int,
     creation_date: int | None = None,
     range_id: str | None = None,
@@ -121,9 +143,25 @@ def new_commit(
     )
 
 
+@dataclass
+class Branch:
+    head: str  # commit id
+    staging: dict[str, Entry | None] = field(default_factory=dict)  # None: a staged deletion
+
+    def view(self, committed: Tree) -> dict[str, Entry]:
+        """The committed tree with the staged changes applied: what reads through the branch see."""
+        view = dict(committed)
+        for path, entry in self.staging.items():
+            if entry is None:
+                view.pop(path, None)
+            else:
+                view[path] = entry
+        return view
+
+
 @dataclass(frozen=True)
 class ResolvedRef:
-    """A ref resolved to a commit; `branch` is set when reads go to that branch's staging area."""
+    """A ref resolved to a commit; `branch` is set when reads include that branch's staging area."""
 
     commit_id: str
     branch: str | None = None
@@ -136,9 +174,9 @@ class Repository:
     default_branch: str
     creation_date: int
     commits: dict[str, Commit] = field(default_factory=dict)
-    branches: dict[str, str] = field(default_factory=dict)  # branch -> head commit id
+    branches: dict[str, Branch] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # tag -> commit id
-    # Serializes what lakeFS serializes per branch (commits, branch and tag creation).
+    # Serializes what lakeFS serializes per branch (commits, merges, branch and tag creation).
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def to_json(self) -> dict[str, object]:
@@ -150,13 +188,23 @@ class Repository:
             "read_only": False,
         }
 
-    def branch_head(self, branch: str) -> str:
-        if branch not in self.branches:
+    def branch(self, name: str) -> Branch:
+        if name not in self.branches:
             raise not_found("branch not found")
-        return self.branches[branch]
+        return self.branches[name]
+
+    def branch_head(self, name: str) -> str:
+        return self.branch(name).head
 
     def commit(self, commit_id: str) -> Commit:
         return self.commits[commit_id]
+
+    def tree(self, resolved: ResolvedRef) -> dict[str, Entry]:
+        """What a resolved ref sees: a commit's tree, or a branch's tree with its staging area."""
+        committed = self.commits[resolved.commit_id].tree
+        if resolved.branch is None:
+            return dict(committed)
+        return self.branches[resolved.branch].view(committed)
 
     def resolve(self, ref: str) -> ResolvedRef:
         """Resolve a ref expression; unknown refs are 404 "not found", bad modifiers 400."""
@@ -177,7 +225,7 @@ class Repository:
         if base in self.commits:
             return ResolvedRef(base), False
         if base in self.branches:
-            return ResolvedRef(self.branches[base], branch=base), True
+            return ResolvedRef(self.branches[base].head, branch=base), True
         if base in self.tags:
             return ResolvedRef(self.tags[base]), False
         if HEX.match(base):
@@ -201,15 +249,88 @@ class Repository:
             raise bad_request("ref: invalid value: validation error")
         return parents[number - 1]
 
-    def log(self, commit_id: str) -> list[Commit]:
-        """The commit and its first-parent ancestors, newest first (this server never merges)."""
-        history = []
-        current: str | None = commit_id
-        while current is not None:
-            commit = self.commits[current]
-            history.append(commit)
-            current = commit.parents[0] if commit.parents else None
-        return history
+    def log(self, commit_id: str, first_parent: bool = False) -> Iterator[Commit]:
+        """The commit and its ancestors, newest first, as lakeFS's CommitIterator orders them."""
+        queue: list[tuple[int, str, str]] = []  # (-creation date, inverted id for ties, id)
+        seen = {commit_id}
+
+        def push(cid: str) -> None:
+            inverted = "".join(format(15 - int(c, 16), "x") for c in cid)  # larger id first on ties
+            heapq.heappush(queue, (-self.commits[cid].creation_date, inverted, cid))
+
+        push(commit_id)
+        while queue:
+            commit = self.commits[heapq.heappop(queue)[2]]
+            yield commit
+            for parent in commit.parents[:1] if first_parent else commit.parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    push(parent)
+
+    def merge_base(self, left: str, right: str) -> str | None:
+        """The nearest common ancestor, found like lakeFS's FindMergeBase (highest generation first)."""
+        if left == right:
+            return left
+        reached = {left: 1, right: 2}
+        queue = [(-self.commits[cid].generation, cid) for cid in (left, right)]
+        heapq.heapify(queue)
+        while queue:
+            current = heapq.heappop(queue)[1]
+            for parent in self.commits[current].parents:
+                if parent not in reached:
+                    reached[parent] = 0
+                    heapq.heappush(queue, (-self.commits[parent].generation, parent))
+                reached[parent] |= reached[current]
+                if reached[parent] == 3:
+                    return parent
+        return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path that a merge of source into destination changes (lakeFS's compare iterator)."""
+
+    path: str
+    kind: str  # added, removed, changed, conflict
+    source: Entry | None
+    destination: Entry | None
+
+
+def three_way(destination: Tree, source: Tree, base: Tree) -> list[Change]:
+    """What merging `source` into `destination` does, path by path, judged against `base`.
+
+    The rules of lakeFS's merge table: a path changed on one side only takes that side; changed
+    on both sides the same way it stays; changed differently (or changed on one side and removed
+    on the other) it is a conflict.
+    """
+    changes = []
+    for path in sorted(set(destination) | set(source)):
+        dst, src, bse = destination.get(path), source.get(path), base.get(path)
+        if _same(dst, src) or _same(src, bse):
+            continue  # nothing to bring over: equal already, or only the destination changed
+        if _same(dst, bse):
+            kind = "removed" if src is None else "added" if dst is None else "changed"
+            changes.append(Change(path, kind, src, dst))
+        else:
+            changes.append(Change(path, "conflict", src, dst))
+    return changes
+
+
+def two_dot(left: Tree, right: Tree) -> list[Change]:
+    """How `right` differs from `left`, path by path."""
+    changes = []
+    for path in sorted(set(left) | set(right)):
+        before, after = left.get(path), right.get(path)
+        if not _same(before, after):
+            kind = "added" if before is None else "removed" if after is None else "changed"
+            changes.append(Change(path, kind, after, before))
+    return changes
+
+
+def _same(one: Entry | None, other: Entry | None) -> bool:
+    if one is None or other is None:
+        return one is other
+    return one.identity == other.identity
 
 
 def _split_ref(ref: str) -> tuple[str, list[tuple[str, int]]]:

@@ -1,10 +1,9 @@
 """lakeFS's operations over the in-memory version graph and the S3 backing store.
 
-A branch's staging area IS its prefix in the backing store: `{branch}/{path}` holds the branch's
-current (possibly uncommitted) objects, so writes through the S3 gateway stage objects exactly
-like writes through the API. A commit records the branch's objects and copies them to
-`{commit_id}/{path}`; a new branch or tag gets its own copy of its commit's objects. Reads through
-a branch see its staging area; reads through a commit or tag see exactly that commit.
+Every upload (through the API or the S3 gateway) writes its bytes once, to a new physical address,
+and stages an entry pointing there on the branch. A commit turns the branch's staged entries into
+a new tree; branches, tags and merges only move pointers to commits. Reads through a branch see
+its staging area; reads through a commit, a tag or `branch@` see exactly a commit.
 Error statuses and messages are lakeFS's (pkg/api/controller.go, pkg/graveler/errors.go).
 """
 
@@ -12,29 +11,33 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 from tests.lakefs_server.backing import BackingStore, StoredObject
 from tests.lakefs_server.model import (
     BRANCH_NAME,
     FIRST_COMMIT_MESSAGE,
+    MERGE_STRATEGIES,
+    MERGE_STRATEGY_KEY,
     REPOSITORY_NAME,
     STORAGE_NAMESPACE,
     TAG_NAME,
     ApiError,
-    Commit,
+    Branch,
+    Change,
     Entry,
+    MergeConflict,
     Repository,
+    ResolvedRef,
     bad_request,
     new_commit,
     not_found,
+    three_way,
+    two_dot,
 )
 
 MAX_PER_PAGE = 1000  # DefaultMaxPerPage
-COPY_THREADS = 8
 
 
 def object_stats(entry: Entry, bucket: str, user_metadata: bool = True) -> dict[str, object]:
@@ -81,13 +84,28 @@ def group_by_delimiter(paths: list[str], prefix: str, delimiter: str) -> list[tu
     return sorted(items.items())
 
 
+def diff_page(changes: list[Change], prefix: str, after: str, amount: int, delimiter: str) -> dict[str, object]:
+    """A DiffList page: changes under `prefix`, grouped by `delimiter` into prefix_changed entries."""
+    by_path = {change.path: change for change in changes if change.path.startswith(prefix)}
+    items = []
+    for path, is_prefix in group_by_delimiter(sorted(by_path), prefix, delimiter):
+        if is_prefix:
+            items.append({"type": "prefix_changed", "path": path, "path_type": "common_prefix"})
+        else:
+            change = by_path[path]
+            shown = change.source if change.source is not None else change.destination
+            size = shown.size if shown is not None else 0
+            items.append({"type": change.kind, "path": path, "path_type": "object", "size_bytes": size})
+    results, pagination = page_of(items, "path", after, amount)
+    return {"pagination": pagination, "results": results}
+
+
 class LakeFSService:
     def __init__(self, store: BackingStore, committer: str) -> None:
         self.store = store
         self.committer = committer
         self._repositories: dict[str, Repository] = {}
         self._lock = threading.Lock()
-        self._copier = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="copy")
 
     # -- repositories ------------------------------------------------------------------------------------------
 
@@ -97,6 +115,10 @@ class LakeFSService:
         if found is None:
             raise not_found("repository not found")
         return found
+
+    def find_repository(self, name: str) -> Repository | None:
+        with self._lock:
+            return self._repositories.get(name)
 
     def create_repository(self, name: str, storage_namespace: str, default_branch: str) -> dict[str, object]:
         if not REPOSITORY_NAME.match(name):
@@ -118,7 +140,7 @@ class LakeFSService:
             repository = Repository(name, storage_namespace, default_branch, creation_date=int(time.time()))
             first = new_commit((), "", FIRST_COMMIT_MESSAGE, {}, {}, generation=1, range_id="")
             repository.commits[first.id] = first
-            repository.branches[default_branch] = first.id
+            repository.branches[default_branch] = Branch(first.id)
             self._repositories[name] = repository
         return repository.to_json()
 
@@ -137,7 +159,8 @@ class LakeFSService:
 
     def list_branches(self, repo_name: str, prefix: str, after: str, amount: int) -> dict[str, object]:
         repo = self.repository(repo_name)
-        items = [{"id": name, "commit_id": head} for name, head in sorted(repo.branches.items())]
+        with repo.lock:
+            items = [{"id": name, "commit_id": branch.head} for name, branch in sorted(repo.branches.items())]
         results, pagination = page_of([item for item in items if item["id"].startswith(prefix)], "id", after, amount)
         return {"pagination": pagination, "results": results}
 
@@ -148,16 +171,20 @@ class LakeFSService:
         with repo.lock:
             if name in repo.branches:
                 raise ApiError(409, "branch already exists: not unique")
-            if name in repo.tags:
-                # lakeFS would allow it; here both would share the `{name}/` prefix in the backing store
-                raise ApiError(409, f"the test lakeFS server cannot create branch {name!r}: a tag has that name")
             try:
                 commit_id = repo.resolve(source).commit_id  # a branch's commit, never its staging area
             except ApiError as exc:
                 raise ApiError(exc.status, f"source reference '{source}': {exc.message}") from None
-            self._copy_tree(repo, repo.commit(commit_id), name)
-            repo.branches[name] = commit_id
+            repo.branches[name] = Branch(commit_id)
         return commit_id
+
+    def delete_branch(self, repo_name: str, branch: str) -> None:
+        repo = self.repository(repo_name)
+        with repo.lock:
+            if branch == repo.default_branch:
+                raise ApiError(403, "cannot delete repository default branch")
+            repo.branch(branch)
+            del repo.branches[branch]  # its staged data stays in the store, as lakeFS leaves it to GC
 
     def create_tag(self, repo_name: str, tag: str, ref: str) -> dict[str, object]:
         repo = self.repository(repo_name)
@@ -166,10 +193,7 @@ class LakeFSService:
         with repo.lock:
             if tag in repo.tags:
                 raise ApiError(409, "tag already exists: not unique")
-            if tag in repo.branches:
-                raise ApiError(409, f"the test lakeFS server cannot create tag {tag!r}: a branch has that name")
             commit_id = repo.resolve(ref).commit_id
-            self._copy_tree(repo, repo.commit(commit_id), tag)
             repo.tags[tag] = commit_id
         return {"id": tag, "commit_id": commit_id}
 
@@ -193,9 +217,9 @@ class LakeFSService:
             raise not_found("commit not found") if exc.status == 404 else exc from None
         return repo.commit(commit_id).to_json()
 
-    def log_commits(self, repo_name: str, ref: str, after: str, amount: int) -> dict[str, object]:
+    def log_commits(self, repo_name: str, ref: str, after: str, amount: int, first_parent: bool) -> dict[str, object]:
         repo = self.repository(repo_name)
-        history = [commit.to_json() for commit in repo.log(repo.resolve(ref).commit_id)]
+        history = [commit.to_json() for commit in repo.log(repo.resolve(ref).commit_id, first_parent)]
         if after:
             ids = [item["id"] for item in history]
             history = history[ids.index(after) + 1 :] if after in ids else []
@@ -205,7 +229,7 @@ class LakeFSService:
     def commit(
         self,
         repo_name: str,
-        branch: str,
+        branch_name: str,
         message: str,
         metadata: Mapping[str, str],
         date: int | None,
@@ -213,90 +237,132 @@ class LakeFSService:
     ) -> dict[str, object]:
         repo = self.repository(repo_name)
         with repo.lock:
-            head = repo.commit(repo.branch_head(branch))
-            staged = self._branch_objects(repo, branch)
-            # lakeFS identifies an entry by its checksum: re-uploading identical bytes is no change
-            changed = [
-                path
-                for path, stored in staged.items()
-                if path not in head.tree or head.tree[path].checksum != stored.etag
-            ]
-            removed = [path for path in head.tree if path not in staged]
-            if not changed and not removed and not allow_empty:
+            branch = repo.branch(branch_name)
+            head = repo.commit(branch.head)
+            tree = branch.view(head.tree)
+            if not two_dot(head.tree, tree) and not allow_empty:
                 raise bad_request("commit: no changes")
-            tree = {
-                path: head.tree[path] if path not in changed else self._branch_entry(repo, path, stored)
-                for path, stored in staged.items()
-            }
-            commit = new_commit(
-                (head.id,), self.committer, message, metadata, tree, head.generation + 1, creation_date=date
-            )
-            committed_tree = {path: replace(entry, key=f"{commit.id}/{path}") for path, entry in tree.items()}
-            self._copy_all(repo, [(staged[path].key, entry) for path, entry in committed_tree.items()])
-            commit = replace(commit, tree=committed_tree)
+            commit = new_commit((head.id,), self.committer, message, metadata, tree, head.generation + 1, date)
             repo.commits[commit.id] = commit
-            repo.branches[branch] = commit.id
+            branch.head, branch.staging = commit.id, {}
         return commit.to_json()
 
     def diff_branch(
-        self, repo_name: str, branch: str, prefix: str, after: str, amount: int, delimiter: str
+        self, repo_name: str, branch_name: str, prefix: str, after: str, amount: int, delimiter: str
     ) -> dict[str, object]:
         repo = self.repository(repo_name)
-        head = repo.commit(repo.branch_head(branch))
-        staged = self._branch_objects(repo, branch, prefix)
-        changes: dict[str, tuple[str, int]] = {}
-        for path, stored in staged.items():
-            if path not in head.tree:
-                changes[path] = ("added", stored.size)
-            elif head.tree[path].checksum != stored.etag:
-                changes[path] = ("changed", stored.size)
-        for path, entry in head.tree.items():
-            if path.startswith(prefix) and path not in staged:
-                changes[path] = ("removed", entry.size)
-        items = []
-        for path, is_prefix in group_by_delimiter(sorted(changes), prefix, delimiter):
-            if is_prefix:
-                items.append({"type": "prefix_changed", "path": path, "path_type": "common_prefix"})
+        with repo.lock:
+            branch = repo.branch(branch_name)
+            committed = repo.commit(branch.head).tree
+            changes = two_dot(committed, branch.view(committed))
+        return diff_page(changes, prefix, after, amount, delimiter)
+
+    def diff_refs(
+        self, repo_name: str, left: str, right: str, three_dot: bool, page: tuple[str, str, int, str]
+    ) -> dict[str, object]:
+        """lakeFS's diffRefs: two_dot compares the trees; three_dot shows what merging right into left brings."""
+        repo = self.repository(repo_name)
+        with repo.lock:
+            left_tree = repo.commit(repo.resolve(left).commit_id).tree
+            right_ref = repo.resolve(right)
+            if three_dot:
+                right_commit = right_ref.commit_id
+                base = repo.merge_base(right_commit, repo.resolve(left).commit_id)
+                base_tree = repo.commit(base).tree if base else {}
+                changes = three_way(left_tree, repo.commit(right_commit).tree, base_tree)
             else:
-                kind, size = changes[path]
-                items.append({"type": kind, "path": path, "path_type": "object", "size_bytes": size})
-        results, pagination = page_of(items, "path", after, amount)
-        return {"pagination": pagination, "results": results}
+                # `branch$` includes the branch's staging area; a plain branch is its committed state
+                staged = right.endswith("$")
+                changes = two_dot(left_tree, repo.tree(right_ref if staged else ResolvedRef(right_ref.commit_id)))
+        prefix, after, amount, delimiter = page
+        return diff_page(changes, prefix, after, amount, delimiter)
+
+    def merge(
+        self,
+        repo_name: str,
+        source: str,
+        destination: str,
+        message: str,
+        metadata: Mapping[str, str],
+        strategy: str,
+        allow_empty: bool,
+        squash: bool,
+    ) -> str:
+        """graveler.Merge: a three-way merge into the destination branch, always as a new commit."""
+        repo = self.repository(repo_name)
+        if strategy not in MERGE_STRATEGIES:
+            raise bad_request(f"update branch {destination}: invalid strategy")
+        with repo.lock:
+            branch = repo.branch(destination)
+            if branch.staging:  # lakeFS refuses to merge into a branch with anything staged
+                raise bad_request(f"update branch {destination}: {destination}: uncommitted changes (dirty branch)")
+            try:
+                source_id = repo.resolve(source).commit_id
+            except ApiError as exc:
+                raise ApiError(exc.status, f"get commit by ref {source}: {exc.message}") from None
+            to_commit, from_commit = repo.commit(branch.head), repo.commit(source_id)
+            base_id = repo.merge_base(from_commit.id, to_commit.id)
+            base = repo.commit(base_id) if base_id else None
+            base_tree = base.tree if base else {}
+            if base is not None and from_commit.meta_range_id == base.meta_range_id and not allow_empty:
+                raise bad_request(f"update branch {destination}: no changes")
+            tree = self._merged_tree(to_commit.tree, from_commit.tree, base_tree, strategy)
+            parents = (to_commit.id,) if squash else (to_commit.id, from_commit.id)
+            merged = new_commit(
+                parents,
+                self.committer,
+                message,
+                {**metadata, MERGE_STRATEGY_KEY: MERGE_STRATEGIES[strategy]},
+                tree,
+                max(to_commit.generation, from_commit.generation) + 1,
+            )
+            repo.commits[merged.id] = merged
+            branch.head = merged.id
+        return merged.id
+
+    @staticmethod
+    def _merged_tree(destination, source, base, strategy: str) -> dict[str, Entry]:
+        tree = dict(destination)
+        changes = three_way(destination, source, base)
+        conflicts = [change.path for change in changes if change.kind == "conflict"]
+        if conflicts and not strategy:
+            raise MergeConflict(conflicts)
+        for change in changes:
+            take_source = change.kind != "conflict" or strategy == "source-wins"
+            if not take_source:
+                continue
+            if change.source is None:
+                tree.pop(change.path, None)
+            else:
+                tree[change.path] = change.source
+        return tree
 
     # -- objects -----------------------------------------------------------------------------------------------
+
+    def tree(self, repo: Repository, ref: str) -> dict[str, Entry]:
+        with repo.lock:
+            return repo.tree(repo.resolve(ref))
 
     def list_objects(
         self, repo_name: str, ref: str, prefix: str, after: str, delimiter: str, amount: int, user_metadata: bool
     ) -> dict[str, object]:
         repo = self.repository(repo_name)
-        paths, entry_at = self._view(repo, ref, prefix)
+        tree = self.tree(repo, ref)
         items: list[dict[str, object]] = []
-        for path, is_prefix in group_by_delimiter(paths, prefix, delimiter):
+        for path, is_prefix in group_by_delimiter(sorted(p for p in tree if p.startswith(prefix)), prefix, delimiter):
             if path <= after:
                 continue
             if len(items) > amount:
                 break  # one more than a page tells whether there is more
-            items.append(common_prefix(path) if is_prefix else {"path": path, "pending": True})
+            items.append(common_prefix(path) if is_prefix else object_stats(tree[path], repo.name, user_metadata))
         results, pagination = page_of(items, "path", "", amount)
-        filled = [
-            object_stats(entry_at(item["path"]), repo.name, user_metadata) if item.get("pending") else item
-            for item in results
-        ]
-        return {"pagination": pagination, "results": filled}
+        return {"pagination": pagination, "results": results}
 
     def stat_object(self, repo_name: str, ref: str, path: str) -> Entry:
-        repo = self.repository(repo_name)
-        resolved = repo.resolve(ref)
-        if resolved.branch is None:
-            entry = repo.commit(resolved.commit_id).tree.get(path)
-            if entry is None:
-                raise not_found()
-            return entry
-        found = self.store.head(repo.name, f"{resolved.branch}/{path}")
-        if found is None:
+        entry = self.tree(self.repository(repo_name), ref).get(path)
+        if entry is None:
             raise not_found()
-        stored, details = found
-        return Entry(path, stored.etag, stored.size, stored.mtime, details.content_type, details.metadata, stored.key)
+        return entry
 
     def read_object(self, repo_name: str, entry: Entry, first: int | None, last: int | None) -> Iterator[bytes]:
         return self.store.read(repo_name, entry.key, first, last)
@@ -309,7 +375,7 @@ class LakeFSService:
         if if_none_match is not None:
             if if_none_match != "*":
                 raise bad_request('Unsupported value for If-None-Match - Only "*" is supported')
-            if self.store.head(repo.name, f"{branch}/{path}") is not None:
+            if path in self.tree(repo, branch):
                 raise ApiError(412, "path already exists")
 
     def upload_object(
@@ -321,45 +387,31 @@ class LakeFSService:
         size: int,
         content_type: str,
         metadata: Mapping[str, str],
-    ) -> dict[str, object]:
+    ) -> Entry:
         repo = self.repository(repo_name)
-        stored = self.store.put(repo.name, f"{branch}/{path}", body, size, content_type, metadata)
-        entry = Entry(path, stored.etag, stored.size, stored.mtime, content_type, dict(metadata), stored.key)
-        return object_stats(entry, repo.name)
+        stored = self.store.put(repo.name, body, size, content_type, metadata)
+        return self.stage(repo, branch, path, stored, content_type, metadata)
 
-    def delete_object(self, repo_name: str, branch: str, path: str) -> None:
+    def stage(
+        self,
+        repo: Repository,
+        branch_name: str,
+        path: str,
+        stored: StoredObject,
+        content_type: str,
+        metadata: Mapping[str, str],
+    ) -> Entry:
+        """Point `path` on the branch at data already written; the branch may have gone meanwhile."""
+        entry = Entry(path, stored.etag, stored.size, int(time.time()), content_type, dict(metadata), stored.key)
+        with repo.lock:
+            repo.branch(branch_name).staging[path] = entry
+        return entry
+
+    def delete_object(self, repo_name: str, branch_name: str, path: str) -> None:
         repo = self.repository(repo_name)
-        repo.branch_head(branch)
-        self.store.delete(repo.name, f"{branch}/{path}")  # a missing object is no error (spec)
-
-    # -- helpers -----------------------------------------------------------------------------------------------
-
-    def _view(self, repo: Repository, ref: str, prefix: str) -> tuple[list[str], Callable[[str], Entry]]:
-        """The sorted paths under `prefix` that `ref` sees, and how to get each one's entry."""
-        resolved = repo.resolve(ref)
-        if resolved.branch is None:
-            tree = repo.commit(resolved.commit_id).tree
-            return sorted(path for path in tree if path.startswith(prefix)), tree.__getitem__
-        staged = self._branch_objects(repo, resolved.branch, prefix)
-        return sorted(staged), lambda path: self._branch_entry(repo, path, staged[path])
-
-    def _branch_objects(self, repo: Repository, branch: str, prefix: str = "") -> dict[str, StoredObject]:
-        base = f"{branch}/"
-        return {stored.key[len(base) :]: stored for stored in self.store.list(repo.name, base + prefix)}
-
-    def _branch_entry(self, repo: Repository, path: str, stored: StoredObject) -> Entry:
-        details = self.store.details(repo.name, stored)
-        return Entry(path, stored.etag, stored.size, stored.mtime, details.content_type, details.metadata, stored.key)
-
-    def _copy_tree(self, repo: Repository, commit: Commit, ref_name: str) -> None:
-        self._copy_all(
-            repo, [(entry.key, replace(entry, key=f"{ref_name}/{path}")) for path, entry in commit.tree.items()]
-        )
-
-    def _copy_all(self, repo: Repository, copies: list[tuple[str, Entry]]) -> None:
-        jobs = [
-            self._copier.submit(self.store.copy, repo.name, source_key, target.key, target.checksum, target.size)
-            for source_key, target in copies
-        ]
-        for job in jobs:
-            job.result()
+        with repo.lock:
+            branch = repo.branch(branch_name)
+            if path in repo.commit(branch.head).tree:
+                branch.staging[path] = None
+            else:
+                branch.staging.pop(path, None)  # a missing object is no error (spec)
