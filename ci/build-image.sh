@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Build one of the project's images, push it by commit tag (and version tag on a git tag), record its digest.
+#
+#   ci/build-image.sh [--dry-run] [--no-push] conversion|builder|service
+#
+# Pushed as $IMAGE_REGISTRY/$IMAGE_NAMESPACE/NAME:$CI_COMMIT_SHORT_SHA, plus :$CI_COMMIT_TAG on a tag pipeline.
+# The digest the registry gave is written to $DIGEST_DIR/NAME.env (NAME_IMAGE=repository@sha256:..., a GitLab
+# dotenv report) and NAME.json; later jobs deploy and register that reference, never a tag.
+#
+# Same commit, same digest: when the commit tag is already in the registry (a retried or re-run pipeline) the
+# image is not built again and the digest already there is recorded (REBUILD=1 builds anyway). A build that
+# does run gets SOURCE_DATE_EPOCH (the commit's time) as a build argument; the service image's context has
+# its files' mtimes set to it, so its layers depend only on the commit. How far a builder honours it: README.
+#
+# Variables: IMAGE_REGISTRY (host[:port][/path]; default $ACR_NAME.azurecr.io), IMAGE_NAMESPACE (edge-deploy),
+# IMAGE_REGISTRY_INSECURE=true for a plain-HTTP registry, DIGEST_DIR (dist/images), PYTHON_BASE (the service
+# image's base), CI_COMMIT_SHA / CI_COMMIT_SHORT_SHA / CI_COMMIT_TAG / CI_PROJECT_URL (GitLab's; git is
+# asked when unset). Log in to the registry first (ci/azure-login.sh --acr, or docker login).
+source "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.."
+
+push=1
+while (($#)); do
+  case "$1" in
+    --dry-run) DRY_RUN=1 ;;
+    --no-push) push=0 ;;
+    -*) die "unknown option $1 (usage: ci/build-image.sh [--dry-run] [--no-push] conversion|builder|service)" ;;
+    *) break ;;
+  esac
+  shift
+done
+name=${1:-}
+case "$name" in
+  conversion | builder | service) ;;
+  *) die "name the image: conversion, builder or service (got '${name}')" ;;
+esac
+
+IMAGE_REGISTRY=${IMAGE_REGISTRY:-${ACR_NAME:+$ACR_NAME.azurecr.io}}
+REQUIRE_HINT="the registry to push to: IMAGE_REGISTRY=host[:port] or ACR_NAME=<registry name>" require IMAGE_REGISTRY
+repository="$IMAGE_REGISTRY/${IMAGE_NAMESPACE:-edge-deploy}/$name"
+revision=${CI_COMMIT_SHA:-$(git rev-parse HEAD)}
+commit_tag=${CI_COMMIT_SHORT_SHA:-$(git rev-parse --short=8 HEAD)}
+version_tag=${CI_COMMIT_TAG:-}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct "$revision")}
+digest_dir=${DIGEST_DIR:-dist/images}
+insecure=()
+[ "${IMAGE_REGISTRY_INSECURE:-false}" = true ] && insecure=(--insecure)
+tags=("$commit_tag")
+[ -n "$version_tag" ] && tags+=("$version_tag")
+
+# The digest of REF in the registry, or nothing when it is not there (or cannot be read: then we build).
+registry_digest() {
+  docker manifest inspect --verbose "${insecure[@]}" "$1" 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Descriptor"]["digest"])' 2>/dev/null || true
+}
+
+# The service image's context: two trees laid out from / (packages, then the app and its entry point), so that
+# every directory a COPY creates comes from the context with its mtime; all mtimes at SOURCE_DATE_EPOCH, no
+# .pyc, permissions independent of the umask.
+stage_service_context() {
+  local context=$1 arch=${SERVICE_WHEEL_ARCH:-x86_64}
+  local packages="$context/packages/opt/edge-deploy/site-packages" app="$context/app/opt/edge-deploy/app"
+  rm -rf "$context" && mkdir -p "$packages" "$app" "$context/app/usr/local/bin"
+  log "installing images/service/requirements.in for cp311 $arch into the context"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --no-compile \
+    --target "$packages" --implementation cp --python-version 3.11 --only-binary=:all: \
+    --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
+    -c requirements/runtime.txt -r images/service/requirements.in
+  # Console scripts written by pip name this host's interpreter; the image has its own entry point.
+  rm -rf "$packages/bin"
+  # The files a commit of this tree would hold (tracked and new, not ignored; a clean checkout in CI).
+  git ls-files -z --cached --others --exclude-standard -- \
+    app edge_deploy tasks workflows images/platforms.yaml images/edge pyproject.toml README.md |
+    while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done |
+    tar --null -T - -cf - | tar -xf - -C "$app"
+  cp images/service/edge-deploy "$context/app/usr/local/bin/edge-deploy"
+  chmod -R u+rwX,go+rX,go-w "$context"
+  find "$context" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+}
+
+build() {
+  local labels=(
+    --label "org.opencontainers.image.title=edge-deploy-$name"
+    --label "org.opencontainers.image.revision=$revision"
+    --label "org.opencontainers.image.version=${version_tag:-$commit_tag}"
+  )
+  [ -n "${CI_PROJECT_URL:-}" ] && labels+=(--label "org.opencontainers.image.source=$CI_PROJECT_URL")
+  local tag_args=() tag context=.
+  for tag in "${tags[@]}"; do tag_args+=(-t "$repository:$tag"); done
+  local args=(--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" "${labels[@]}" "${tag_args[@]}")
+  if [ "$name" = service ]; then
+    context=build/service-image
+    [ -n "${PYTHON_BASE:-}" ] && args+=(--build-arg "PYTHON_BASE=$PYTHON_BASE")
+    if dry_run; then
+      printf 'dry-run: stage the service context in %s (pip install --target ..., git ls-files, mtimes)\n' "$context"
+    else
+      stage_service_context "$context"
+    fi
+  fi
+  run docker build -f "images/$name/Dockerfile" "${args[@]}" "$context"
+}
+
+# Record NAME's digest: NAME.env for later jobs, NAME.json for people and tests. Temp + rename.
+record() {
+  local digest=$1 built=$2 variable
+  variable="$(tr '[:lower:]' '[:upper:]' <<<"$name")_IMAGE"
+  mkdir -p "$digest_dir"
+  printf '%s=%s@%s\n' "$variable" "$repository" "$digest" >"$digest_dir/.$name.env.tmp"
+  python3 - "$digest_dir/.$name.json.tmp" "$name" "$repository" "$digest" "$built" "$revision" "${tags[@]}" <<'PY'
+import json, sys
+path, name, repository, digest, built, revision, *tags = sys.argv[1:]
+record = {"image": name, "repository": repository, "digest": digest, "reference": f"{repository}@{digest}",
+          "tags": tags, "revision": revision, "built": built == "true"}
+with open(path, "w") as out:
+    json.dump(record, out, indent=2)
+    out.write("\n")
+PY
+  mv "$digest_dir/.$name.json.tmp" "$digest_dir/$name.json"
+  mv "$digest_dir/.$name.env.tmp" "$digest_dir/$name.env"
+  log "$name: $repository@$digest"
+}
+
+if ((push)) && [ "${REBUILD:-0}" != 1 ] && ! dry_run; then
+  existing=$(registry_digest "$repository:$commit_tag")
+  if [ -n "$existing" ]; then
+    log "$repository:$commit_tag is already in the registry ($existing): this commit is not built again"
+    if [ -n "$version_tag" ]; then
+      docker pull "$repository@$existing"
+      docker tag "$repository@$existing" "$repository:$version_tag"
+      docker push "$repository:$version_tag"
+    fi
+    record "$existing" false
+    exit 0
+  fi
+fi
+
+build
+((push)) || exit 0
+if dry_run; then
+  for tag in "${tags[@]}"; do run docker push "$repository:$tag"; done
+  echo "dry-run: no digest recorded for $name"
+  exit 0
+fi
+# The digest is the registry's answer to the push of the commit tag (the engine prints it last).
+push_log=$(docker push "$repository:$commit_tag" | tee /dev/stderr)
+digest=$(grep -oE 'digest: sha256:[0-9a-f]{64}' <<<"$push_log" | tail -n 1 | cut -d' ' -f2)
+[ -n "$digest" ] || die "docker push of $repository:$commit_tag printed no digest"
+[ -z "$version_tag" ] || docker push "$repository:$version_tag"
+record "$digest" true
