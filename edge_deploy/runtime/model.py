@@ -264,7 +264,8 @@ class _MemoryFile:
         if size == 0:
             raise ModelLoadError("the sealed model is empty")
         os.ftruncate(self._descriptor, size)
-        self._map = mmap.mmap(self._descriptor, size)
+        # every page at once (one call instead of a fault per page): they are all written next
+        self._map = mmap.mmap(self._descriptor, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         return self._map
 
     def close(self) -> None:
