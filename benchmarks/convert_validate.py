@@ -29,7 +29,8 @@ DEFAULT_SAMPLES = ("resnet18", "rtmdet-tiny", "fast-scnn")
 
 def run_family(name: str, work: Path, threads: int) -> dict[str, object]:
     """Convert and validate one sample in this process; returns the figures."""
-    from edge_deploy.conversion import convert, peak_rss
+    from edge_deploy.conversion import convert
+    from edge_deploy.conversion.memory import peak_rss
     from edge_deploy.samples import write_sample
     from edge_deploy.validation.gate import validate
     from edge_deploy.validation.report import ValidationSettings

@@ -18,18 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_deploy import profiles
+from edge_deploy.conversion import profiles
+from edge_deploy.conversion.contract import DEPLOY_CONFIG_NAME, InputSpec, Manifest, ModelDir, Task, write_manifest
+from edge_deploy.conversion.directory import load_model_dir
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.modeldir import (
-    DEPLOY_CONFIG_NAME,
-    InputSpec,
-    Manifest,
-    ModelDir,
-    Task,
-    atomic_directory,
-    load_model_dir,
-    write_manifest,
-)
+from edge_deploy.files import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +132,7 @@ def write_sample(name: str, out_dir: Path, seed: int = 0, overwrite: bool = Fals
     """Write the named sample as a ready model directory (config, checkpoint, manifest)."""
     sample = _get_sample(name)
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir, overwrite) as staging:
+    with atomic_directory(out_dir, replace=overwrite) as staging:
         _write_into(sample, staging, seed)
     log.info("wrote sample %s (seed %d) to %s", name, seed, out_dir)
     return load_model_dir(out_dir)
@@ -252,7 +245,7 @@ def build_model(cfg, codebase: str):
     """The model the config describes, built the way MMDeploy builds it (data preprocessor included)."""
     from mmengine.registry import DefaultScope
 
-    from edge_deploy.mmdeploy_support import ensure_torchvision_importable
+    from edge_deploy.conversion.environment import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     registry = importlib.import_module(f"{codebase}.registry").MODELS
@@ -267,7 +260,7 @@ def build_model(cfg, codebase: str):
 def save_random_checkpoint(cfg, sample: Sample, path: Path, seed: int) -> None:
     import torch
 
-    from edge_deploy.mmdeploy_support import openmmlab_output_to_stderr
+    from edge_deploy.conversion.environment import openmmlab_output_to_stderr
 
     with torch.random.fork_rng(devices=[]), openmmlab_output_to_stderr(), _quiet_mmengine():
         torch.manual_seed(seed)

@@ -15,9 +15,8 @@ from typing import NamedTuple
 from flytekit import Cache, Resources, task
 from flytekit.types.directory import FlyteDirectory
 
-from edge_deploy.conversion import ConversionResult, ModelIdentity, convert, model_identity
+from edge_deploy.conversion import ConversionResult, ModelIdentity, convert, load_model_dir, model_identity
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.modeldir import load_model_dir
 from tasks.cluster import (
     CONVERSION_IMAGE,
     CONVERSION_LIMITS,

@@ -5,7 +5,7 @@ from pathlib import Path
 from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 
-from edge_deploy.modeldir import load_model_dir
+from edge_deploy.conversion import load_model_dir
 from edge_deploy.platforms import detect_targets
 from tasks.cluster import CONVERSION_IMAGE, STANDARD_POD, STATUS_SECRETS
 from tasks.stage import reported_stage

@@ -19,13 +19,12 @@ from typing import NamedTuple
 from flytekit import Cache, Deck, task
 from flytekit.types.directory import FlyteDirectory
 
-from edge_deploy.conversion import ModelIdentity, model_identity
-from edge_deploy.modeldir import load_model_dir
+from edge_deploy.conversion import ModelIdentity, load_model_dir, model_identity
 from edge_deploy.validation.deck import render_html
-from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.gate import ONNX_NAME, validate
 from edge_deploy.validation.optimize import sha256_of
-from edge_deploy.validation.report import ValidationReport, ValidationSettings
+from edge_deploy.validation.report import ValidationFailed, ValidationReport, ValidationSettings
 from tasks.cluster import CONVERSION_IMAGE, CONVERSION_LIMITS, CONVERSION_POD, CONVERSION_REQUESTS, STATUS_SECRETS
 from tasks.convert import check_identity
 from tasks.stage import reported_stage

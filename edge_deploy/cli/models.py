@@ -42,7 +42,7 @@ def sample(name: str | None, dest: Path | None, seed: int, overwrite: bool, list
 def convert(model_dir: Path, out_dir: Path, overwrite: bool, as_json: bool) -> None:
     """Convert MODEL_DIR to OUT_DIR/end2end.onnx plus MMDeploy SDK metadata."""
     from edge_deploy.conversion import convert as convert_model_dir
-    from edge_deploy.modeldir import load_model_dir
+    from edge_deploy.conversion import load_model_dir
 
     loaded = load_model_dir(model_dir)  # logs what it inferred when the directory has no manifest
     result = convert_model_dir(loaded, out_dir, overwrite=overwrite)

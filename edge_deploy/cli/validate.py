@@ -37,9 +37,8 @@ def validate(
     Writes validation.json and validation.html beside the model (or into --out). Exits 1 with the
     failing output and the size of the difference when the model fails the gate.
     """
-    from edge_deploy.validation.errors import ValidationFailed
     from edge_deploy.validation.gate import validate as run_validation
-    from edge_deploy.validation.report import ValidationSettings
+    from edge_deploy.validation.report import ValidationFailed, ValidationSettings
 
     settings = ValidationSettings(
         samples=samples,

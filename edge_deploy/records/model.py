@@ -15,16 +15,15 @@ order is time order in every store.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from pydantic import with_config
+
+from edge_deploy import codec
 from edge_deploy.errors import EdgeDeployError
 
 SCHEMA_VERSION = 1
@@ -35,8 +34,6 @@ RUN_STATES = (RUNNING, SUCCEEDED, FAILED)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Stage names become JSON keys and MongoDB field names: no dots, no leading `$`.
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-
-T = TypeVar("T")
 
 
 class RecordFormatError(EdgeDeployError):
@@ -162,6 +159,7 @@ class RecordStatus:
             raise RecordFormatError(f"a {self.state} record cannot carry a failed stage or error")
 
 
+@with_config(codec.STRICT)
 @dataclass(frozen=True)
 class DeploymentRecord:
     """Everything an operator needs to know about one deployment run. Build it with `new()`."""
@@ -218,17 +216,15 @@ class DeploymentRecord:
     def image_for(self, platform: str) -> PlatformImage | None:
         return self.images.for_platform(platform) if self.images else None
 
-    # -- JSON -----------------------------------------------------------------------------------
+    # -- JSON (edge_deploy.codec: strict, every field checked, unknown fields refused) -------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = _plain(self)
+        data = codec.to_plain(self)
         return {"schema_version": data.pop("schema_version"), **data}  # first, for whoever reads the file
 
     def to_json(self, indent: int | None = 2) -> str:
         """The record as JSON: indented for record.json, compact (indent=None) for storage."""
-        # Python's json writes and reads inf exactly; NaN never appears in a worst error that passed.
-        separators = None if indent else (",", ":")
-        return json.dumps(self.to_dict(), indent=indent, separators=separators) + "\n"
+        return codec.to_json(self.to_dict(), indent) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "record") -> DeploymentRecord:
@@ -241,10 +237,8 @@ class DeploymentRecord:
                 f"(this one reads up to {SCHEMA_VERSION}); upgrade edge-deploy"
             )
         try:
-            return _decode_record(data)
-        except _Invalid as exc:
-            raise RecordFormatError(f"{source}: {exc.field_path()} {exc.problem}") from None
-        except RecordFormatError as exc:
+            return codec.from_plain(cls, data)
+        except (codec.DecodeError, RecordFormatError) as exc:
             raise RecordFormatError(f"{source}: {exc}") from None
 
     @classmethod
@@ -254,132 +248,3 @@ class DeploymentRecord:
         except (ValueError, UnicodeDecodeError) as exc:
             raise RecordFormatError(f"{source}: not valid JSON: {exc}") from None
         return cls.from_dict(data, source)
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses to dicts, recursively (dataclasses.asdict deep-copies every leaf, several times slower)."""
-    if type(value) in _SCALARS:
-        return value
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
-
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
-# -- strict decoding: every field checked against its annotation, unknown fields refused ----------
-# A decoder is built once per type, and the path of a bad field is assembled only on failure, so
-# decoding a good record costs little more than building it.
-
-Decoder = Callable[[Any], Any]
-
-
-class _Invalid(Exception):
-    """A bad value deep in a record; each enclosing decoder adds its step to `steps` on the way out."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem, self.steps = problem, []  # innermost step first
-
-    def field_path(self) -> str:
-        return "".join(reversed(self.steps)).lstrip(".") or "record"
-
-
-def _decode_record(data: Any) -> DeploymentRecord:
-    return _decoder(DeploymentRecord)(data)
-
-
-@functools.cache
-def _decoder(tp: Any) -> Decoder:
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        inner = _decoder(next(arg for arg in typing.get_args(tp) if arg is not type(None)))
-        return lambda value: None if value is None else inner(value)
-    if is_dataclass(tp):
-        return _dataclass_decoder(tp)
-    if origin is list:
-        return _list_decoder(_decoder(typing.get_args(tp)[0]))
-    if origin is dict:
-        return _dict_decoder(_decoder(typing.get_args(tp)[1]))
-    return _scalar_decoder(tp)
-
-
-def _list_decoder(item: Decoder) -> Decoder:
-    def decode(value: Any) -> list[Any]:
-        if not isinstance(value, list):
-            raise _Invalid(f"must be a list, got {type(value).__name__}")
-        decoded = []
-        for index, element in enumerate(value):
-            try:
-                decoded.append(item(element))
-            except _Invalid as exc:
-                exc.steps.append(f"[{index}]")
-                raise
-        return decoded
-
-    return decode
-
-
-def _dict_decoder(item: Decoder) -> Decoder:
-    def decode(value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise _Invalid(f"must be an object, got {type(value).__name__}")
-        decoded = {}
-        for key, element in value.items():
-            try:
-                decoded[key] = item(element)
-            except _Invalid as exc:
-                exc.steps.append(f".{key}")
-                raise
-        return decoded
-
-    return decode
-
-
-def _scalar_decoder(tp: Any) -> Decoder:
-    def refuse(value: Any) -> Any:
-        raise _Invalid(f"must be {tp.__name__}, got {json.dumps(value)[:80]}")
-
-    if tp is float:
-        return lambda v: float(v) if isinstance(v, int | float) and not isinstance(v, bool) else refuse(v)
-    if tp is int:
-        return lambda v: v if isinstance(v, int) and not isinstance(v, bool) else refuse(v)
-    if tp in (str, bool):
-        return lambda v: v if type(v) is tp else refuse(v)
-    raise TypeError(f"no JSON decoder for {tp!r}")  # a programming error in the record's fields
-
-
-def _dataclass_decoder(cls: type[T]) -> Callable[[Any], T]:
-    hints = typing.get_type_hints(cls)  # resolving string annotations is slow: once per class
-    field_decoders = {f.name: _decoder(hints[f.name]) for f in fields(cls)}
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-
-    def decode(value: Any) -> T:
-        if not isinstance(value, dict):
-            raise _Invalid(f"must be an object, got {type(value).__name__}")
-        unknown = [name for name in value if name not in field_decoders]
-        if unknown:
-            raise _Invalid(f"has unknown field(s) {', '.join(sorted(unknown))}")
-        for name in required:
-            if name not in value:
-                exc = _Invalid("is missing")
-                exc.steps.append(f".{name}")
-                raise exc
-        arguments = {}
-        for name, element in value.items():
-            try:
-                arguments[name] = field_decoders[name](element)
-            except _Invalid as exc:
-                exc.steps.append(f".{name}")
-                raise
-        return cls(**arguments)
-
-    return decode

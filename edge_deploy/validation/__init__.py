@@ -6,6 +6,7 @@ raises `ValidationFailed` when the model must not ship. Importing this package i
 onnxruntime and the OpenMMLab stack are imported by the modules that need them.
 """
 
-from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.errors import ValidationError
+from edge_deploy.validation.report import ValidationFailed
 
 __all__ = ["ValidationError", "ValidationFailed"]

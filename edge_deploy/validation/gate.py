@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.optimize import sha256_of
 from edge_deploy.validation.report import (
     Check,
@@ -28,6 +28,7 @@ from edge_deploy.validation.report import (
     SpeedReport,
     StructureReport,
     ValidatedModel,
+    ValidationFailed,
     ValidationReport,
     ValidationSettings,
 )
@@ -68,7 +69,7 @@ def validate(
     settings: ValidationSettings | None = None,
 ) -> ValidationReport:
     """Validate `onnx_dir/end2end.onnx` against the PyTorch model in `model_dir` (a path or a loaded ModelDir)."""
-    from edge_deploy.modeldir import ModelDir, load_model_dir
+    from edge_deploy.conversion import ModelDir, load_model_dir
 
     loaded = model_dir if isinstance(model_dir, ModelDir) else load_model_dir(Path(model_dir))
     onnx_dir = Path(onnx_dir)

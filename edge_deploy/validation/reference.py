@@ -50,7 +50,8 @@ class MMDeployReference:
     def __init__(
         self, deploy_cfg, model_cfg, checkpoint: Path, image_size: tuple[int, int] | None = None, device: str = "cpu"
     ):
-        from edge_deploy.mmdeploy_support import build_pytorch_model, mmdeploy_environment
+        from edge_deploy.conversion.environment import mmdeploy_environment
+        from edge_deploy.conversion.openmmlab import build_pytorch_model
 
         with mmdeploy_environment():
             from mmdeploy.core import patch_model
@@ -82,8 +83,8 @@ class MMDeployReference:
 
     @classmethod
     def from_model_dir(cls, model_dir) -> MMDeployReference:
-        """From an `edge_deploy.modeldir.ModelDir`: the same configs conversion used (`load_configs`)."""
-        from edge_deploy.mmdeploy_support import load_configs
+        """From an `edge_deploy.conversion.ModelDir`: the same configs conversion used (`load_configs`)."""
+        from edge_deploy.conversion.openmmlab import load_configs
 
         deploy_cfg, model_cfg = load_configs(model_dir)
         shape = model_dir.manifest.inputs[0].shape
@@ -102,7 +103,7 @@ class MMDeployReference:
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from edge_deploy.mmdeploy_support import mmdeploy_environment
+        from edge_deploy.conversion.environment import mmdeploy_environment
 
         missing = [name for name in self.input_names if name not in feeds]
         if missing:

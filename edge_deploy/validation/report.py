@@ -6,19 +6,18 @@ samples the HTML deck plots, so the deck can be rendered again from the JSON alo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
+from pydantic import with_config
+
+from edge_deploy import codec
+from edge_deploy.errors import EdgeDeployError
 from edge_deploy.validation.errors import ValidationError
 
 SCHEMA_VERSION = 1
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -234,6 +233,7 @@ class ValidatedModel:
     onnx_bytes: int
 
 
+@with_config(codec.STRICT)
 @dataclass
 class ValidationReport:
     passed: bool
@@ -252,7 +252,7 @@ class ValidationReport:
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(to_jsonable(self), indent=indent, allow_nan=False)
+        return codec.to_json(self, indent)
 
     @classmethod
     def from_json(cls, text: str) -> ValidationReport:
@@ -263,7 +263,10 @@ class ValidationReport:
         if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
             found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
             raise ValidationError(f"validation report schema_version {found!r} is not {SCHEMA_VERSION}")
-        return from_jsonable(cls, data)
+        try:
+            return codec.from_json(cls, text)
+        except codec.DecodeError as exc:
+            raise ValidationError(f"validation report: {exc}") from exc
 
     def write(self, path: Path) -> Path:
         """Write atomically (temp + rename): a reader never sees half a report."""
@@ -280,62 +283,13 @@ class ValidationReport:
             raise ValidationError(f"cannot read validation report {path}: {exc.strerror}") from exc
 
 
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses to plain JSON types; non-finite floats (inf/nan errors) become strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {item.name: to_jsonable(getattr(value, item.name)) for item in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
+class ValidationFailed(EdgeDeployError):
+    """The model ran through the gate and failed it; the report was still written.
 
+    The message names the failing check and, for parity, the output and the size of the difference.
+    """
 
-def from_jsonable(kind: Any, data: Any, where: str = "report") -> Any:
-    """Rebuild `kind` (a dataclass, list/dict of them, a union or a plain type) from `to_jsonable` output."""
-    origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(data, dict):
-            raise ValidationError(f"{where}: expected an object, got {type(data).__name__}")
-        hints = typing.get_type_hints(kind)
-        known = {item.name for item in dataclasses.fields(kind)}
-        values = {
-            name: from_jsonable(hints[name], item, f"{where}.{name}") for name, item in data.items() if name in known
-        }
-        try:
-            return kind(**values)
-        except TypeError as exc:
-            raise ValidationError(f"{where}: {exc}") from exc
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if data is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return from_jsonable(option, data, where)
-            except ValidationError as exc:
-                errors.append(str(exc))
-        raise ValidationError(f"{where}: {data!r} matches none of {options}: {errors}")
-    if origin is list:
-        (item_kind,) = typing.get_args(kind)
-        if not isinstance(data, list):
-            raise ValidationError(f"{where}: expected a list, got {type(data).__name__}")
-        return [from_jsonable(item_kind, item, f"{where}[{index}]") for index, item in enumerate(data)]
-    if origin is dict:
-        key_kind, item_kind = typing.get_args(kind)
-        if not isinstance(data, dict):
-            raise ValidationError(f"{where}: expected an object, got {type(data).__name__}")
-        return {key_kind(key): from_jsonable(item_kind, item, f"{where}.{key}") for key, item in data.items()}
-    if kind is float:
-        if isinstance(data, str) and data in ("inf", "-inf", "nan"):
-            return float(data)
-        if isinstance(data, int | float) and not isinstance(data, bool):
-            return float(data)
-    elif (kind in (int, str, bool) and type(data) is kind) or kind is Any:
-        return data
-    raise ValidationError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {data!r}")
+    def __init__(self, message: str, report: ValidationReport, report_path: Path | None = None):
+        super().__init__(message)
+        self.report = report
+        self.report_path = report_path

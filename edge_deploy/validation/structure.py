@@ -29,7 +29,7 @@ Dim = int | str
 
 
 class InputSpecLike(Protocol):
-    """What the manifest says about one input (edge_deploy.modeldir.InputSpec has these fields)."""
+    """What the manifest says about one input (edge_deploy.conversion.InputSpec has these fields)."""
 
     name: str
     shape: list[int]

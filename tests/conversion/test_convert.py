@@ -7,8 +7,8 @@ import json
 import onnx
 import pytest
 
-from edge_deploy.conversion import ConversionResult, convert
-from edge_deploy.modeldir import load_model_dir, write_manifest
+from edge_deploy.conversion import ConversionResult, convert, load_model_dir
+from edge_deploy.conversion.contract import write_manifest
 
 FAMILIES = ["resnet18", "rtmdet-tiny", "fast-scnn"]
 pytestmark = pytest.mark.slow

@@ -6,9 +6,8 @@ import pytest
 import torch
 import yaml
 
-from edge_deploy.conversion import ConversionError, convert
-from edge_deploy.modeldir import ModelDirError, load_model_dir
-from edge_deploy.profiles import available_profiles
+from edge_deploy.conversion import ConversionError, ModelDirError, convert, load_model_dir
+from edge_deploy.conversion.profiles import available_profiles
 
 
 def edit_manifest(root, **changes):

@@ -8,8 +8,8 @@ import pytest
 from flytekit.core import local_cache
 from flytekit.types.directory import FlyteDirectory
 
-from edge_deploy.conversion import ModelIdentity, file_sha256
-from edge_deploy.modeldir import load_model_dir
+from edge_deploy.conversion import ModelIdentity, load_model_dir
+from edge_deploy.files import sha256_file as file_sha256
 from tasks.convert import convert_model, identify_model
 
 pytestmark = pytest.mark.slow

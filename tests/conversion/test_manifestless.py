@@ -5,8 +5,7 @@ import logging
 import pytest
 from mmengine.config import Config
 
-from edge_deploy.conversion import ConversionResult, convert
-from edge_deploy.modeldir import ModelDirError, Task, load_model_dir
+from edge_deploy.conversion import ConversionResult, ModelDirError, Task, convert, load_model_dir
 
 
 def without_manifest(root):
@@ -17,7 +16,7 @@ def without_manifest(root):
 @pytest.mark.slow
 def test_classifier_without_manifest_converts_and_reports_what_it_inferred(copy_sample, tmp_path, caplog):
     root = without_manifest(copy_sample("resnet18"))
-    with caplog.at_level(logging.INFO, logger="edge_deploy.modeldir"):
+    with caplog.at_level(logging.INFO, logger="edge_deploy.conversion"):
         model_dir = load_model_dir(root)
     assert model_dir.manifest_path is None
     assert model_dir.manifest.task is Task.CLASSIFICATION and model_dir.manifest.codebase == "mmpretrain"

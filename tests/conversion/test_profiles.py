@@ -2,8 +2,8 @@
 
 import pytest
 
-from edge_deploy import profiles
-from edge_deploy.modeldir import profile_dynamic_axes
+from edge_deploy.conversion import profiles
+from edge_deploy.conversion.manifest import profile_dynamic_axes
 
 
 @pytest.mark.parametrize("name", profiles.available_profiles())

@@ -6,8 +6,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from edge_deploy.conversion import Task, load_model_dir
+from edge_deploy.conversion.contract import DEPLOY_CONFIG_NAME
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.modeldir import DEPLOY_CONFIG_NAME, Task, load_model_dir
 from edge_deploy.samples import SAMPLES, SampleError, write_sample
 
 EXPECTED = {

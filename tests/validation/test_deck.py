@@ -3,9 +3,8 @@
 import pytest
 
 from edge_deploy.validation.deck import render_html
-from edge_deploy.validation.errors import ValidationFailed
 from edge_deploy.validation.gate import run_gate
-from edge_deploy.validation.report import ValidationReport, ValidationSettings
+from edge_deploy.validation.report import ValidationFailed, ValidationReport, ValidationSettings
 from tests.validation.tiny_models import classifier_subject, export_classifier, perturb_initializer
 
 FAST = ValidationSettings(samples=1, warmup_runs=1, timed_runs=5)

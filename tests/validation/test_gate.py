@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from edge_deploy.validation.errors import ValidationError, ValidationFailed
+from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.gate import DECK_NAME, REPORT_NAME, run_gate
 from edge_deploy.validation.optimize import OPTIMIZED_NAME, speed_and_optimization
 from edge_deploy.validation.parity import TASK_DEFAULTS, input_cases, run_reference
-from edge_deploy.validation.report import ValidationReport, ValidationSettings
+from edge_deploy.validation.report import ValidationFailed, ValidationReport, ValidationSettings
 from tests.validation.tiny_models import (
     classifier_subject,
     export_classifier,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge_deploy.modeldir import InputSpec, Tolerances
+from edge_deploy.conversion import InputSpec, Tolerances
 from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.parity import TASK_DEFAULTS, case_shapes, input_cases, resolve_tolerances
 from edge_deploy.validation.report import ValidationSettings

@@ -3,8 +3,7 @@
 import pytest
 import yaml
 
-from edge_deploy.conversion import convert
-from edge_deploy.modeldir import load_model_dir
+from edge_deploy.conversion import convert, load_model_dir
 from edge_deploy.validation.gate import validate
 from edge_deploy.validation.report import ValidationSettings
 

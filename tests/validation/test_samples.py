@@ -7,9 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from edge_deploy.cli import cli
-from edge_deploy.validation.errors import ValidationFailed
 from edge_deploy.validation.gate import validate
-from edge_deploy.validation.report import ValidationReport, ValidationSettings
+from edge_deploy.validation.report import ValidationFailed, ValidationReport, ValidationSettings
 from tests.validation.tiny_models import perturb_initializer
 
 pytestmark = pytest.mark.slow

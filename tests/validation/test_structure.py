@@ -2,7 +2,7 @@
 
 import onnx
 
-from edge_deploy.modeldir import InputSpec
+from edge_deploy.conversion import InputSpec
 from edge_deploy.validation.runtime import find_mmdeploy_ops_library
 from edge_deploy.validation.structure import ExpectedSignature, check_structure
 from tests.validation.tiny_models import custom_op_model, export_classifier, relu_model

@@ -11,7 +11,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_deploy.modeldir import InputSpec
+from edge_deploy.conversion import InputSpec
 from edge_deploy.validation.gate import GateSubject
 from edge_deploy.validation.structure import ExpectedSignature
 

@@ -5,153 +5,50 @@ rewriters apply), then `export2SDK` writes deploy.json, pipeline.json and detail
 failure is a ConversionError naming the stage (config load, model build, checkpoint load, export,
 SDK metadata) and the root exception, never MMDeploy's bare "torch2onnx failed". The output
 directory appears complete or not at all (written beside it, then renamed).
-
-Peak memory is the kernel's peak RSS (VmHWM) of this process during the conversion, after
-resetting it through /proc/self/clear_refs. `ru_maxrss` cannot be reset, so a second conversion in
-the same process would report the first one's peak, and tracemalloc sees only Python allocations,
-not torch's tensors. Where the reset is not possible, the ru_maxrss peak is reported and the
-result says so (`peak_rss_method`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import logging
-import resource
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
+from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
+from edge_deploy.conversion.contract import ModelDir
+from edge_deploy.conversion.environment import mmdeploy_environment
+from edge_deploy.conversion.errors import ConversionError, describe
+from edge_deploy.conversion.memory import peak_rss
+from edge_deploy.conversion.openmmlab import load_configs
+from edge_deploy.conversion.result import RESULT_FILE, ConversionResult
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.mmdeploy_support import (
-    ConversionError,
-    describe,
-    load_configs,
-    mmdeploy_environment,
-    strict_checkpoint_loading,
-)
-from edge_deploy.modeldir import ModelDir, atomic_directory
+from edge_deploy.files import ONNX_FILE_NAME, atomic_directory, sha256_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConversionError", "ConversionResult", "ModelIdentity", "convert", "file_sha256", "model_identity"]
-
-ONNX_FILE = "end2end.onnx"
 SDK_FILES = ("deploy.json", "pipeline.json", "detail.json")
 DEPLOY_CONFIG_COPY = "deploy_config.py"
-RESULT_FILE = "conversion.json"
 # Seed of the synthetic image the exporter traces with (its pixel values do not change the graph).
 TRACE_IMAGE_SEED = 0
-
-
-@dataclass(frozen=True)
-class ConversionResult:
-    onnx_path: str  # where convert() wrote it (local path at conversion time)
-    sha256: str
-    size_bytes: int
-    opset: int
-    inputs: dict[str, list[int | str]]  # name -> shape; a dynamic axis is its name (e.g. "batch")
-    outputs: dict[str, list[int | str]]
-    deploy_profile: str
-    mmdeploy_version: str
-    torch_version: str
-    seconds: float
-    peak_rss_mb: float
-    sdk_files: list[str]
-    onnx_file: str = ONNX_FILE  # relative to the output directory (what a Flyte task's consumer uses)
-    task: str = ""
-    codebase: str = ""
-    config_sha256: str = ""
-    checkpoint_sha256: str = ""
-    peak_rss_method: str = ""
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    inferred: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ConversionResult:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-    @classmethod
-    def read(cls, out_dir: Path) -> ConversionResult:
-        """The result stored in a conversion output directory, with `onnx_path` pointing into it."""
-        result = cls.from_json((Path(out_dir) / RESULT_FILE).read_text())
-        return replace(result, onnx_path=str(Path(out_dir).resolve() / result.onnx_file))
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What a conversion's output depends on, by content: the cache key of the conversion task."""
-
-    config_sha256: str
-    checkpoint_sha256: str
-    manifest_sha256: str  # "" when the directory has no manifest (then config + profile decide)
-    deploy_profile: str
-    deploy_config_sha256: str  # of the resolved deploy config (built-in chain or the directory's file)
-    versions: str  # edge-deploy and converter stack versions, e.g. "edge-deploy 0.1.0; mmdeploy 1.3.1; ..."
-
-
-# The packages whose versions change what a conversion produces.
-CONVERTER_PACKAGES = ("edge-deploy", "mmdeploy", "torch", "mmcv", "mmengine", "onnx")
-
-
-def converter_versions(codebase: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    codebase_package = {"mmseg": "mmsegmentation"}.get(codebase, codebase)
-    parts = []
-    for package in (*CONVERTER_PACKAGES, codebase_package):
-        try:
-            parts.append(f"{package} {version(package)}")
-        except PackageNotFoundError:
-            parts.append(f"{package} missing")
-    return "; ".join(parts)
-
-
-def model_identity(model_dir: ModelDir) -> ModelIdentity:
-    """Content identity of a model directory; equal identities convert to the same ONNX model."""
-    from edge_deploy.profiles import load_profile
-
-    resolved = json.dumps(load_profile(model_dir.deploy_config_path).to_dict(), sort_keys=True, default=str)
-    return ModelIdentity(
-        config_sha256=file_sha256(model_dir.config_path),
-        checkpoint_sha256=file_sha256(model_dir.checkpoint_path),
-        manifest_sha256=file_sha256(model_dir.manifest_path) if model_dir.manifest_path else "",
-        deploy_profile=model_dir.manifest.deploy_profile,
-        deploy_config_sha256=hashlib.sha256(resolved.encode()).hexdigest(),
-        versions=converter_versions(model_dir.manifest.codebase),
-    )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> ConversionResult:
     """Convert `model_dir` into `out_dir` (end2end.onnx, SDK json files, deploy config, result)."""
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir, overwrite) as staging:
+    with atomic_directory(out_dir, replace=overwrite) as staging:
         result = _convert_into(model_dir, staging)
         # The file keeps the ONNX path relative to itself: no machine paths in published metadata.
-        (staging / RESULT_FILE).write_text(replace(result, onnx_path=ONNX_FILE).to_json() + "\n")
-    result = replace(result, onnx_path=str(out_dir.resolve() / ONNX_FILE))
+        (staging / RESULT_FILE).write_text(replace(result, onnx_path=ONNX_FILE_NAME).to_json() + "\n")
+    result = replace(result, onnx_path=str(out_dir.resolve() / ONNX_FILE_NAME))
     log.info(
         "converted %s: %s (%.1f MB) in %.1f s, peak RSS %.0f MB",
         model_dir.root.name,
-        out_dir / ONNX_FILE,
+        out_dir / ONNX_FILE_NAME,
         result.size_bytes / 1e6,
         result.seconds,
         result.peak_rss_mb,
@@ -171,7 +68,7 @@ def _convert_into(model_dir: ModelDir, work_dir: Path) -> ConversionResult:
                 _export_sdk_metadata(model_dir, deploy_cfg, model_cfg, work_dir)
         deploy_cfg.dump(str(work_dir / DEPLOY_CONFIG_COPY))
     seconds = time.perf_counter() - started
-    onnx_path = work_dir / ONNX_FILE
+    onnx_path = work_dir / ONNX_FILE_NAME
     inputs, outputs = onnx_signature(onnx_path)
     check_signature(model_dir, inputs, outputs)
     import mmdeploy
@@ -179,7 +76,7 @@ def _convert_into(model_dir: ModelDir, work_dir: Path) -> ConversionResult:
 
     return ConversionResult(
         onnx_path=str(onnx_path),
-        sha256=file_sha256(onnx_path),
+        sha256=sha256_file(onnx_path),
         size_bytes=onnx_path.stat().st_size,
         opset=model_dir.manifest.opset,
         inputs=inputs,
@@ -192,8 +89,8 @@ def _convert_into(model_dir: ModelDir, work_dir: Path) -> ConversionResult:
         sdk_files=[name for name in SDK_FILES if (work_dir / name).is_file()],
         task=model_dir.manifest.task.value,
         codebase=model_dir.manifest.codebase,
-        config_sha256=file_sha256(model_dir.config_path),
-        checkpoint_sha256=file_sha256(model_dir.checkpoint_path),
+        config_sha256=sha256_file(model_dir.config_path),
+        checkpoint_sha256=sha256_file(model_dir.checkpoint_path),
         peak_rss_method=memory.method,
         stage_seconds={name: round(value, 3) for name, value in stages.items()},
         inferred=list(model_dir.inferred),
@@ -242,7 +139,7 @@ def _export_onnx(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: Path, sta
             torch2onnx(
                 images if len(images) > 1 else images[0],
                 str(work_dir),
-                ONNX_FILE,
+                ONNX_FILE_NAME,
                 copy.deepcopy(deploy_cfg),
                 copy.deepcopy(model_cfg),
                 str(model_dir.checkpoint_path),
@@ -258,8 +155,8 @@ def _export_onnx(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: Path, sta
         loaded = tracker.loaded_at or ended
         stages["model build + checkpoint load"] = loaded - started
         stages["export"] = ended - loaded
-    if not (work_dir / ONNX_FILE).is_file():
-        raise ConversionError("export", f"mmdeploy's torch2onnx returned without writing {ONNX_FILE}")
+    if not (work_dir / ONNX_FILE_NAME).is_file():
+        raise ConversionError("export", f"mmdeploy's torch2onnx returned without writing {ONNX_FILE_NAME}")
 
 
 def trace_images(model_dir: ModelDir) -> list:
@@ -321,42 +218,3 @@ def check_signature(model_dir: ModelDir, inputs: dict[str, list], outputs: dict[
             )
     if problems:
         raise ConversionError("export", "the exported graph does not match the manifest: " + "; ".join(problems))
-
-
-# ---- peak memory ---------------------------------------------------------------------------
-
-
-@dataclass
-class _PeakMemory:
-    peak_mb: float = 0.0
-    method: str = ""
-
-
-def _read_vm_hwm_kb() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-@contextlib.contextmanager
-def peak_rss() -> Iterator[_PeakMemory]:
-    memory = _PeakMemory()
-    reset = False
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # "5": reset the peak RSS to the current RSS
-        reset = _read_vm_hwm_kb() is not None
-    except OSError:
-        reset = False
-    try:
-        yield memory
-    finally:
-        hwm = _read_vm_hwm_kb() if reset else None
-        if hwm is not None:
-            memory.peak_mb, memory.method = hwm / 1024, "VmHWM after /proc/self/clear_refs reset"
-        else:
-            memory.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            memory.method = "ru_maxrss (process lifetime peak; could not reset)"

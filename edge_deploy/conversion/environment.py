@@ -1,0 +1,95 @@
+"""What MMDeploy 1.3.1 needs to run on this stack (torch 2.13 CPU); enter `mmdeploy_environment()`.
+
+- torch >= 2.9 makes `torch.onnx.export` default to the dynamo exporter, which bypasses MMDeploy's
+  rewriters (without onnxscript: "No module named 'onnxscript'"; with it: "inputs[0] is a tuple, but
+  dynamic_shapes[0] is a dict"). MMDeploy looks `torch.onnx.export` up at call time, so for the
+  duration of the context the TorchScript exporter (`dynamo=False`) becomes the default.
+- The only torchvision on PyPI for torch 2.13 (0.28.0) is a CUDA build; beside the CPU torch its
+  compiled ops fail to load and `import torchvision` dies on `operator torchvision::nms does not
+  exist`. mmpretrain imports torchvision, so when (and only when) those ops fail to load, the
+  nms/qnms operator schemas are defined before torchvision is imported. No code here calls
+  torchvision's nms.
+- mmengine's loggers write to stdout, where `--json` output goes: they are moved to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import importlib.util
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_torchvision_schema_library = None  # kept alive: dropping a torch.library.Library drops its schemas
+
+
+def ensure_torchvision_importable() -> None:
+    """Define torchvision's nms/qnms schemas when its compiled ops cannot load (before its import)."""
+    global _torchvision_schema_library
+    if "torchvision" in sys.modules or _torchvision_schema_library is not None:
+        return
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    import torch
+
+    extension = glob.glob(str(Path(next(iter(spec.submodule_search_locations))) / "_C*.so"))
+    try:
+        torch.ops.load_library(extension[0])
+        return  # a matching torchvision: its own ops define the schemas
+    except (IndexError, OSError, RuntimeError) as exc:
+        log.debug("torchvision ops do not load here (%s); defining the nms/qnms schemas", exc)
+    library = torch.library.Library("torchvision", "DEF")  # schemas only: no kernels are registered
+    library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _torchvision_schema_library = library
+
+
+@contextlib.contextmanager
+def torchscript_exporter_default() -> Iterator[None]:
+    """Make `torch.onnx.export(...)` without `dynamo=` use the TorchScript exporter."""
+    import torch.onnx
+
+    original = torch.onnx.export
+
+    @functools.wraps(original)
+    def export(*args: Any, **kwargs: Any):
+        kwargs.setdefault("dynamo", False)
+        return original(*args, **kwargs)
+
+    torch.onnx.export = export
+    try:
+        yield
+    finally:
+        torch.onnx.export = original
+
+
+@contextlib.contextmanager
+def openmmlab_output_to_stderr() -> Iterator[None]:
+    """mmengine's loggers (and a few prints) write to stdout, where `--json` output goes; move them.
+
+    MMLogger binds `sys.stdout` when a logger is created: loggers created inside the block get
+    stderr through the redirect, existing ones have their stdout handlers pointed at stderr.
+    """
+    from mmengine.logging import MMLogger
+
+    for logger in list(MMLogger._instance_dict.values()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+                handler.setStream(sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+@contextlib.contextmanager
+def mmdeploy_environment() -> Iterator[None]:
+    """Everything MMDeploy needs on this stack; enter it before importing mmdeploy or mmpretrain."""
+    ensure_torchvision_importable()
+    with torchscript_exporter_default(), openmmlab_output_to_stderr():
+        yield

@@ -1,0 +1,87 @@
+"""The model as OpenMMLab and MMDeploy see it: configs loaded, the manifest applied, the PyTorch model built."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
+from edge_deploy.conversion.contract import ModelDir
+from edge_deploy.conversion.environment import mmdeploy_environment
+from edge_deploy.conversion.errors import ConversionError, ModelDirError, describe
+from edge_deploy.files import ONNX_FILE_NAME
+
+log = logging.getLogger(__name__)
+
+
+def load_model_config(config_path: Path):
+    from mmengine.config import Config
+
+    try:
+        return Config.fromfile(str(config_path))
+    except Exception as exc:  # mmengine raises many types for a bad config file
+        raise ModelDirError(f"{config_path.name}: cannot load the model config: {type(exc).__name__}: {exc}") from exc
+
+
+def load_configs(model_dir: ModelDir):
+    """(deploy_cfg, model_cfg) as mmengine Configs, with the manifest applied to the deploy config.
+
+    The manifest is authoritative for the opset and the export shape: the deploy config's
+    `opset_version` is replaced by the manifest's, and static height/width become `input_shape`.
+    """
+    from mmengine.config import Config
+
+    try:
+        deploy_cfg = Config.fromfile(str(model_dir.deploy_config_path))
+    except Exception as exc:
+        raise ConversionError(
+            "config load", f"deploy config {model_dir.manifest.deploy_profile}: {describe(exc)}"
+        ) from exc
+    try:
+        model_cfg = Config.fromfile(str(model_dir.config_path))
+    except Exception as exc:
+        raise ConversionError("config load", f"model config {model_dir.config_path.name}: {describe(exc)}") from exc
+    apply_manifest(deploy_cfg, model_dir)
+    return deploy_cfg, model_cfg
+
+
+def apply_manifest(deploy_cfg, model_dir: ModelDir) -> None:
+    manifest = model_dir.manifest
+    onnx_cfg = deploy_cfg.onnx_config
+    if onnx_cfg.get("opset_version") != manifest.opset:
+        log.info(
+            "opset %s from the manifest replaces the deploy config's opset_version %s",
+            manifest.opset,
+            onnx_cfg.get("opset_version"),
+        )
+    onnx_cfg.opset_version = manifest.opset
+    onnx_cfg.save_file = ONNX_FILE_NAME
+    spec = manifest.inputs[0]
+    # A static height/width is pinned in the deploy config so both the exporter's resize step and
+    # the SDK's pipeline.json produce exactly the manifest's size; dynamic ones are left free.
+    if not {2, 3} & set(spec.dynamic_axes):
+        height, width = spec.height_width
+        onnx_cfg.input_shape = [width, height]
+
+
+def build_pytorch_model(deploy_cfg, model_cfg, checkpoint: Path, device: str = "cpu"):
+    """(model in eval mode, mmdeploy task processor), built the way MMDeploy builds it for export.
+
+    The checkpoint is loaded strictly: missing or unexpected keys and shape mismatches raise a
+    ConversionError (stage "checkpoint load") that names them.
+    """
+    with mmdeploy_environment():
+        from mmdeploy.apis import build_task_processor
+
+        try:
+            task_processor = build_task_processor(model_cfg, deploy_cfg, device)
+        except Exception as exc:
+            raise ConversionError("model build", describe(exc)) from exc
+        with strict_checkpoint_loading():
+            try:
+                model = task_processor.build_pytorch_model(str(checkpoint))
+            except ConversionError:
+                raise
+            except Exception as exc:
+                raise ConversionError("model build", describe(exc)) from exc
+    return model, task_processor
