@@ -248,6 +248,8 @@ def _run_view(service: Service, run_id: str) -> RunView:
     if job is None and progress is None and record is None and not events:
         raise ApiError(404, f"no run {run_id!r}")
     state = job.state if job else (record.status.state if record else progress.state if progress else "running")
+    if state == "running" and progress is not None and progress.state != "running":
+        state = progress.state  # the run has ended; its job ends a moment later, when its process exits
     return RunView(
         run_id=run_id,
         state=state,

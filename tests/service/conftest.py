@@ -108,3 +108,37 @@ def submit(queue, job: Job, idempotency_key: str | None = None) -> Submission:
         deployment_fingerprint(job.request, job.source_commit),
         idempotency_key,
     )
+
+
+SAMPLE = "fast-scnn"  # the quickest sample to convert and validate (edge_deploy/samples.py)
+# The gate at its lightest that still checks parity: the run is about the service, not the model.
+QUICK_VALIDATION = {"samples": 1, "batch_sizes": [1], "warmup_runs": 1, "timed_runs": 3, "optimize": False}
+
+
+@dataclass(frozen=True)
+class SeededModel:
+    repo: str
+    commit: str
+
+
+@pytest.fixture
+def seeded_model(lakefs_server, lakefs_repo, sample_model_dir) -> SeededModel:
+    """The fast-scnn sample (plaintext) under model/ on `main` of a fresh lakeFS repository, committed."""
+    import lakefs_sdk
+
+    with lakefs_server.api() as api:
+        objects = lakefs_sdk.ObjectsApi(api)
+        for path in sorted(sample_model_dir(SAMPLE).iterdir()):
+            objects.upload_object(lakefs_repo, "main", f"model/{path.name}", content=str(path))
+        commit = lakefs_sdk.CommitsApi(api).commit(
+            lakefs_repo, "main", lakefs_sdk.CommitCreation(message=f"{SAMPLE} sample")
+        )
+    return SeededModel(lakefs_repo, commit.id)
+
+
+def deployment_body(model: SeededModel) -> dict:
+    return {
+        "repo": model.repo,
+        "targets": ["x86_64-cpu"],
+        "options": {"build_images": False, "validation": QUICK_VALIDATION},
+    }
