@@ -9,7 +9,7 @@ from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.config import Settings
 from edge_deploy.errors import StorageError
-from edge_deploy.storage import LakeFSLocation, LakeFSStore, Provenance, describe_local_directory
+from edge_deploy.storage import LakeFSLocation, Provenance, describe_local_directory
 from tasks.cluster import BUILDER_IMAGE, LAKEFS_SECRETS, STANDARD_POD
 from tasks.stage import reported_stage
 
@@ -41,6 +41,8 @@ def download_model(
             return DownloadOutputs(local_dir, describe_local_directory(Path(local_dir.download())))
         if not repo:
             raise StorageError("no model source: give repo (with ref and prefix) for lakeFS, or local_dir")
+        from edge_deploy.storage.store import LakeFSStore  # lakefs-sdk and boto3 load only for a lakeFS source
+
         location = LakeFSLocation(repo, ref, prefix)
         target = Path(tempfile.mkdtemp(prefix="model-")) / "model"
         provenance = LakeFSStore(Settings.from_env().require_lakefs()).download(location, target)

@@ -1,5 +1,8 @@
-"""Task `publish_deployment`: the edge artifacts committed to `{branch}/{prefix}` in lakeFS.
+"""Task `publish_deployment`: the edge artifacts published to `{branch}/{prefix}` in lakeFS.
 
+Write-audit-publish (edge_deploy.storage.publish): the artifacts are committed on a work branch
+named after the run, the commit is audited, and it is merged into the branch as one commit, which
+the deployment record names. A retry of the task resumes the run's work branch.
 For a local source (the embedded default) there is no lakeFS: the artifacts stay in
 EDGE_WORK_DIR/runs/{run_id}/edge and the task says where.
 """
@@ -21,7 +24,7 @@ from edge_deploy.publish import assemble_artifacts
 from edge_deploy.records.assemble import assemble_record
 from edge_deploy.status import open_status
 from edge_deploy.status.timings import stage_timings
-from edge_deploy.storage import LakeFSStore, Provenance, UploadResult
+from edge_deploy.storage import Provenance, UploadResult
 from edge_deploy.validation.report import ValidationReport
 from tasks.cluster import BUILDER_IMAGE, LAKEFS_SECRETS, STANDARD_POD
 from tasks.stage import current_run_id, reported_stage
@@ -53,10 +56,11 @@ def publish_deployment(
     branch: str = "",
     prefix: str = "edge/",
 ) -> PublishOutputs:
-    """Assemble the artifacts (model, SDK metadata, reports, images.json, record.json) and commit them.
+    """Assemble the artifacts (model, SDK metadata, reports, images.json, record.json) and publish them.
 
     `branch` defaults to the source ref and is created from the source commit when it does not
-    exist; the commit carries the source repo/ref/commit, the producer version and the run id.
+    exist; the published commit carries the source repo/ref/commit, the producer version and the
+    run id.
     """
     with reported_stage("publish"):
         run_id, settings = current_run_id(), Settings.from_env()
@@ -76,6 +80,8 @@ def publish_deployment(
         if provenance.repo == "local":
             log.info("local source: artifacts are in %s (nothing published to lakeFS)", out_dir)
             return PublishOutputs(FlyteDirectory(str(out_dir)), None)
+        from edge_deploy.storage.store import LakeFSStore  # lakefs-sdk and boto3 load only when publishing
+
         upload = LakeFSStore(settings.require_lakefs()).upload(
             source=out_dir,
             repo=provenance.repo,
@@ -92,5 +98,6 @@ def publish_deployment(
                 "producer": f"edge-deploy {__version__}",
                 "run_id": run_id,
             },
+            run_id=run_id,
         )
         return PublishOutputs(FlyteDirectory(str(out_dir)), upload)

@@ -14,8 +14,14 @@ FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture
-def store(lakefs_server) -> LakeFSStore:
-    return LakeFSStore(Settings.from_env(lakefs_server.env()).require_lakefs(), retry=FAST_RETRY)
+def store_factory(lakefs_server):
+    """Makes stores on the test lakeFS (one per concurrent publisher: each counts its own calls)."""
+    return lambda: LakeFSStore(Settings.from_env(lakefs_server.env()).require_lakefs(), retry=FAST_RETRY)
+
+
+@pytest.fixture
+def store(store_factory) -> LakeFSStore:
+    return store_factory()
 
 
 @pytest.fixture
@@ -37,3 +43,33 @@ def seed(lakefs_server, tmp_path_factory):
 
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    return root
+
+
+def contents_at(lakefs_server, repo: str, ref: str, prefix: str = "edge/") -> dict[str, bytes]:
+    """{path below prefix: bytes} of everything `ref` holds under `prefix`, read through the API."""
+    with lakefs_server.api() as api:
+        objects = lakefs_sdk.ObjectsApi(api)
+        listed = objects.list_objects(repo, ref, prefix=prefix, amount=1000).results
+        return {item.path[len(prefix) :]: bytes(objects.get_object(repo, ref, item.path)) for item in listed}
+
+
+def first_parent_log(lakefs_server, repo: str, branch: str = "main") -> list[lakefs_sdk.Commit]:
+    with lakefs_server.api() as api:
+        return lakefs_sdk.RefsApi(api).log_commits(repo, branch, first_parent=True).results
+
+
+def branch_names(lakefs_server, repo: str) -> list[str]:
+    with lakefs_server.api() as api:
+        return [ref.id for ref in lakefs_sdk.BranchesApi(api).list_branches(repo).results]
+
+
+def head_of(lakefs_server, repo: str, branch: str = "main") -> str:
+    with lakefs_server.api() as api:
+        return lakefs_sdk.BranchesApi(api).get_branch(repo, branch).commit_id

@@ -1,12 +1,13 @@
 """Downloading a model directory from lakeFS: pinned, verified, atomic, and safe."""
 
+import dataclasses
 import hashlib
 import os
 
 import lakefs_sdk
 import pytest
 
-from edge_deploy.config import Settings
+from edge_deploy.config import Secret, Settings
 from edge_deploy.errors import StorageError, TransientError
 from edge_deploy.storage import LakeFSLocation, LakeFSStore, Provenance
 from tests.fixtures.processes import free_port
@@ -120,6 +121,34 @@ def test_403_from_the_gateway_names_the_object_and_leaves_nothing(store, seed, l
 
     assert "epoch_12.pth" in str(error.value) and "403" in str(error.value)
     assert len(lakefs_server.faults.triggered()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_secret_fails_at_once_naming_the_credential(lakefs_server, seed, lakefs_repo, tmp_path):
+    seed(lakefs_repo, MODEL)
+    settings = Settings.from_env({**lakefs_server.env(), "LAKEFS_SECRET_ACCESS_KEY": "not-the-secret"})
+    store = LakeFSStore(settings.require_lakefs(), retry=FAST_RETRY)
+
+    with pytest.raises(StorageError, match=r"401.*LAKEFS_SECRET_ACCESS_KEY") as error:
+        store.download(LakeFSLocation(lakefs_repo, "main"), tmp_path / "dl")
+
+    assert not isinstance(error.value, TransientError) and "not-the-secret" not in str(error.value)
+    assert store.calls == {"get_commit": 1}  # the first request, never repeated
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_secret_on_the_s3_gateway_fails_at_once_naming_the_credential(store, seed, lakefs_repo, tmp_path):
+    seed(lakefs_repo, MODEL)
+    # The API accepted the right secret; the gateway client is made later, from a wrong one.
+    store.settings = dataclasses.replace(store.settings, secret_access_key=Secret("not-the-secret"))
+    requested = []
+    store.s3.meta.events.register("before-send.s3.*", lambda request, **_: requested.append(request.url))
+
+    with pytest.raises(StorageError, match=r"SignatureDoesNotMatch.*LAKEFS_SECRET_ACCESS_KEY") as error:
+        store.download(LakeFSLocation(lakefs_repo, "main"), tmp_path / "dl")
+
+    assert not isinstance(error.value, TransientError) and lakefs_repo in str(error.value)
+    assert requested and len(requested) == len(set(requested))  # no request was tried twice
     assert list(tmp_path.iterdir()) == []
 
 
