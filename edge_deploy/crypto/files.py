@@ -22,6 +22,7 @@ from edge_deploy.crypto.format import DEFAULT_CHUNK_SIZE, MAGIC, Header, parse_h
 from edge_deploy.crypto.keyring import Keyring
 from edge_deploy.crypto.stream import (
     BATCH_BYTES,
+    Observer,
     StreamResult,
     decrypt_stream,
     encrypt_stream,
@@ -155,13 +156,18 @@ def anonymous_memory(size: int) -> memoryview:
 
 
 def decrypt_file_to_memory(
-    src: str | os.PathLike[str], keyring: Keyring, *, allocate: Callable[[int], Buffer] = anonymous_memory
+    src: str | os.PathLike[str],
+    keyring: Keyring,
+    *,
+    allocate: Callable[[int], Buffer] = anonymous_memory,
+    on_plaintext: Observer | None = None,
 ) -> Buffer:
     """The plaintext of `src` in memory only, in one buffer: `allocate(size)` makes it once at the
     plaintext's final size (known from the file's length) and every chunk is opened straight into
     its place. Peak memory is the plaintext plus one batch of ciphertext. The default buffer is a
     memoryview of anonymous memory (compares equal to the same bytes, hashes, slices); the edge
-    runtime allocates one that ONNX Runtime can load without a copy."""
+    runtime allocates one that ONNX Runtime can load without a copy. `on_plaintext` (a hash's
+    `update`, say) sees the plaintext in order, in a helper thread, while decryption goes on."""
     path = Path(src)
     with open_source(path) as source:
         header = parse_header(source, str(path))
@@ -170,7 +176,7 @@ def decrypt_file_to_memory(
         buffer = allocate(plaintext_size)
         view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
         try:
-            open_into(source, header, data_cipher, view, str(path))
+            open_into(source, header, data_cipher, view, str(path), on_plaintext)
         finally:
             view.release()  # so that an mmap buffer can be closed by its owner
     log.debug("decrypted %s in memory under key id %s", path, header.key_id)

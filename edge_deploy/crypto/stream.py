@@ -14,6 +14,7 @@ discard the output on error (the file functions in `files` do this with temp + r
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -22,7 +23,7 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -163,25 +164,37 @@ def decrypt_stream(
     return StreamResult(header.key_id, chunk_size, index, plaintext_size, header.ciphertext_size(plaintext_size))
 
 
-def open_into(src: BinaryIO, header: Header, data_cipher: AESGCM, out: memoryview, name: str) -> int:
+def open_into(
+    src: BinaryIO,
+    header: Header,
+    data_cipher: AESGCM,
+    out: memoryview,
+    name: str,
+    on_plaintext: Observer | None = None,
+) -> int:
     """Open the chunks that follow `header` in `src` straight into `out`, which has the plaintext's
     final size (from `Header.layout`); returns the bytes written. Nothing but one batch of
-    ciphertext is held besides `out`."""
+    ciphertext is held besides `out`. `on_plaintext` sees each opened batch, in order, in a helper
+    thread while the next batch is opened (a hash then costs almost no time of its own)."""
     chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
     per_batch = _chunks_per_batch(chunk_size, len(out), chunk_size)
     sealed = memoryview(bytearray(per_batch * sealed_size))
     # never read past the length the layout was computed from (a file growing meanwhile)
     remaining = header.ciphertext_size(len(out)) - header.size
     index = written = 0
-    while True:
-        count = read_into(src, sealed[: min(len(sealed), remaining)])
-        remaining -= count
-        at_end = count < len(sealed) or remaining == 0
-        target = out[written : written + per_batch * chunk_size]
-        opened, index = _open_batch(data_cipher, header, sealed[:count], target, index, at_end, name)
-        written += opened
-        if at_end:
-            break
+    with contextlib.ExitStack() as stack:
+        observer = stack.enter_context(_InOrder(on_plaintext)) if on_plaintext is not None else None
+        while True:
+            count = read_into(src, sealed[: min(len(sealed), remaining)])
+            remaining -= count
+            at_end = count < len(sealed) or remaining == 0
+            target = out[written : written + per_batch * chunk_size]
+            opened, index = _open_batch(data_cipher, header, sealed[:count], target, index, at_end, name)
+            if observer is not None:
+                observer.submit(target[:opened])
+            written += opened
+            if at_end:
+                break
     if written != len(out):  # the file changed length while it was read
         raise CorruptedDataError(f"{name}: truncated: {written} of {len(out)} plaintext bytes", chunk=index)
     return written
@@ -311,6 +324,55 @@ class _Batch:
     target: memoryview  # what is written
 
 
+class _InOrder:
+    """Runs `work` on each submitted item in a helper thread, in order, while the caller goes on.
+
+    An error of `work` is raised to the caller at its next `submit`, `check` or when the block
+    ends; after an error, or when the caller's block fails, the items still queued are skipped
+    (`release` still runs for each, so buffers go back where they came from).
+    """
+
+    _END = object()
+
+    def __init__(self, work: Callable[[Any], object], release: Callable[[Any], object] | None = None) -> None:
+        self._work, self._release = work, release
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="edge-deploy-crypto-worker", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> _InOrder:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self._stopped = exc_type is not None
+        self._queue.put(self._END)
+        self._thread.join()
+        if exc_type is None:
+            self.check()
+
+    def submit(self, item: Any) -> None:
+        self.check()
+        self._queue.put(item)
+
+    def check(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._stopped = True
+            raise error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not self._END:
+            if self._error is None and not self._stopped:
+                try:
+                    self._work(item)
+                except BaseException as exc:  # handed to the caller's thread, which raises it
+                    self._error = exc
+            if self._release is not None:
+                self._release(item)
+
+
 class _WriteBehind:
     """Writes each submitted batch in a thread while the caller reads and processes the next one.
 
@@ -335,45 +397,29 @@ class _WriteBehind:
         self._free: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         for _ in range(2 if overlap else 1):
             self._free.put(_Batch(memoryview(bytearray(source_size)), memoryview(bytearray(target_size))))
-        self._queue: queue.SimpleQueue[tuple[_Batch, int, int] | None] = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="edge-deploy-crypto-writer", daemon=True)
-        if overlap:
-            self._thread.start()
+        self._writer = (
+            _InOrder(lambda item: self._emit(*item), lambda item: self._free.put(item[0])) if overlap else None
+        )
 
     def __enter__(self) -> _WriteBehind:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        if not self._thread.is_alive():
-            return
-        self._stopped = exc_type is not None
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None:
-            self._raise_error()
+        writer, self._writer = self._writer, None  # its callbacks refer to self: no cycle left for the GC
+        if writer is not None:
+            writer.__exit__(exc_type, exc, traceback)
 
     def take(self) -> _Batch:
         batch = self._free.get()
-        self._raise_error()
+        if self._writer is not None:
+            self._writer.check()
         return batch
 
     def submit(self, batch: _Batch, source_length: int, target_length: int) -> None:
-        if self._thread.is_alive():
-            self._queue.put((batch, source_length, target_length))
+        if self._writer is not None:
+            self._writer.submit((batch, source_length, target_length))
         else:
             self._emit(batch, source_length, target_length)
-            self._free.put(batch)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            batch, source_length, target_length = item
-            if self._error is None and not self._stopped:
-                try:
-                    self._emit(batch, source_length, target_length)
-                except BaseException as exc:  # handed to the caller's thread, which raises it
-                    self._error = exc
             self._free.put(batch)
 
     def _emit(self, batch: _Batch, source_length: int, target_length: int) -> None:
@@ -383,9 +429,3 @@ class _WriteBehind:
         if self._on_target is not None:
             self._on_target(target)
         write_all(self._write, target)
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            self._stopped = True
-            raise error

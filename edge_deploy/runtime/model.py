@@ -15,7 +15,7 @@ import json
 import logging
 import mmap
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,8 +170,7 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     sealed = config.model_dir / SEALED_MODEL_NAME
     metadata = _read_metadata(config.model_dir / METADATA_NAME)
     requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
-    with _decrypted_model(sealed, config) as (model, buffer):
-        digest = hashlib.sha256(buffer).hexdigest()
+    with _decrypted_model(sealed, config) as (model, digest):
         expected = metadata.get("model_sha256")
         if expected and expected != digest:
             raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
@@ -220,24 +219,26 @@ def create_session(model: str | bytes, requested: Sequence[str]) -> ort.Inferenc
 
 
 @contextlib.contextmanager
-def _decrypted_model(sealed: Path, config: RuntimeConfig) -> Iterator[tuple[str | bytes, memoryview]]:
-    """(what ONNX Runtime opens, the plaintext) for the duration of the block, then released."""
+def _decrypted_model(sealed: Path, config: RuntimeConfig) -> Iterator[tuple[str | bytes, str]]:
+    """(what ONNX Runtime opens, the plaintext's sha256) for the duration of the block, then released."""
     memory_file = _MemoryFile() if _MEMFD_PATHS else None
+    digest = hashlib.sha256()  # taken while the next chunks are decrypted, not after
     try:
-        plaintext = _decrypt(sealed, config, memory_file)
-        with memoryview(plaintext) as view:
-            yield (memory_file.path if memory_file else plaintext), view
+        plaintext = _decrypt(sealed, config, memory_file, digest.update)
+        yield (memory_file.path if memory_file else plaintext), digest.hexdigest()
     finally:
         if memory_file is not None:
             memory_file.close()
 
 
-def _decrypt(sealed: Path, config: RuntimeConfig, memory_file: _MemoryFile | None) -> mmap.mmap | bytes:
+def _decrypt(
+    sealed: Path, config: RuntimeConfig, memory_file: _MemoryFile | None, on_plaintext: Callable[[memoryview], object]
+) -> mmap.mmap | bytes:
     try:
         keyring = Keyring.load(config.key_dir, config.env)
-        if memory_file is None:
-            return bytes(decrypt_file_to_memory(sealed, keyring))  # without memfd: a second copy, for a moment
-        return decrypt_file_to_memory(sealed, keyring, allocate=memory_file.allocate)
+        if memory_file is None:  # without memfd: a second copy, for a moment
+            return bytes(decrypt_file_to_memory(sealed, keyring, on_plaintext=on_plaintext))
+        return decrypt_file_to_memory(sealed, keyring, allocate=memory_file.allocate, on_plaintext=on_plaintext)
     except EdgeDeployError as exc:
         key_id = _key_id(sealed)
         named = f" (sealed under key id {key_id!r})" if key_id else ""

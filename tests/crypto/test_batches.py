@@ -7,6 +7,7 @@ boundaries (where a chunk could be lost, doubled or mistaken for the final one).
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import threading
@@ -29,8 +30,8 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream, "BATCH_BYTES", CHUNK * PER_BATCH)
 
 
-def writer_threads() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "edge-deploy-crypto-writer"]
+def worker_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "edge-deploy-crypto-worker"]
 
 
 @pytest.mark.usefixtures("small_batches")
@@ -48,7 +49,7 @@ def test_round_trips_across_batch_boundaries(size: int, tmp_path: Path, keyring:
     assert crypto.decrypt_to_bytes(io.BytesIO(sealed.read_bytes()), keyring) == data  # length unknown: threaded
     assert sealed_result.chunks == opened_result.chunks == size // CHUNK + 1
     assert sealed_result.ciphertext_size == sealed.stat().st_size
-    assert writer_threads() == []
+    assert worker_threads() == []
 
 
 @pytest.mark.usefixtures("small_batches")
@@ -130,7 +131,7 @@ def test_a_failing_write_in_the_writer_thread_is_raised_to_the_caller(keyring: c
         crypto.encrypt_stream(io.BytesIO(data), FailingSink(), keyring, "k1", chunk_size=CHUNK)
 
     assert opening.value.errno == errno.ENOSPC
-    assert writer_threads() == []  # stopped, not left waiting
+    assert worker_threads() == []  # stopped, not left waiting
 
 
 def test_decrypting_into_memory_allocates_the_plaintext_once(tmp_path: Path, keyring: crypto.Keyring) -> None:
@@ -169,3 +170,19 @@ def test_file_to_file_memory_stays_at_a_few_batches(tmp_path: Path, keyring: cry
         tracemalloc.stop()
     assert opened.read_bytes() == data
     assert peak < 4 * (stream.BATCH_BYTES + MIB)  # two batches in, two out, whatever the file size
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_an_observer_of_the_in_memory_plaintext_sees_every_byte_in_order(seal, keyring: crypto.Keyring) -> None:
+    data = os.urandom(CHUNK * 11 + 3)
+    sealed = seal(data, chunk_size=CHUNK)
+    digest = hashlib.sha256()
+    assert crypto.decrypt_file_to_memory(sealed, keyring, on_plaintext=digest.update) == data
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+
+    def refuse(view: memoryview) -> None:
+        raise ValueError("observer failed")
+
+    with pytest.raises(ValueError, match="observer failed"):
+        crypto.decrypt_file_to_memory(sealed, keyring, on_plaintext=refuse)
+    assert worker_threads() == []
