@@ -1,9 +1,10 @@
 """Download throughput and peak memory of the lakeFS storage stage, for growing file sizes.
 
-Starts the test S3 server (moto) and the test lakeFS API server on loopback, publishes one model
-file of each size with LakeFSStore.upload, then downloads each in a fresh subprocess so that its
-peak RSS belongs to that download alone. Memory should stay flat as the file grows (parts are
-streamed to disk); throughput here is bounded by moto serving ranged GETs, not by the client.
+Starts the test S3 server (moto) and the test lakeFS server (API and S3 gateway) on loopback,
+publishes one model file of each size with LakeFSStore.upload, then downloads each in a fresh
+subprocess so that its peak RSS belongs to that download alone. Memory should stay flat as the
+file grows (parts are streamed to disk); throughput here is bounded by the test server's Python
+gateway and moto serving ranged GETs, not by the client.
 
     .venv/bin/python benchmarks/lakefs_download.py [--sizes-mib 64,256,1024]
 """
