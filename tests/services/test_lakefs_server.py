@@ -787,6 +787,25 @@ def test_gateway_operations_not_implemented_answer_501(lakefs_server, lake):
         )
     assert failure.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
     assert failure.value.response["Error"]["Code"] == "NotImplemented"
+    legacy = lakefs_server.gateway(signature_version="s3").generate_presigned_url(  # Signature V2
+        "get_object", Params={"Bucket": lake.repo, "Key": "main/f.txt"}, ExpiresIn=60
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(legacy, timeout=10)
+    assert refused.value.code == 501 and "<Code>NotImplemented</Code>" in refused.value.read().decode()
+
+
+def test_a_body_that_does_not_match_its_signed_hash_is_refused(lakefs_server, lake):
+    gateway = lakefs_server.gateway(max_attempts=1)
+
+    def swap_the_body(request, **_):  # after signing: the declared x-amz-content-sha256 no longer fits
+        request.body = b"tampered!"
+
+    gateway.meta.events.register("before-send.s3.PutObject", swap_the_body)
+    with pytest.raises(ClientError) as failure:
+        gateway.put_object(Bucket=lake.repo, Key="main/t.txt", Body=b"original!")
+    assert failure.value.response["Error"]["Code"] == "XAmzContentSHA256Mismatch"
+    assert lake.paths("main") == []
 
 
 # -- faults --------------------------------------------------------------------------------------------------
