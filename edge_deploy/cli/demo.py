@@ -1,21 +1,28 @@
 """`edge-deploy demo`: the whole pipeline on the embedded default, with no server at all.
 
-It writes a sample model directory, makes a demo key, runs the workflow with `pyflyte run`
-(local directory as the source, the embedded SQLite record store, in-process status), builds the
-x86_64 image when a Docker engine answers (saying so when it does not), and prints a summary.
+It writes a sample model directory, makes a demo key, runs the `deploy_model` workflow in this
+process as `pyflyte run` does (local directory as the source, the embedded SQLite record store,
+in-process status), builds the x86_64 image when a Docker engine answers (saying so when it does
+not), and prints a summary.
+
+The terminal shows one line per stage with its time, followed from the run's live status; what
+torch, mmengine and Flyte print goes to a log file the summary names (`-v` keeps it on the
+terminal instead).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import subprocess
-import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import click
 
+from edge_deploy.cli.progress import StageLines, format_seconds, output_to_log
 from edge_deploy.config import Settings
 from edge_deploy.crypto import generate_key, write_key_file
 from edge_deploy.errors import EdgeDeployError
@@ -34,29 +41,43 @@ DEMO_TARGET = "x86_64-cpu"
     type=click.Path(path_type=Path),
     default=Path(".edge-deploy/demo"),
     show_default=True,
-    help="Where the demo keeps its model, key, records and artifacts.",
+    help="Where the demo keeps its model, key, records, artifacts and log.",
 )
 @click.option("--images/--no-images", default=True, show_default=True, help="Build the x86_64 image (needs Docker).")
-def demo(sample: str, demo_dir: Path, images: bool) -> None:
+@click.pass_context
+def demo(ctx: click.Context, sample: str, demo_dir: Path, images: bool) -> None:
     """Run the deployment workflow locally on a sample model and print what it produced."""
-    from edge_deploy.samples import write_sample
-
     demo_dir = demo_dir.resolve()
-    model_dir = demo_dir / "models" / sample
-    if not model_dir.exists():
-        write_sample(sample, model_dir)
     env = _demo_env(demo_dir)
-    options: dict[str, object] = {"build_images": False}
-    if images:
-        base = _python_base()
-        if base:
-            options = {"build_images": True, "base_images": {DEMO_TARGET: base}}
+    os.environ.update(env)
     run_id = env["EDGE_RUN_ID"]
-    click.echo(f"== running the workflow (run {run_id}) on {model_dir}")
+    log_path = demo_dir / "logs" / f"{run_id}.log"
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    click.echo(f"run {run_id}: sample {sample}" + ("" if verbose else f"; library output goes to {log_path}"))
     started = time.monotonic()
-    _pyflyte_run(model_dir, options, env)
-    click.echo(f"== done in {time.monotonic() - started:.0f}s")
-    _summary(run_id, Settings.from_env(env))
+    with _terminal(log_path, verbose) as terminal:
+        lines = StageLines(terminal)
+        try:
+            model_dir = _sample_dir(lines, demo_dir, sample)
+            base = _python_base(lines) if images else None
+            _run_workflow(lines, run_id, model_dir, base)
+        finally:
+            lines.close()
+        summary = _summary(run_id, Settings.from_env(), None if verbose else log_path)
+    click.echo(f"done in {format_seconds(time.monotonic() - started)}\n")
+    click.echo("\n".join(summary))
+
+
+@contextlib.contextmanager
+def _terminal(log_path: Path, verbose: bool) -> Iterator[TextIO]:
+    if verbose:
+        yield click.get_text_stream("stdout")
+        return
+    try:
+        with output_to_log(log_path) as terminal:
+            yield terminal
+    except EdgeDeployError as exc:
+        raise EdgeDeployError(f"{exc} (library output: {log_path})") from exc
 
 
 def _demo_env(demo_dir: Path) -> dict[str, str]:
@@ -64,19 +85,29 @@ def _demo_env(demo_dir: Path) -> dict[str, str]:
     if not (key_dir / DEMO_KEY_ID).exists():
         key_dir.mkdir(parents=True, exist_ok=True)
         write_key_file(key_dir / DEMO_KEY_ID, generate_key())
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "REDIS_URL", "EDGE_REGISTRY")}
-    env.update(
-        EDGE_WORK_DIR=str(demo_dir / "work"),
-        EDGE_KEY_DIR=str(key_dir),
-        EDGE_SEAL_KEY_ID=DEMO_KEY_ID,
-        EDGE_RUN_ID=f"demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
+    for name in ("MONGODB_URI", "REDIS_URL", "EDGE_REGISTRY"):  # the embedded default, whatever the shell has
+        os.environ.pop(name, None)
+    return {
+        "EDGE_WORK_DIR": str(demo_dir / "work"),
+        "EDGE_KEY_DIR": str(key_dir),
+        "EDGE_SEAL_KEY_ID": DEMO_KEY_ID,
+        "EDGE_RUN_ID": f"demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
         # cached outputs point into temporary folders that do not outlive a run
-        FLYTE_LOCAL_CACHE_ENABLED="false",
-    )
-    return env
+        "FLYTE_LOCAL_CACHE_ENABLED": "false",
+    }
 
 
-def _python_base() -> str | None:
+def _sample_dir(lines: StageLines, demo_dir: Path, sample: str) -> Path:
+    model_dir = demo_dir / "models" / sample
+    if not model_dir.exists():
+        from edge_deploy.samples import write_sample
+
+        with lines.step("sample"):
+            write_sample(sample, model_dir)
+    return model_dir
+
+
+def _python_base(lines: StageLines) -> str | None:
     """A local Python base for the x86_64 image, or None (with the reason) when there is no engine."""
     from edge_deploy.images.base import DEFAULT_REFERENCE, ensure_python_base
     from edge_deploy.images.build import engine_client
@@ -84,37 +115,50 @@ def _python_base() -> str | None:
     try:
         client = engine_client()
     except EdgeDeployError as exc:
-        click.echo(f"== no Docker engine: skipping image builds ({exc})")
+        lines.out.write(f"  no Docker engine: image builds skipped ({exc})\n")
         return None
-    click.echo(f"== Docker engine found; base image {DEFAULT_REFERENCE} (made with debootstrap the first time)")
-    ensure_python_base(client, DEFAULT_REFERENCE)
+    with lines.step("base image"):  # made with debootstrap the first time (about 2 minutes)
+        ensure_python_base(client, DEFAULT_REFERENCE)
     return DEFAULT_REFERENCE
 
 
-def _pyflyte_run(model_dir: Path, options: dict[str, object], env: dict[str, str]) -> None:
-    import workflows.deploy
+def _run_workflow(lines: StageLines, run_id: str, model_dir: Path, base: str | None) -> None:
+    """`deploy_model` in this process, its stages shown as the live status reports them."""
+    from edge_deploy.status import PROCESS_STATUS
+    from workflows.local import run_local_model
 
-    command = [
-        sys.executable,
-        "-m",
-        "flytekit.clis.sdk_in_container.pyflyte",
-        "run",
-        workflows.deploy.__file__,
-        "deploy_model",
-        "--local_dir",
-        str(model_dir),
-        "--targets",
-        json.dumps([DEMO_TARGET]),
-        "--options",
-        json.dumps(options),
-    ]
-    if subprocess.run(command, env=env).returncode != 0:
-        raise EdgeDeployError(
-            f"the workflow failed; `edge-deploy deployments show {env['EDGE_RUN_ID']}` has the record"
+    follower = threading.Thread(target=_show_stages, args=(lines, PROCESS_STATUS, run_id), daemon=True)
+    follower.start()
+    try:
+        run_local_model(
+            model_dir, [DEMO_TARGET], build_images=base is not None, base_images={DEMO_TARGET: base} if base else None
         )
+    except Exception as exc:
+        progress = PROCESS_STATUS.progress(run_id)
+        if progress and progress.error:
+            where = f"at stage {progress.stage}: {progress.error}"
+        else:
+            where = f"({_last_line(exc)})"
+        raise EdgeDeployError(
+            f"the workflow failed {where}; `edge-deploy deployments show {run_id}` has the record"
+        ) from exc
+    finally:
+        follower.join(timeout=5)
 
 
-def _summary(run_id: str, settings: Settings) -> None:
+def _show_stages(lines: StageLines, status, run_id: str) -> None:
+    for event in status.follow(run_id):
+        lines.show(event)
+
+
+def _last_line(exc: BaseException) -> str:
+    """Flyte wraps a task's error in a multi-line message whose last line is the original one."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[-1][:300]
+
+
+def _summary(run_id: str, settings: Settings, log_path: Path | None) -> list[str]:
+    """The lines that tell what the run produced, read back from its record."""
     from edge_deploy.records import open_record_store
 
     store = open_record_store(settings)
@@ -125,19 +169,22 @@ def _summary(run_id: str, settings: Settings) -> None:
     if record is None:
         raise EdgeDeployError(f"run {run_id} left no record in {settings.work_dir}")
     artifacts = settings.work_dir / "runs" / run_id / "edge"
-    validation = record.validation
-    click.echo(f"\nrun {run_id}: {record.status.state}")
-    if validation:
+    lines = [f"run {run_id}: {record.status.state}"]
+    if record.validation:
+        validation = record.validation
         worst = ", ".join(f"{e.output} {e.max_abs_error:.1e}" for e in validation.worst_errors)
         verdict = "PASSED" if validation.passed else "FAILED"
-        click.echo(f"validation: {verdict}; worst |onnx - torch|: {worst}; p50 {validation.latency_p50_ms:.1f} ms")
+        lines.append(f"validation: {verdict}; worst |onnx - torch|: {worst}; p50 {validation.latency_p50_ms:.1f} ms")
     if record.images:
         for image in record.images.platforms:
-            click.echo(f"image {image.platform}: {image.reference} ({image.digest}, {image.size / 2**20:.0f} MiB)")
+            lines.append(f"image {image.platform}: {image.reference} ({image.digest}, {image.size / 2**20:.0f} MiB)")
     else:
-        click.echo("images: none built")
-    click.echo(f"validation report: {artifacts / 'validation.html'}")
-    click.echo(f"record: {artifacts / 'record.json'} (and the embedded store in {settings.work_dir})")
+        lines.append("images: none built")
+    lines.append(f"validation report: {artifacts / 'validation.html'}")
+    lines.append(f"record: {artifacts / 'record.json'} (and the embedded store in {settings.work_dir})")
+    if log_path is not None:
+        lines.append(f"library output (warnings and logs of torch, OpenMMLab and Flyte): {log_path}")
+    return lines
 
 
 commands = [demo]
