@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import lakefs_sdk
@@ -90,6 +91,21 @@ def test_the_same_commit_and_targets_is_not_started_twice(client, lakefs_repo, h
     assert other_inputs.headers["location"] == first["links"]["run"]
     other_targets = deploy(client, {**body, "targets": ["arm64-cpu"]}).json()
     assert other_targets["run_id"] != first["run_id"]
+
+
+def test_concurrent_duplicates_make_one_run(api, lakefs_repo):
+    body = {"repo": lakefs_repo, "targets": ["x86_64-cpu"]}
+
+    def post(key: str | None) -> str:
+        with api.client() as client:
+            answer = deploy(client, body, key)
+            assert answer.status_code == 202, answer.text
+            return answer.json()["run_id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        same_key = set(pool.map(post, ["retry-7"] * 8))
+        no_key = set(pool.map(post, [None] * 8))
+    assert len(same_key) == 1 and no_key == same_key, "one run, however the duplicates raced"
 
 
 BAD_BODIES = [
