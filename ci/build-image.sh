@@ -138,11 +138,12 @@ build
 ((push)) || exit 0
 if dry_run; then
   for tag in "${tags[@]}"; do run docker push "$repository:$tag"; done
-  echo "dry-run: no digest recorded for $name"
+  log "dry run: nothing was pushed, so no digest is recorded for $name"
   exit 0
 fi
 # The digest is the registry's answer to the push of the commit tag (the engine prints it last).
-push_log=$(docker push "$repository:$commit_tag" | tee /dev/stderr)
+push_log=$(docker push "$repository:$commit_tag")
+printf '%s\n' "$push_log" >&2
 digest=$(grep -oE 'digest: sha256:[0-9a-f]{64}' <<<"$push_log" | tail -n 1 | cut -d' ' -f2)
 [ -n "$digest" ] || die "docker push of $repository:$commit_tag printed no digest"
 [ -z "$version_tag" ] || docker push "$repository:$version_tag"

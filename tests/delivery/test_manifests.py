@@ -1,0 +1,192 @@
+"""The Kubernetes objects of both environments, rendered as ci/deploy.sh renders them: valid for the versions
+AKS runs, and holding to the policy (non-root, read-only, no capabilities, limits, probes, digests, no secret
+in a ConfigMap, workload identity, PDBs, a worker autoscaler, network policies, an Ingress)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.delivery.conftest import EXAMPLE_DIGEST, ROOT, rendered_objects, run_script
+
+ENVIRONMENTS = ["staging", "production"]
+REPOSITORY = "myregistry.azurecr.io/edge-deploy/service"
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|TOKENS|PRIVATE|CREDENTIAL)(_|$)|(^|_)(KEY|URI|URL)$")
+# Names that look secret but hold no secret: where a secret file is, an id, the service's non-secret URLs.
+NOT_SECRET = re.compile(r"_FILE$|_LOCATION$|_ID$|^EDGE_API_OIDC_JWKS_URL$|^FLYTE_PLATFORM_URL$")
+
+
+def render(environment: str, tmp_path: Path, image: str | None = None) -> list[dict]:
+    repository = tmp_path / environment
+    shutil.copytree(ROOT / "ci", repository / "ci")
+    shutil.copytree(ROOT / "deploy", repository / "deploy")
+    done = run_script("ci/deploy.sh", "render", environment, cwd=repository,
+                      SERVICE_IMAGE=image or f"{REPOSITORY}@{EXAMPLE_DIGEST}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return rendered_objects(repository / "dist" / "deploy" / f"{environment}.yaml")
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def objects(request, tmp_path_factory) -> dict[tuple[str, str], dict]:
+    rendered = render(request.param, tmp_path_factory.mktemp("render"))
+    return {(item["kind"], item["metadata"]["name"]): item for item in rendered}
+
+
+def deployments(objects) -> list[dict]:
+    return [item for (kind, _), item in objects.items() if kind == "Deployment"]
+
+
+def test_every_container_is_the_pipelines_image_by_digest(objects):
+    images = {c["image"] for d in deployments(objects) for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images == {f"{REPOSITORY}@{EXAMPLE_DIGEST}"}
+
+
+def test_pods_run_as_non_root_with_a_read_only_root_and_no_capabilities(objects):
+    for deployment in deployments(objects):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            # The only writable place is /tmp, an emptyDir.
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+            assert all(m.get("readOnly") for path, m in mounts.items() if path != "/tmp")
+
+
+def test_every_container_has_requests_and_limits(objects):
+    for deployment in deployments(objects):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+            assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+
+
+def test_the_api_is_probed_on_healthz_and_readyz_and_listens_where_the_service_points(objects):
+    api = objects[("Deployment", "edge-deploy-api")]["spec"]["template"]["spec"]["containers"][0]
+    assert api["args"][0] == "serve" and api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["startupProbe"]["httpGet"]["path"] == "/healthz"
+    port = api["ports"][0]
+    assert api["args"][api["args"].index("--port") + 1] == str(port["containerPort"])
+    service = objects[("Service", "edge-deploy-api")]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert objects[("Deployment", "edge-deploy-worker")]["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "worker"
+    ]
+
+
+def test_settings_come_from_the_configmap_and_secrets_only_from_mounted_files(objects):
+    [config] = [item for (kind, _), item in objects.items() if kind == "ConfigMap"]
+    for key, value in config["data"].items():
+        assert not SECRET_NAME.search(key) or NOT_SECRET.search(key), f"{key} looks like a secret in a ConfigMap"
+        assert not re.search(r"://[^/\s]*:[^/\s]*@", value), f"{key} carries credentials in its URL"
+    secret_files = {value for key, value in config["data"].items() if key.endswith(("_FILE", "_LOCATION"))}
+    assert secret_files and all(path.startswith("/var/run/secrets/edge-deploy/") for path in secret_files)
+    assert config["data"]["EDGE_EXECUTOR"] == "flyte"  # the service image has no torch
+    for deployment in deployments(objects):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        assert {v["name"]: v for v in pod["volumes"]}["secrets"]["secret"]["secretName"] == "edge-deploy-secrets"
+    assert not [kind for kind, _ in objects if kind == "Secret"]  # created in the cluster, never in git
+
+
+def test_every_configmap_key_is_a_documented_setting(objects):
+    [config] = [item for (kind, _), item in objects.items() if kind == "ConfigMap"]
+    documented = "\n".join(
+        path.read_text() for path in (ROOT / "README.md", ROOT / "edge_deploy" / "config.py", ROOT / "app" / "core"
+                                      / "config.py") if path.exists()
+    )  # fmt: skip
+    flytekit_names = flytekit_variables()
+    for key in config["data"]:
+        base = key.removesuffix("_FILE")
+        assert base in documented or key in flytekit_names, f"{key} is not a setting the service or flytekit reads"
+
+
+def flytekit_variables() -> set[str]:
+    from flytekit.configuration import internal
+
+    names = set()
+    for section in vars(internal).values():
+        for entry in vars(section).values() if isinstance(section, type) else ():
+            legacy = getattr(entry, "legacy", None)
+            if legacy is not None and hasattr(legacy, "get_env_name"):
+                names.add(legacy.get_env_name())
+    return names
+
+
+def test_the_service_account_carries_the_workload_identity(objects):
+    account = objects[("ServiceAccount", "edge-deploy")]
+    assert account["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert re.fullmatch(r"[0-9a-f-]{36}", account["metadata"]["annotations"]["azure.workload.identity/client-id"])
+    for deployment in deployments(objects):
+        template = deployment["spec"]["template"]
+        assert template["spec"]["serviceAccountName"] == "edge-deploy"
+        assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+
+
+def test_disruption_budgets_autoscaler_network_policies_and_ingress(objects):
+    for name in ("edge-deploy-api", "edge-deploy-worker"):
+        budget = objects[("PodDisruptionBudget", name)]
+        selected = objects[("Deployment", name)]["spec"]["selector"]["matchLabels"]
+        assert budget["spec"]["selector"]["matchLabels"] == selected
+        policy = objects[("NetworkPolicy", name)]
+        assert policy["spec"]["podSelector"]["matchLabels"] == selected
+        assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert objects[("NetworkPolicy", "edge-deploy-worker")]["spec"]["ingress"] == []
+    autoscaler = objects[("HorizontalPodAutoscaler", "edge-deploy-worker")]["spec"]
+    assert autoscaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge-deploy-worker"}
+    assert 1 <= autoscaler["minReplicas"] < autoscaler["maxReplicas"]
+    assert "replicas" not in objects[("Deployment", "edge-deploy-worker")]["spec"]  # the autoscaler owns it
+    rule = objects[("Ingress", "edge-deploy-api")]["spec"]["rules"][0]
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "edge-deploy-api"
+    assert objects[("Ingress", "edge-deploy-api")]["spec"]["tls"][0]["hosts"] == [rule["host"]]
+
+
+def test_the_environments_differ_where_they_should(tmp_path):
+    staging, production = ({(i["kind"], i["metadata"]["name"]): i for i in render(e, tmp_path)} for e in ENVIRONMENTS)
+    namespaces = [{i["metadata"].get("namespace") for i in objects.values()} for objects in (staging, production)]
+    assert namespaces == [{"edge-deploy-staging"}, {"edge-deploy"}]
+    hosts = [o[("Ingress", "edge-deploy-api")]["spec"]["rules"][0]["host"] for o in (staging, production)]
+    assert hosts[0] != hosts[1]
+    configs = [next(i for k, i in o.items() if k[0] == "ConfigMap") for o in (staging, production)]
+    domains = [config["data"]["EDGE_FLYTE_DOMAIN"] for config in configs]
+    assert domains == ["staging", "production"]
+
+
+@pytest.mark.parametrize("image", [f"{REPOSITORY}:latest", REPOSITORY, f"{REPOSITORY}@sha256:abc", ""])
+def test_rendering_refuses_anything_but_a_digest(image, tmp_path):
+    repository = tmp_path / "repo"
+    shutil.copytree(ROOT / "ci", repository / "ci")
+    shutil.copytree(ROOT / "deploy", repository / "deploy")
+    done = run_script("ci/deploy.sh", "render", "staging", cwd=repository, SERVICE_IMAGE=image)
+    assert done.returncode == 1 and "SERVICE_IMAGE must be the service image by digest" in done.stderr
+    assert not (repository / "dist" / "deploy" / "staging.yaml").exists()
+
+
+def test_an_unknown_environment_is_named_with_the_choices(tmp_path):
+    done = run_script("ci/deploy.sh", "render", "qa", SERVICE_IMAGE=f"{REPOSITORY}@{EXAMPLE_DIGEST}")
+    assert done.returncode == 1 and "no overlay 'qa': choose one of production staging" in done.stderr
+
+
+def test_both_overlays_validate_against_the_kubernetes_schemas_aks_runs(tmp_path):
+    repository = tmp_path / "repo"
+    for name in ("ci", "deploy"):
+        shutil.copytree(ROOT / name, repository / name)
+    shutil.copy(ROOT / ".gitlab-ci.yml", repository)
+    done = run_script("ci/check-delivery.sh", cwd=repository)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "staging: valid for Kubernetes 1.33.0 1.34.0 1.35.0" in done.stderr
+    # The same check fails on an object Kubernetes would refuse: an unknown field in a pod's security context.
+    api = repository / "deploy" / "base" / "api.yaml"
+    api.write_text(api.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"))
+    done = run_script("ci/check-delivery.sh", cwd=repository)
+    assert done.returncode == 1
+    assert "readOnlyRootFileSystem" in done.stdout + done.stderr
+    assert "does not validate against Kubernetes 1.33.0" in done.stderr
