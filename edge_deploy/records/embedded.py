@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from edge_deploy.errors import TransientError
 from edge_deploy.records.model import DeploymentRecord
-from edge_deploy.records.store import RecordQueries, RecordQuery, RecordStoreError, RecordStoreUnavailable
-from edge_deploy.retry import RetryPolicy, call_with_retry
+from edge_deploy.records.query import RecordQueries, RecordQuery, RecordStoreError, call_store
+from edge_deploy.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -141,12 +141,7 @@ class EmbeddedRecordStore(RecordQueries):
             except sqlite3.Error as exc:
                 raise RecordStoreError(f"{what}: {self.where}: {exc}") from None
 
-        try:
-            return call_with_retry(attempt, what, self.retry)
-        except RecordStoreError:
-            raise
-        except TransientError as exc:
-            raise RecordStoreUnavailable(str(exc)) from None
+        return call_store(attempt, what, self.retry)
 
 
 def _where(query: RecordQuery) -> tuple[str, dict[str, Any]]:

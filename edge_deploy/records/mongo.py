@@ -24,8 +24,8 @@ from pymongo.errors import ConfigurationError, ConnectionFailure, DuplicateKeyEr
 from edge_deploy.config import Secret
 from edge_deploy.errors import ConfigError, TransientError
 from edge_deploy.records.model import DeploymentRecord
-from edge_deploy.records.store import RecordQueries, RecordQuery, RecordStoreError, RecordStoreUnavailable
-from edge_deploy.retry import RetryPolicy, call_with_retry
+from edge_deploy.records.query import RecordQueries, RecordQuery, RecordStoreError, call_store
+from edge_deploy.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,12 +133,7 @@ class MongoRecordStore(RecordQueries):
                     raise TransientError(f"{self.where} unreachable ({type(exc).__name__}: {detail})") from None
                 raise RecordStoreError(f"{what}: {self.where} refused it ({type(exc).__name__}: {detail})") from None
 
-        try:
-            return call_with_retry(attempt, what, self.retry)
-        except RecordStoreError:
-            raise
-        except TransientError as exc:
-            raise RecordStoreUnavailable(str(exc)) from None
+        return call_store(attempt, what, self.retry)
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_deploy.records.model import SUCCEEDED, DeploymentRecord, PlatformImage, RecordFormatError
-from edge_deploy.records.store import RecordQuery, RecordStore
+from edge_deploy.records.query import RecordQuery, RecordStore
 
 MAX_PAGE = 500
 TAG_DIGEST_HEX = 24  # edge_deploy.images.tags.TAG_DIGEST_LENGTH
