@@ -1,11 +1,13 @@
 """Deployment locks: one run at a time per model + commit + target.
 
-Redis: `SET key "{run_id}|{token}" NX PX ttl` with a random token; release and extend are Lua
-scripts that act only if the key still holds our token, so a run whose lock expired can never
-delete the next holder's lock. While held, a daemon thread extends it every third of the TTL;
-if the holder dies, the extensions stop and the lock expires after at most one TTL.
+Redis: redis-py's `Lock` (the key holds a random token, set with NX and a TTL; release and extend
+are Lua scripts that act only while the key still holds that token, so a run whose lock expired
+can never delete the next holder's lock). The token starts with the run id, so a refused run is
+told who holds the lock. While held, a daemon thread extends it every third of the TTL; if the
+holder dies, the extensions stop and the lock expires after at most one TTL.
 
-When Redis is configured but unreachable, the lock falls back to a local file lock (flock) with
+When Redis is configured but unreachable, the lock falls back to a local file lock (the
+`filelock` package: flock on Linux) with
 one warning, rather than to no lock: a deployment must not fail because Redis is down, but two
 runs on the same machine (the laptop case, parallel local tasks) must still not build the same
 target at once. The kernel drops a flock when its process dies, so a killed holder never leaves
@@ -15,11 +17,9 @@ Without REDIS_URL the file lock is the lock.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import secrets
 import threading
 import time
@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import filelock
 import redis
+import redis.exceptions
 
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.status.best_effort import REDIS_FAILURES
@@ -38,15 +40,6 @@ from edge_deploy.status.redis_status import KEY_PREFIX
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_MS = 120_000  # extended while held, so this only bounds how long a dead holder blocks others
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 class LockHeldError(EdgeDeployError):
@@ -83,57 +76,62 @@ class Lock(Protocol):
 class RedisLock:
     def __init__(self, client: redis.Redis, target: LockTarget, run_id: str, ttl_ms: int = DEFAULT_TTL_MS) -> None:
         self.client, self.target, self.run_id, self.ttl_ms = client, target, run_id, ttl_ms
-        self.value = f"{run_id}|{secrets.token_hex(16)}"
-        self._release = client.register_script(_RELEASE)
-        self._extend = client.register_script(_EXTEND)
+        self._token = f"{run_id}|{secrets.token_hex(16)}"
+        self._lock = client.lock(target.key, timeout=ttl_ms / 1000, thread_local=False)
 
     def try_acquire(self) -> bool:
-        return bool(self.client.set(self.target.key, self.value, nx=True, px=self.ttl_ms))
+        return self._lock.acquire(blocking=False, token=self._token)
 
     def release(self) -> bool:
-        return bool(self._release(keys=[self.target.key], args=[self.value]))
+        try:
+            self._lock.release()
+        except redis.exceptions.LockError:  # expired, and maybe taken by the next run: not ours to delete
+            return False
+        return True
 
     def extend(self) -> bool:
-        return bool(self._extend(keys=[self.target.key], args=[self.value, self.ttl_ms]))
+        try:
+            return self._lock.extend(self.ttl_ms / 1000, replace_ttl=True)
+        except redis.exceptions.LockError:
+            return False
 
     def holder(self) -> str | None:
         value = self.client.get(self.target.key)
-        return value.rpartition("|")[0] if value else None
+        if value is None:
+            return None
+        return (value.decode() if isinstance(value, bytes) else value).rpartition("|")[0]
 
 
 class FileLock:
-    """An exclusive flock on `{directory}/{sha256 of the key}.lock`; the file names the holder."""
+    """An exclusive file lock on `{directory}/{sha256 of the key}.lock`; `.holder` beside it names the run."""
 
     def __init__(self, directory: Path, target: LockTarget, run_id: str) -> None:
         self.target, self.run_id = target, run_id
         self.path = Path(directory) / (hashlib.sha256(target.key.encode()).hexdigest()[:32] + ".lock")
-        self._fd: int | None = None
+        self.holder_path = self.path.with_suffix(".holder")
+        self._lock = filelock.FileLock(self.path, thread_local=False)
 
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
             return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"run_id": self.run_id, "key": self.target.key, "pid": os.getpid()}).encode(), 0)
-        self._fd = fd
+        temp = self.holder_path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        temp.write_text(json.dumps({"run_id": self.run_id, "key": self.target.key}))
+        temp.replace(self.holder_path)
         return True
 
     def release(self) -> bool:
-        if self._fd is None:
+        if not self._lock.is_locked:
             return False
-        fd, self._fd = self._fd, None
-        os.ftruncate(fd, 0)  # the file stays: deleting it would race with a waiter's open
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        self.holder_path.unlink(missing_ok=True)
+        self._lock.release()
         return True
 
     def holder(self) -> str | None:
         try:
-            return json.loads(self.path.read_text() or "{}").get("run_id")
+            return json.loads(self.holder_path.read_text()).get("run_id")
         except (OSError, ValueError):
             return None
 

@@ -76,11 +76,12 @@ def test_a_second_holder_is_refused_naming_the_holder_and_key(redis_locks: Deplo
 
 
 def test_other_targets_and_commits_are_not_blocked(redis_locks: DeploymentLocks, target: LockTarget) -> None:
-    with redis_locks.hold(target, "run-first"):
-        with redis_locks.hold(LockTarget(target.model_repo, target.commit_id, "linux/amd64"), "run-2"):
-            pass
-        with redis_locks.hold(LockTarget(target.model_repo, "other-commit", target.target), "run-3"):
-            pass
+    with redis_locks.hold(target, "run-first") as first:
+        with redis_locks.hold(LockTarget(target.model_repo, target.commit_id, "linux/amd64"), "run-2") as other_target:
+            assert other_target.holder() == "run-2"
+        with redis_locks.hold(LockTarget(target.model_repo, "other-commit", target.target), "run-3") as other_commit:
+            assert other_commit.holder() == "run-3"
+        assert first.holder() == "run-first"  # untouched by the others coming and going
 
 
 def test_a_waiting_run_gets_the_lock_when_the_holder_releases(redis_locks: DeploymentLocks, target: LockTarget) -> None:
