@@ -72,7 +72,9 @@ async def _loopback_clients_only(request: Request, call_next):
 
 
 def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:
-    @app.get("/healthz", response_model=Health, tags=["health"], summary="The process answers")
+    checked = [Depends(v1.known_query_parameters)]
+
+    @app.get("/healthz", response_model=Health, dependencies=checked, tags=["health"], summary="The process answers")
     def healthz() -> Health:
         return Health(status="ok")
 
@@ -80,6 +82,7 @@ def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:
         "/readyz",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Something the service needs does not answer"}},
+        dependencies=checked,
         tags=["health"],
         summary="The queue, the record store and a worker's executor answer",
     )
@@ -87,7 +90,7 @@ def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:
         readiness = _readiness(request.app.state.service)
         return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
 
-    metrics_caller = [] if settings.public_metrics else [Depends(v1.needs(READ))]
+    metrics_caller = checked if settings.public_metrics else [*checked, Depends(v1.needs(READ))]
 
     @app.get(
         "/metrics",

@@ -109,6 +109,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 400 and request.method in ("POST", "PUT", "PATCH"):
+            # FastAPI's answer to a body it cannot even decode (e.g. not UTF-8): the body is to blame
+            problem = FieldProblem(field="body", message="the body is not valid JSON (UTF-8 text)")
+            return error_response(422, f"body: {problem.message}", "body", [problem])
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path} (the API is under /api/v1, see /docs)"
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))

@@ -56,7 +56,20 @@ from edge_deploy.status.events import STAGE_FAILED, STAGE_FINISHED, STAGE_STARTE
 from edge_deploy.status.tracker import RunTracker
 
 PREFIX = "/api/v1"
-router = APIRouter(prefix=PREFIX)
+
+
+def known_query_parameters(request: Request) -> None:
+    """A query parameter the endpoint does not take is an error, not ignored: `?modle=x` would
+    otherwise silently list everything."""
+    route = request.scope.get("route")
+    known = {field.alias for field in getattr(getattr(route, "dependant", None), "query_params", [])}
+    for name in request.query_params:
+        if name not in known:
+            takes = ", ".join(sorted(known)) or "none"
+            raise invalid(f"query.{name}", f"unknown query parameter (this endpoint takes: {takes})")
+
+
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(known_query_parameters)])
 bearer = HTTPBearer(auto_error=False, description="An API token (edt_...) or an OIDC access token (a JWT)")
 
 RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="The run id")]
