@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_deploy.errors import EdgeDeployError
+from edge_deploy.files import atomic_directory
 
 if TYPE_CHECKING:
     from edge_deploy.images.push import ReleaseResult
@@ -49,10 +50,7 @@ def assemble_artifacts(
     model = validated_dir / model_file
     if not model.is_file():
         raise EdgeDeployError(f"{model_file} is missing from the validated model directory {validated_dir}")
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with atomic_directory(out_dir) as staging:
         for name in METADATA_FILES:
             if (validated_dir / name).is_file():
                 shutil.copy2(validated_dir / name, staging / name)
@@ -62,9 +60,5 @@ def assemble_artifacts(
             shutil.copy2(model, staging / model_file)
         if release is not None:
             (staging / IMAGES_NAME).write_text(json.dumps(asdict(release), indent=2) + "\n")
-        (staging / RECORD_NAME).write_text(record.to_json() + "\n")
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / RECORD_NAME).write_text(record.to_json())
     return sorted(p.name for p in out_dir.iterdir())

@@ -124,10 +124,6 @@ SAMPLES: dict[str, Sample] = {
 }
 
 
-def sample_names() -> list[str]:
-    return list(SAMPLES)
-
-
 def write_sample(name: str, out_dir: Path, seed: int = 0, overwrite: bool = False) -> ModelDir:
     """Write the named sample as a ready model directory (config, checkpoint, manifest)."""
     sample = _get_sample(name)

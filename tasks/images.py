@@ -1,4 +1,5 @@
-"""Tasks `build_image` (one target; the workflow maps it over all targets) and `push_release_index`.
+"""Tasks `build_image` (one target) and `push_release_index`, which the `@dynamic` `build_release`
+(tasks/release.py) calls once per target and then once for the index.
 
 No release index is pushed unless every target's image was built and pushed: the index task
 takes all the per-target results, so it runs only when each of them succeeded.

@@ -11,6 +11,7 @@ from flytekit.types.file import FlyteFile
 from edge_deploy.config import Settings
 from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, encrypt_file
 from edge_deploy.errors import EdgeDeployError
+from edge_deploy.files import ONNX_FILE_NAME
 from tasks.cluster import BUILDER_IMAGE, KEY_POD, STATUS_SECRETS
 from tasks.stage import reported_stage
 
@@ -28,7 +29,7 @@ class SealOutputs(NamedTuple):
     pod_template=KEY_POD,
     secret_requests=STATUS_SECRETS,
 )
-def seal_model(model_dir: FlyteDirectory, file_name: str = "end2end.onnx", key_id: str = "") -> SealOutputs:
+def seal_model(model_dir: FlyteDirectory, file_name: str = ONNX_FILE_NAME, key_id: str = "") -> SealOutputs:
     """Encrypt `model_dir/file_name` under KEK `key_id` (default: EDGE_SEAL_KEY_ID); the name gains `.enc`.
 
     The result names the key id only; the key itself never leaves the keyring.

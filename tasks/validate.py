@@ -20,10 +20,10 @@ from flytekit import Cache, Deck, task
 from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.conversion import ModelIdentity, load_model_dir, model_identity
+from edge_deploy.files import sha256_file
 from edge_deploy.validation.deck import render_html
 from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.gate import ONNX_NAME, validate
-from edge_deploy.validation.optimize import sha256_of
 from edge_deploy.validation.report import ValidationFailed, ValidationReport, ValidationSettings
 from tasks.cluster import CONVERSION_IMAGE, CONVERSION_LIMITS, CONVERSION_POD, CONVERSION_REQUESTS, STATUS_SECRETS
 from tasks.convert import check_identity
@@ -65,7 +65,7 @@ def validate_onnx(
         check_identity(model_identity(loaded), identity)
         out = Path(tempfile.mkdtemp(prefix="validation-")) / "validated"
         shutil.copytree(onnx_dir.download(), out)
-        actual = sha256_of(out / ONNX_NAME) if (out / ONNX_NAME).is_file() else "missing"
+        actual = sha256_file(out / ONNX_NAME) if (out / ONNX_NAME).is_file() else "missing"
         if actual != onnx_sha256:
             raise ValidationError(
                 f"{ONNX_NAME} in the ONNX directory has sha256 {actual}, the input says {onnx_sha256}"

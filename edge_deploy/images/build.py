@@ -130,11 +130,6 @@ def tag_image(client: docker.DockerClient, image_id: str, repository: str, tag: 
         raise BuildError(f"the engine refused to tag {image_id} as {repository}:{tag}")
 
 
-def untag(client: docker.DockerClient, reference: str) -> None:
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        client.api.remove_image(reference, noprune=False)
-
-
 def _remove_images(client: docker.DockerClient, image_ids: list[str], keep: str) -> None:
     """Remove the images a failed build created, newest first (children before parents)."""
     for short_id in reversed(image_ids):

@@ -18,13 +18,13 @@ import py_compile
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, encrypt_file, read_header
+from edge_deploy.files import DirectoryExistsError, atomic_directory, sha256_file
 from edge_deploy.images.errors import RuntimeLayerError
 from edge_deploy.platforms import BuildTarget, RuntimePackages
 
@@ -73,24 +73,19 @@ def prepare_runtime_layer(runtime: RuntimePackages, platform: str, cache_root: P
     final = cache_root / "runtime-layers" / f"{platform.replace('/', '-')}-{key[:16]}"
     if (final / "wheels.json").is_file():
         return _load_layer(final, runtime, platform)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    started = time.monotonic()
     try:
-        started = time.monotonic()
-        _pip(runtime, platform, "download", "--dest", str(work / "wheels"))
-        _pip(runtime, platform, "install", "--no-index", "--find-links", str(work / "wheels"), "--no-compile",
-             "--target", str(work / "site-packages"))  # fmt: skip
-        _finish_site_packages(work / "site-packages", runtime)
-        wheels = {p.name: _sha256_file(p) for p in sorted((work / "wheels").glob("*.whl"))}
-        (work / "wheels.json").write_text(json.dumps({"platform": platform, "wheels": wheels}, indent=1))
-        shutil.rmtree(work / "wheels")
-        try:
-            os.rename(work, final)
-        except OSError:  # another build made the same layer meanwhile: use theirs
-            shutil.rmtree(work, ignore_errors=True)
+        with atomic_directory(final) as work:
+            _pip(runtime, platform, "download", "--dest", str(work / "wheels"))
+            _pip(runtime, platform, "install", "--no-index", "--find-links", str(work / "wheels"), "--no-compile",
+                 "--target", str(work / "site-packages"))  # fmt: skip
+            _finish_site_packages(work / "site-packages", runtime)
+            wheels = {p.name: sha256_file(p) for p in sorted((work / "wheels").glob("*.whl"))}
+            (work / "wheels.json").write_text(json.dumps({"platform": platform, "wheels": wheels}, indent=1))
+            shutil.rmtree(work / "wheels")
         log.info("runtime layer for %s made in %.1fs: %s", platform, time.monotonic() - started, ", ".join(wheels))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    except DirectoryExistsError:
+        pass  # another build made the same layer meanwhile: use theirs
     return _load_layer(final, runtime, platform)
 
 
@@ -153,7 +148,7 @@ def runtime_code_digest() -> str:
     """sha256 over the runtime code's relative paths and contents (what `copy_runtime_code` copies)."""
     digest = hashlib.sha256()
     for source in runtime_code_files():
-        digest.update(str(source.relative_to(PACKAGE_ROOT)).encode() + b"\0" + _sha256_file(source).encode())
+        digest.update(str(source.relative_to(PACKAGE_ROOT)).encode() + b"\0" + sha256_file(source).encode())
     return digest.hexdigest()
 
 
@@ -229,14 +224,6 @@ def _link_tree(source: Path, destination: Path) -> None:
             shutil.copy2(src, dst)
 
     shutil.copytree(source, destination, copy_function=link_or_copy, symlinks=True)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def seal_model(onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str) -> SealedModel:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from edge_deploy.files import ONNX_FILE_NAME, sha256_file
 from edge_deploy.validation.errors import ValidationError
-from edge_deploy.validation.optimize import sha256_of
 from edge_deploy.validation.report import (
     Check,
     OptimizationReport,
@@ -36,7 +36,7 @@ from edge_deploy.validation.structure import ExpectedSignature, check_structure,
 
 log = logging.getLogger(__name__)
 
-ONNX_NAME = "end2end.onnx"
+ONNX_NAME = ONNX_FILE_NAME  # what the conversion wrote
 CONVERSION_RECORD = "conversion.json"
 REPORT_NAME = "validation.json"
 DECK_NAME = "validation.html"
@@ -127,7 +127,7 @@ def run_gate(
     if not onnx_path.is_file():
         raise ValidationError(f"no ONNX model at {onnx_path.name} in {onnx_path.parent}: convert the model first")
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_sha256 = sha256_of(onnx_path)
+    onnx_sha256 = sha256_file(onnx_path)
     structure = check_structure(onnx_path, subject.signature)
     structure.checks.insert(0, _content_check(onnx_sha256, subject.expected_onnx_sha256))
     structure.passed = all(check.passed for check in structure.checks)

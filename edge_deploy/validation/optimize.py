@@ -5,8 +5,9 @@ node elimination and fusions that use standard ONNX operators only. Higher level
 purpose: ONNX Runtime documents that extended/all-level models may contain its contrib operators and
 hardware-specific layouts (NCHWc on AVX CPUs), and the model ships to other machines (ARM64 edge
 devices, GPU execution providers). The runtime still applies every level online at load, which is
-why the measured gain is usually small (STACK.md: ORT's default level already gives the 1.3-1.7x, and
-onnxslim on top moved latency by -2..+2%). onnxslim is not installed, so it is not tried.
+why the measured gain is usually small (measured on this project's build machine: ORT's default
+level already gives the 1.3-1.7x over the basic one, and onnxslim on top moved latency by
+-2..+2%). onnxslim is not installed, so it is not tried.
 
 The copy must pass the same parity gate against the same reference outputs and be at least
 `min_speedup` faster at p50, timed interleaved with the raw model (see speed.measure_speeds);
@@ -15,11 +16,11 @@ otherwise it is deleted and the raw model ships.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_deploy.files import sha256_file
 from edge_deploy.validation.parity import ReferenceRun, Tolerances, check_parity
 from edge_deploy.validation.report import OptimizationReport, ParityReport, SpeedReport, ValidationSettings
 from edge_deploy.validation.runtime import open_session
@@ -38,14 +39,6 @@ def write_optimized(onnx_path: Path, target: Path, custom_op_library: Path | Non
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -95,7 +88,7 @@ def decide(
         kept=kept,
         reason=reason,
         file=candidate.path.name if kept else None,
-        sha256=sha256_of(candidate.path),
+        sha256=sha256_file(candidate.path),
         size_bytes=candidate.path.stat().st_size,
         parity=candidate.parity,
         speed=optimized,

@@ -33,26 +33,6 @@ def model_bytes(onnx_path: Path) -> int:
     return total + sum((onnx_path.parent / location).stat().st_size for location in locations)
 
 
-def measure_speed(
-    onnx_path: Path,
-    feeds: Mapping[str, np.ndarray],
-    *,
-    warmup_runs: int,
-    timed_runs: int,
-    threads: int = 0,
-    custom_op_library: Path | None = None,
-) -> SpeedReport:
-    speeds = measure_speeds(
-        {"model": onnx_path},
-        feeds,
-        warmup_runs=warmup_runs,
-        timed_runs=timed_runs,
-        threads=threads,
-        custom_op_library=custom_op_library,
-    )
-    return speeds["model"]
-
-
 def measure_speeds(
     models: Mapping[str, Path],
     feeds: Mapping[str, np.ndarray],

@@ -10,19 +10,22 @@ from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.conversion import ModelIdentity, load_model_dir
 from edge_deploy.files import sha256_file as file_sha256
-from tasks.convert import convert_model, identify_model
+from tasks.convert import IdentityMismatchError, convert_model, identify_model
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def local_flyte_cache(tmp_path, monkeypatch):
-    """Flyte's real local cache (diskcache), enabled and kept in this test's directory."""
+    """Flyte's real local cache (diskcache), enabled, in this test's own HOME (~/.flyte/local-cache).
+
+    `LocalTaskCache.initialize()` opens the cache at its documented place under HOME. Every test
+    that enables the cache opens its own, so none writes into another's (the suite runs with
+    FLYTE_LOCAL_CACHE_ENABLED=false otherwise).
+    """
     monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "true")
-    monkeypatch.setattr(local_cache, "CACHE_LOCATION", str(tmp_path / "flyte-cache"))
-    monkeypatch.setattr(local_cache.LocalTaskCache, "_initialized", False)
-    yield
-    local_cache.LocalTaskCache._initialized = False
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    local_cache.LocalTaskCache.initialize()
 
 
 def test_identity_is_the_content_of_the_directory(sample_model_dir):
@@ -62,6 +65,6 @@ def test_cache_key_is_the_identity_not_the_directory_path(sample_model_dir, tmp_
 
     # A different identity is a different key: the task runs and refuses the mismatching directory.
     changed = dataclasses.replace(identity, checkpoint_sha256="0" * 64)
-    with pytest.raises(Exception, match="checkpoint_sha256: directory has") as caught:
+    with pytest.raises(IdentityMismatchError, match="checkpoint_sha256: directory has") as caught:
         convert_model(model_dir=FlyteDirectory(str(first_place)), identity=changed)
     assert "does not match the identity it was sent with" in str(caught.value)

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, decrypt_file_to_bytes
+from edge_deploy.crypto.errors import UnknownKeyIdError
 from edge_deploy.status import PIPELINE_STAGES
 from edge_deploy.status.redis_status import events_key, run_key
 from tests.integration.conftest import (
@@ -173,7 +174,7 @@ def check_sealed_model(sealed: bytes) -> None:
         path = Path(scratch) / "model.onnx.enc"
         path.write_bytes(sealed)
         plaintext = decrypt_file_to_bytes(path, Keyring({EDGE_KEY_ID: EDGE_KEY}))
-        with pytest.raises(Exception, match=EDGE_KEY_ID):
+        with pytest.raises(UnknownKeyIdError, match=EDGE_KEY_ID):
             decrypt_file_to_bytes(path, Keyring({SOURCE_KEY_ID: SOURCE_KEY}))
     graph = onnx.load_model_from_string(plaintext).graph
     assert [i.name for i in graph.input] == ["input"] and len(graph.output) >= 2

@@ -10,9 +10,10 @@ from flytekit.core import local_cache
 from flytekit.tools.translator import get_serializable
 from flytekit.types.directory import FlyteDirectory
 
-from edge_deploy.conversion import model_identity
-from edge_deploy.validation.optimize import sha256_of
-from edge_deploy.validation.report import ValidationSettings
+from edge_deploy.conversion import ModelDirError, model_identity
+from edge_deploy.files import sha256_file
+from edge_deploy.validation.errors import ValidationError
+from edge_deploy.validation.report import ValidationFailed, ValidationSettings
 from tasks.validate import validate_onnx
 from tests.validation.tiny_models import perturb_initializer
 
@@ -23,12 +24,15 @@ QUICK = ValidationSettings(samples=1, warmup_runs=1, timed_runs=3, optimize=Fals
 
 @pytest.fixture
 def local_flyte_cache(tmp_path, monkeypatch):
-    """Flyte's real local cache (diskcache), enabled and kept in this test's directory."""
+    """Flyte's real local cache (diskcache), enabled, in this test's own HOME (~/.flyte/local-cache).
+
+    `LocalTaskCache.initialize()` opens the cache at its documented place under HOME. Every test
+    that enables the cache opens its own, so none writes into another's (the suite runs with
+    FLYTE_LOCAL_CACHE_ENABLED=false otherwise).
+    """
     monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "true")
-    monkeypatch.setattr(local_cache, "CACHE_LOCATION", str(tmp_path / "flyte-cache"))
-    monkeypatch.setattr(local_cache.LocalTaskCache, "_initialized", False)
-    yield
-    local_cache.LocalTaskCache._initialized = False
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    local_cache.LocalTaskCache.initialize()
 
 
 def _inputs(sample, model_root=None, onnx_dir=None, settings=QUICK):
@@ -68,7 +72,7 @@ def test_cache_key_is_content_and_settings_not_where_the_directories_are(convert
     _, second = validate_onnx(**_inputs(sample, empty_model, empty_onnx))
     assert second == first
     # Other settings are another key: the task runs, and refuses the empty directories.
-    with pytest.raises(Exception, match=r"expected exactly one \.py file"):
+    with pytest.raises(ModelDirError, match=r"expected exactly one \.py file"):
         validate_onnx(**_inputs(sample, empty_model, empty_onnx, ValidationSettings(samples=2, optimize=False)))
 
 
@@ -77,7 +81,7 @@ def test_an_onnx_directory_with_other_content_is_refused(converted_sample, tmp_p
     other = tmp_path / "onnx"
     shutil.copytree(sample.out_dir, other)
     perturb_initializer(sample.onnx_path, other / "end2end.onnx", name="head.fc.weight")
-    with pytest.raises(Exception, match=f"the input says {sample.result.sha256}"):
+    with pytest.raises(ValidationError, match=f"the input says {sample.result.sha256}"):
         validate_onnx(**_inputs(sample, onnx_dir=other))
 
 
@@ -86,8 +90,8 @@ def test_a_failing_gate_fails_the_task_with_the_output_named(converted_sample, t
     tampered = tmp_path / "onnx"
     shutil.copytree(sample.out_dir, tampered)
     perturb_initializer(sample.onnx_path, tampered / "end2end.onnx", name="head.fc.weight", scale=1.0)
-    inputs = _inputs(sample, onnx_dir=tampered) | {"onnx_sha256": sha256_of(tampered / "end2end.onnx")}
-    with pytest.raises(Exception, match=r"parity: output 'output' max abs error \d\.\de-\d\d > atol"):
+    inputs = _inputs(sample, onnx_dir=tampered) | {"onnx_sha256": sha256_file(tampered / "end2end.onnx")}
+    with pytest.raises(ValidationFailed, match=r"parity: output 'output' max abs error \d\.\de-\d\d > atol"):
         validate_onnx(**inputs)
 
 
