@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.docker_engine",
     "tests.fixtures.base_images",
     "tests.fixtures.models",
+    "tests.fixtures.flyte_cache",
 ]

@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from flytekit.core import local_cache
 from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.conversion import ModelIdentity, load_model_dir
@@ -13,19 +12,6 @@ from edge_deploy.files import sha256_file as file_sha256
 from tasks.convert import IdentityMismatchError, convert_model, identify_model
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def local_flyte_cache(tmp_path, monkeypatch):
-    """Flyte's real local cache (diskcache), enabled, in this test's own HOME (~/.flyte/local-cache).
-
-    `LocalTaskCache.initialize()` opens the cache at its documented place under HOME. Every test
-    that enables the cache opens its own, so none writes into another's (the suite runs with
-    FLYTE_LOCAL_CACHE_ENABLED=false otherwise).
-    """
-    monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "true")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    local_cache.LocalTaskCache.initialize()
 
 
 def test_identity_is_the_content_of_the_directory(sample_model_dir):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from flytekit.configuration import Image, ImageConfig, SerializationSettings
-from flytekit.core import local_cache
 from flytekit.tools.translator import get_serializable
 from flytekit.types.directory import FlyteDirectory
 
@@ -20,19 +19,6 @@ from tests.validation.tiny_models import perturb_initializer
 pytestmark = pytest.mark.slow
 
 QUICK = ValidationSettings(samples=1, warmup_runs=1, timed_runs=3, optimize=False)
-
-
-@pytest.fixture
-def local_flyte_cache(tmp_path, monkeypatch):
-    """Flyte's real local cache (diskcache), enabled, in this test's own HOME (~/.flyte/local-cache).
-
-    `LocalTaskCache.initialize()` opens the cache at its documented place under HOME. Every test
-    that enables the cache opens its own, so none writes into another's (the suite runs with
-    FLYTE_LOCAL_CACHE_ENABLED=false otherwise).
-    """
-    monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "true")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    local_cache.LocalTaskCache.initialize()
 
 
 def _inputs(sample, model_root=None, onnx_dir=None, settings=QUICK):
