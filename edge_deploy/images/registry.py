@@ -5,6 +5,11 @@ registries) sends the credentials; `Bearer realm=...,service=...,scope=...` (ACR
 distribution's token auth) fetches a token from the realm with the credentials as basic auth and
 retries with it. Connection failures, timeouts, 429 and 5xx are retried with backoff, a bounded
 number of times; 401/403 are not (wrong credentials do not get better).
+
+Why a client of our own: the Docker SDK speaks to the engine, and the engine cannot put an image
+index into a registry (only the experimental `docker manifest` CLI can); oras-py can, but it brings
+its own auth and retry layers for the four calls used here (HEAD, GET and PUT of a manifest, and the
+token exchange), where this client shares the project's retry rule and error types.
 """
 
 from __future__ import annotations
