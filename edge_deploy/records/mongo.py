@@ -202,6 +202,9 @@ def find_page(
         conditions.append({"$or": [older, same_time]})
 
     def read() -> list[dict[str, Any]]:
+        if not getattr(store, "_page_index_ready", False):  # newest first across all models, without a sort
+            store._collection.create_index(_NEWEST_FIRST, name="created")
+            store._page_index_ready = True
         cursor = store._collection.find({"$and": conditions}, {"_id": 0}).sort(_NEWEST_FIRST).limit(count)
         return list(cursor)
 
