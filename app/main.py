@@ -4,7 +4,7 @@
     GET /readyz    Redis (or the in-process queue), the record store and a worker whose executor
                    answers; 503 naming what is not ready (no token)
     GET /metrics   Prometheus text (the `read` scope, unless EDGE_API_PUBLIC_METRICS=true)
-    /api/v1/...    the API (app/api/v1.py); /docs and /openapi.json describe it
+    /api/v1/...    the API (app/api/v1.py); GET /openapi.json describes it (the `read` scope)
 
 Without Redis the queue, the live status and one worker live in this process (the embedded
 default); the worker runs each job in a child process like any other worker.
@@ -52,10 +52,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=__version__,
         summary="Deploy OpenMMLab models from lakeFS to validated ONNX edge images, and ask what a device should run.",
         lifespan=lifespan,
+        # The document is served below, behind a token like every endpoint but health; no docs UI
+        # (it would load its scripts from a CDN, and could not fetch the document without a token).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(v1.router)
     _health_routes(app, settings)
+    _openapi_route(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver)
     if not settings.auth_configured:
@@ -69,6 +75,16 @@ async def _loopback_clients_only(request: Request, call_next):
     if client and not is_loopback(client):
         return error_response(403, "no authentication is configured, so only loopback clients are served")
     return await call_next(request)
+
+
+def _openapi_route(app: FastAPI) -> None:
+    @app.get(
+        "/openapi.json",
+        include_in_schema=False,
+        dependencies=[Depends(v1.known_query_parameters), Depends(v1.needs(READ))],
+    )
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
 
 def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:

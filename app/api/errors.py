@@ -114,7 +114,9 @@ def install_error_handlers(app: FastAPI) -> None:
             problem = FieldProblem(field="body", message="the body is not valid JSON (UTF-8 text)")
             return error_response(422, f"body: {problem.message}", "body", [problem])
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path} (the API is under /api/v1, see /docs)"
+            message = (
+                f"no such endpoint: {request.method} {request.url.path} (the API is under /api/v1, see /openapi.json)"
+            )
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+from pathlib import Path
 
 import click
 
@@ -33,6 +35,7 @@ def serve(host: str | None, port: int | None) -> None:
     from app.main import create_app
 
     settings = ServiceSettings.from_env()
+    _let_job_processes_import_app()
     host = host or settings.host
     port = settings.port if port is None else port
     settings.check_bind(host)
@@ -53,6 +56,7 @@ def worker() -> None:
     from edge_deploy.status.redis_status import RedisStatus
 
     settings = ServiceSettings.from_env()
+    _let_job_processes_import_app()
     if settings.base.redis_url is None:
         raise ConfigError(
             "edge-deploy worker takes jobs from Redis: set REDIS_URL "
@@ -80,6 +84,16 @@ def worker() -> None:
     finally:
         queue.close()
         records.close()
+
+
+def _let_job_processes_import_app() -> None:
+    """Job processes run `python -m app.run.job`: make `app` importable wherever they start."""
+    import app
+
+    root = str(Path(app.__file__).resolve().parents[1])
+    paths = [item for item in os.environ.get("PYTHONPATH", "").split(os.pathsep) if item]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 @click.command("api-token")

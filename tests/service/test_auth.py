@@ -141,7 +141,14 @@ def queue_local(service, token: str, target: str = "x86_64-cpu") -> httpx.Respon
 
 
 def test_every_endpoint_but_health_needs_a_bearer_token(service):
-    for path in ("/api/v1/platforms", "/api/v1/deployments", "/metrics", "/api/v1/runs/eabcdefghijklmnopqrs"):
+    paths = (
+        "/api/v1/platforms",
+        "/api/v1/deployments",
+        "/metrics",
+        "/openapi.json",
+        "/api/v1/runs/eabcdefghijklmnopqrs",
+    )
+    for path in paths:
         answer = call(service, None, path=path)
         assert answer.status_code == 401, path
         assert answer.headers["www-authenticate"].startswith("Bearer")

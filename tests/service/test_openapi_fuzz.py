@@ -47,7 +47,8 @@ def fuzzed_service(tmp_path_factory, redis_server, mongo_server, lakefs_server, 
 
 @pytest.fixture(scope="module")
 def api_schema(fuzzed_service):
-    return schemathesis.openapi.from_url(fuzzed_service.url + "/openapi.json")
+    headers = {"Authorization": f"Bearer {fuzzed_service.token}"}  # the document, too, needs a token
+    return schemathesis.openapi.from_url(fuzzed_service.url + "/openapi.json", headers=headers)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
