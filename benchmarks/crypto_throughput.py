@@ -179,15 +179,17 @@ def command_line(plain: Path, sealed: Path, temp: Path, repeat: int, env: dict[s
             out.unlink(missing_ok=True)
             runs[name].append(operations[name]())
     out.unlink(missing_ok=True)
-    copy = statistics.median(run["seconds"] for run in runs["cp + fsync"])
+    copies = [run["seconds"] for run in runs["cp + fsync"]]
     print(f"command line, {repeat} rounds (each operation once per round, order rotated), medians:")
-    header = f"  {'operation':<24} {'seconds':>8} {'vs cp+fsync':>12} {'peak RSS MiB':>13}"
+    header = f"  {'operation':<24} {'seconds':>8} {'vs cp+fsync':>12} {'same round':>11} {'peak RSS MiB':>13}"
     print(header + "\n  " + "-" * (len(header) - 2))
     for name, results in runs.items():
         seconds = statistics.median(run["seconds"] for run in results)
+        # the ratio within each round, where cp met the same load, then its median
+        paired = statistics.median(run["seconds"] / copy for run, copy in zip(results, copies, strict=True))
         peaks = [run["peak_rss_mib"] for run in results if "peak_rss_mib" in run]
         peak = f"{max(peaks):>13.1f}" if peaks else f"{'-':>13}"
-        print(f"  {name:<24} {seconds:>8.3f} {seconds / copy:>12.2f} {peak}")
+        print(f"  {name:<24} {seconds:>8.3f} {seconds / statistics.median(copies):>12.2f} {paired:>11.2f} {peak}")
 
 
 def in_process(
