@@ -9,11 +9,13 @@
 #
 # Same commit, same digest: when the commit tag is already in the registry (a retried or re-run pipeline) the
 # image is not built again and the digest already there is recorded (REBUILD=1 builds anyway). A build that
-# does run gets SOURCE_DATE_EPOCH (the commit's time) as a build argument; the service image's context has
-# its files' mtimes set to it, so its layers depend only on the commit. How far a builder honours it: README.
+# does run gets SOURCE_DATE_EPOCH (the commit's time) as a build argument (BuildKit stamps it into the image
+# config); the service image's context has fixed mtimes and no .pyc, so its layers depend only on the files.
+# How far each builder goes: README.
 #
 # Variables: IMAGE_REGISTRY (host[:port][/path]; default $ACR_NAME.azurecr.io), IMAGE_NAMESPACE (edge-deploy),
-# IMAGE_REGISTRY_INSECURE=true for a plain-HTTP registry, DIGEST_DIR (dist/images), PYTHON_BASE (the service
+# IMAGE_REGISTRY_INSECURE=true for a plain-HTTP registry, BUILD_NO_CACHE=true to build without the engine's
+# layer cache (a GitLab dind engine starts empty anyway), DIGEST_DIR (dist/images), PYTHON_BASE (the service
 # image's base), CI_COMMIT_SHA / CI_COMMIT_SHORT_SHA / CI_COMMIT_TAG / CI_PROJECT_URL (GitLab's; git is
 # asked when unset). Log in to the registry first (ci/azure-login.sh --acr, or docker login).
 source "$(dirname "$0")/lib.sh"
@@ -55,8 +57,8 @@ registry_digest() {
 }
 
 # The service image's context: two trees laid out from / (packages, then the app and its entry point), so that
-# every directory a COPY creates comes from the context with its mtime; all mtimes at SOURCE_DATE_EPOCH, no
-# .pyc, permissions independent of the umask.
+# every directory a COPY creates comes from the context with its mtime; all mtimes fixed, no .pyc, permissions
+# independent of the umask.
 stage_service_context() {
   local context=$1 arch=${SERVICE_WHEEL_ARCH:-x86_64}
   local packages="$context/packages/opt/edge-deploy/site-packages" app="$context/app/opt/edge-deploy/app"
@@ -75,7 +77,9 @@ stage_service_context() {
     tar --null -T - -cf - | tar -xf - -C "$app"
   cp images/service/edge-deploy "$context/app/usr/local/bin/edge-deploy"
   chmod -R u+rwX,go+rX,go-w "$context"
-  find "$context" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  # One fixed time, not the commit's: the legacy builder's cache matches COPY sources by content alone, so a
+  # layer taken from the cache and one built afresh only agree when mtimes never vary. (1980: zip's epoch.)
+  find "$context" -exec touch -h -d @315532800 {} +
 }
 
 build() {
@@ -88,6 +92,7 @@ build() {
   local tag_args=() tag context=.
   for tag in "${tags[@]}"; do tag_args+=(-t "$repository:$tag"); done
   local args=(--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" "${labels[@]}" "${tag_args[@]}")
+  [ "${BUILD_NO_CACHE:-false}" = true ] && args+=(--no-cache)
   if [ "$name" = service ]; then
     context=build/service-image
     [ -n "${PYTHON_BASE:-}" ] && args+=(--build-arg "PYTHON_BASE=$PYTHON_BASE")
