@@ -69,7 +69,7 @@ stage_service_context() {
     --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
     -c requirements/runtime.txt -r images/service/requirements.in
   # Console scripts written by pip name this host's interpreter; the image has its own entry point.
-  rm -rf "$packages/bin"
+  rm -rf "${packages:?}/bin"
   # The files a commit of this tree would hold (tracked and new, not ignored; a clean checkout in CI).
   git ls-files -z --cached --others --exclude-standard -- \
     app edge_deploy tasks workflows images/platforms.yaml images/edge pyproject.toml README.md |
