@@ -24,10 +24,12 @@ from edge_deploy.crypto.stream import (
     BATCH_BYTES,
     Observer,
     StreamResult,
-    decrypt_stream,
     encrypt_stream,
+    new_header,
     open_data_key,
     open_into,
+    open_stream,
+    seal_into,
     unwrap_data_key,
     wrap_data_key,
     write_all,
@@ -110,38 +112,61 @@ def encrypt_file(
     checksums: bool = False,
 ) -> SealedFile:
     """Seal `src` into `dst` under KEK `key_id`; `dst` keeps `src`'s permission bits (ciphertext is
-    safe to share). With `checksums`, the sha256 of both sides is taken on the way (the writer
-    thread hashes while the next batch is sealed), for records and image labels."""
-    src, dst = Path(src), Path(dst)
+    safe to share). Chunks are sealed straight into the output file's pages. With `checksums`,
+    the sha256 of both sides is taken on the way instead (a writer thread writes and hashes while
+    the next batch is sealed), for records and image labels."""
+    src, dst, name = Path(src), Path(dst), str(src)
     plain_hash, sealed_hash = (hashlib.sha256(), hashlib.sha256()) if checksums else (None, None)
     with open_source(src) as source, atomic_output(dst, mode=stat.S_IMODE(os.fstat(source.fileno()).st_mode)) as out:
-        result = encrypt_stream(
-            source,
-            out,
-            keyring,
-            key_id,
-            chunk_size=chunk_size,
-            name=str(src),
-            on_plaintext=plain_hash.update if plain_hash else None,
-            on_ciphertext=sealed_hash.update if sealed_hash else None,
-        )
-    log.info("encrypted %s -> %s under key id %s (%d bytes)", src, dst, key_id, result.plaintext_size)
+        status = os.fstat(source.fileno())
+        if checksums or not stat.S_ISREG(status.st_mode):  # a pipe has no size to map the output by
+            result = encrypt_stream(
+                source,
+                out,
+                keyring,
+                key_id,
+                chunk_size=chunk_size,
+                name=name,
+                on_plaintext=plain_hash.update if plain_hash else None,
+                on_ciphertext=sealed_hash.update if sealed_hash else None,
+            )
+            chunks, plaintext_size, ciphertext_size = result.chunks, result.plaintext_size, result.ciphertext_size
+        else:
+            header, data_cipher = new_header(keyring, key_id, chunk_size, name)
+            with _MappedOutput(out.fileno(), header.ciphertext_size(status.st_size)) as output:
+                output(0, header.size)[:] = header.encode()
+                chunks, plaintext_size = seal_into(source, header, data_cipher, status.st_size, output, name)
+                ciphertext_size = header.ciphertext_size(plaintext_size)
+                output.truncate(ciphertext_size)  # smaller than allocated if the source shrank meanwhile
+    log.info("encrypted %s -> %s under key id %s (%d bytes)", src, dst, key_id, plaintext_size)
     return SealedFile(
         key_id=key_id,
         chunk_size=chunk_size,
-        chunks=result.chunks,
-        plaintext_size=result.plaintext_size,
-        ciphertext_size=result.ciphertext_size,
+        chunks=chunks,
+        plaintext_size=plaintext_size,
+        ciphertext_size=ciphertext_size,
         plaintext_sha256=plain_hash.hexdigest() if plain_hash else None,
         ciphertext_sha256=sealed_hash.hexdigest() if sealed_hash else None,
     )
 
 
 def decrypt_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], keyring: Keyring) -> StreamResult:
-    """Open `src` into `dst` (mode 0600); on any error `dst` is left as it was."""
-    src, dst = Path(src), Path(dst)
+    """Open `src` into `dst` (mode 0600), chunks straight into the output file's pages; on any
+    error `dst` is left as it was."""
+    src, dst, name = Path(src), Path(dst), str(src)
     with open_source(src) as source, atomic_output(dst, mode=PLAINTEXT_MODE) as out:
-        result = decrypt_stream(source, out, keyring, name=str(src))
+        header = parse_header(source, name)
+        data_cipher = open_data_key(header, keyring, name)
+        status = os.fstat(source.fileno())
+        if not stat.S_ISREG(status.st_mode):  # a pipe has no length to size the output by
+            result = open_stream(source, out, header, data_cipher, name)
+        else:
+            _, plaintext_size = header.layout(status.st_size, name)
+            with _MappedOutput(out.fileno(), plaintext_size) as output:
+                chunks = open_into(source, header, data_cipher, plaintext_size, output, name)
+            result = StreamResult(
+                header.key_id, header.chunk_size, chunks, plaintext_size, header.ciphertext_size(plaintext_size)
+            )
     log.info("decrypted %s -> %s (key id %s)", src, dst, result.key_id)
     return result
 
@@ -177,7 +202,8 @@ def decrypt_file_to_memory(
         buffer = allocate(plaintext_size)
         view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
         try:
-            open_into(source, header, data_cipher, view, str(path), on_plaintext)
+            place = lambda offset, length: view[offset : offset + length]  # noqa: E731
+            open_into(source, header, data_cipher, plaintext_size, place, str(path), on_plaintext)
         finally:
             view.release()  # so that an mmap buffer can be closed by its owner
     log.debug("decrypted %s in memory under key id %s", path, header.key_id)
@@ -234,28 +260,82 @@ def open_source(path: Path) -> Iterator[BinaryIO]:
         yield stream
 
 
+class _Handover:
+    """Hands written data to the disk every WRITEBACK_BYTES instead of all of it at the fsync: the
+    disk writes while the next batches are sealed, the fsync finds little left, and dirty memory
+    stays small. Linux starts the write-back of a range when told POSIX_FADV_DONTNEED
+    (`sync_file_range` is not in the os module); elsewhere it is only a hint."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor, self.handed_over = descriptor, 0
+
+    def written_up_to(self, position: int) -> None:
+        if position - self.handed_over >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.descriptor, self.handed_over, position - self.handed_over, os.POSIX_FADV_DONTNEED)
+            self.handed_over = position
+
+
 class _EarlyWriteback:
-    """An unbuffered file whose written data is handed to the disk every WRITEBACK_BYTES, instead of
-    all of it at the fsync: the disk writes while the next batches are sealed, the fsync finds
-    little left, and dirty memory stays small. Linux starts the write-back of a range when told
-    POSIX_FADV_DONTNEED (`sync_file_range` is not in the os module); elsewhere it is only a hint."""
+    """An unbuffered file that hands its written data to the disk as it goes (`_Handover`)."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self.raw, self.written, self.handed_over = raw, 0, 0
+        self.raw, self.written, self.handover = raw, 0, _Handover(raw.fileno())
 
     def write(self, data: memoryview) -> int:
         count = self.raw.write(data) or 0
         self.written += count
-        if self.written - self.handed_over >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(
-                    self.fileno(), self.handed_over, self.written - self.handed_over, os.POSIX_FADV_DONTNEED
-                )
-            self.handed_over = self.written
+        self.handover.written_up_to(self.written)
         return count
 
     def fileno(self) -> int:
         return self.raw.fileno()
+
+
+class _MappedOutput:
+    """The output file, mapped one window at a time, so that chunks are sealed or opened straight
+    into its pages (no buffer in between, no write copy). Calling it with (offset, length) unmaps
+    the previous window and maps that one. The file's blocks are allocated first: a full disk is
+    an error before any work, never a fault inside a mapping."""
+
+    def __init__(self, descriptor: int, size: int) -> None:
+        self.descriptor, self.handover = descriptor, _Handover(descriptor)
+        self._map: mmap.mmap | None = None
+        self._view: memoryview | None = None
+        if size:
+            os.posix_fallocate(descriptor, 0, size)
+
+    def __enter__(self) -> _MappedOutput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._unmap()
+
+    def __call__(self, offset: int, length: int) -> memoryview:
+        self._unmap()
+        if length == 0:
+            return memoryview(bytearray())
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # all pages in one call: all are written
+        self._map = mmap.mmap(self.descriptor, offset + length - start, flags, offset=start)
+        self._view = memoryview(self._map)[offset - start :]
+        self.handover.written_up_to(start)
+        return self._view
+
+    def truncate(self, size: int) -> None:
+        self._unmap()
+        os.ftruncate(self.descriptor, size)
+
+    def _unmap(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        if self._map is not None:
+            # after a failure the traceback's frames still hold slices of the window; the mapping
+            # then goes away with them
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
 
 
 @contextlib.contextmanager

@@ -92,15 +92,24 @@ class Header:
         return self.size + plaintext_size + chunks * TAG_SIZE
 
     def layout(self, file_size: int, name: str) -> tuple[int, int]:
-        """(chunk count, plaintext size) implied by a file's length; checked only when decrypted."""
-        body = file_size - self.size - TAG_SIZE  # the final chunk always has a tag
-        full_chunks, final_length = divmod(body, self.chunk_size + TAG_SIZE) if body >= 0 else (0, -1)
-        if body < 0 or final_length >= self.chunk_size:
-            raise CorruptedDataError(
-                f"{name}: {file_size} bytes cannot be a whole file with {self.chunk_size}-byte chunks (truncated?)",
-                chunk=full_chunks,
-            )
-        return full_chunks + 1, full_chunks * self.chunk_size + final_length
+        """(chunk count, plaintext size) implied by a file's length; checked only when decrypted.
+
+        A length no whole file can have fails as decrypting it would: naming the chunk cut short.
+        """
+        body = max(0, file_size - self.size)
+        full_chunks, final_length = divmod(body, self.chunk_size + TAG_SIZE)  # the final chunk is short
+        if final_length < TAG_SIZE:  # the final chunk always has a tag
+            raise truncation_error(name, full_chunks, final_length)
+        return full_chunks + 1, full_chunks * self.chunk_size + final_length - TAG_SIZE
+
+
+def truncation_error(name: str, index: int, count: int) -> CorruptedDataError:
+    """Chunk `index` has only `count` bytes where a chunk (at least its tag) should be."""
+    if count == 0 and index > 0:
+        message = f"{name}: truncated: it ends after chunk {index - 1} without a final chunk"
+    else:
+        message = f"{name}: truncated: chunk {index} is cut short"
+    return CorruptedDataError(message, chunk=index)
 
 
 def parse_header(stream: BinaryIO, name: str) -> Header:

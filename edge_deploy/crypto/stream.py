@@ -42,6 +42,7 @@ from edge_deploy.crypto.format import (
     chunk_nonce,
     parse_header,
     read_into,
+    truncation_error,
 )
 from edge_deploy.crypto.keyring import Keyring
 
@@ -145,7 +146,18 @@ def decrypt_stream(
 ) -> StreamResult:
     """Open a sealed stream into `dst`; see the module docstring about output on error."""
     header = parse_header(src, name)
-    data_cipher = open_data_key(header, keyring, name)
+    return open_stream(src, dst, header, open_data_key(header, keyring, name), name, on_plaintext)
+
+
+def open_stream(
+    src: BinaryIO,
+    dst: BinaryIO,
+    header: Header,
+    data_cipher: AESGCM,
+    name: str,
+    on_plaintext: Observer | None = None,
+) -> StreamResult:
+    """Open the chunks that follow `header` in `src` into `dst`."""
     chunk_size = header.chunk_size
     remaining = _remaining_bytes(src)
     per_batch = _chunks_per_batch(chunk_size, remaining, chunk_size + TAG_SIZE)
@@ -164,23 +176,29 @@ def decrypt_stream(
     return StreamResult(header.key_id, chunk_size, index, plaintext_size, header.ciphertext_size(plaintext_size))
 
 
+Target = Callable[[int, int], memoryview]  # (offset, length) -> writable memory for those output bytes
+
+
 def open_into(
     src: BinaryIO,
     header: Header,
     data_cipher: AESGCM,
-    out: memoryview,
+    plaintext_size: int,
+    target: Target,
     name: str,
     on_plaintext: Observer | None = None,
 ) -> int:
-    """Open the chunks that follow `header` in `src` straight into `out`, which has the plaintext's
-    final size (from `Header.layout`); returns the bytes written. Nothing but one batch of
-    ciphertext is held besides `out`. `on_plaintext` sees each opened batch, in order, in a helper
-    thread while the next batch is opened (a hash then costs almost no time of its own)."""
+    """Open the chunks that follow `header` in `src` straight into the memory `target` gives for
+    each batch's place in a plaintext of `plaintext_size` bytes (from `Header.layout`): a buffer
+    of the final size, or the output file's own pages. Returns the chunk count. Nothing but one
+    batch of ciphertext is held besides. `on_plaintext` sees each opened batch, in order, in a
+    helper thread while the next batch is opened (a hash then costs almost no time of its own);
+    its memory must stay valid until this returns."""
     chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
-    per_batch = _chunks_per_batch(chunk_size, len(out), chunk_size)
+    per_batch = _chunks_per_batch(chunk_size, plaintext_size, chunk_size)
     sealed = memoryview(bytearray(per_batch * sealed_size))
     # never read past the length the layout was computed from (a file growing meanwhile)
-    remaining = header.ciphertext_size(len(out)) - header.size
+    remaining = header.ciphertext_size(plaintext_size) - header.size
     index = written = 0
     with contextlib.ExitStack() as stack:
         observer = stack.enter_context(_InOrder(on_plaintext)) if on_plaintext is not None else None
@@ -188,16 +206,38 @@ def open_into(
             count = read_into(src, sealed[: min(len(sealed), remaining)])
             remaining -= count
             at_end = count < len(sealed) or remaining == 0
-            target = out[written : written + per_batch * chunk_size]
-            opened, index = _open_batch(data_cipher, header, sealed[:count], target, index, at_end, name)
+            plain = target(written, min(per_batch * chunk_size, plaintext_size - written))
+            opened, index = _open_batch(data_cipher, header, sealed[:count], plain, index, at_end, name)
             if observer is not None:
-                observer.submit(target[:opened])
+                observer.submit(plain[:opened])
             written += opened
             if at_end:
                 break
-    if written != len(out):  # the file changed length while it was read
-        raise CorruptedDataError(f"{name}: truncated: {written} of {len(out)} plaintext bytes", chunk=index)
-    return written
+    if written != plaintext_size:  # the file changed length while it was read
+        raise CorruptedDataError(f"{name}: truncated: {written} of {plaintext_size} plaintext bytes", chunk=index)
+    return index
+
+
+def seal_into(
+    src: BinaryIO, header: Header, data_cipher: AESGCM, plaintext_size: int, target: Target, name: str
+) -> tuple[int, int]:
+    """Seal `plaintext_size` bytes of `src` (what a file holds when sealing starts; fewer if it
+    shrinks) straight into the memory `target` gives for each batch's place after the header.
+    Returns (chunk count, plaintext bytes sealed)."""
+    chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
+    per_batch = _chunks_per_batch(chunk_size, plaintext_size, chunk_size)
+    plain = memoryview(bytearray(per_batch * chunk_size))
+    remaining, index, done = plaintext_size, 0, 0
+    while True:
+        count = read_into(src, plain[: min(len(plain), remaining)])
+        remaining -= count
+        at_end = count < len(plain) or remaining == 0
+        chunks = count // chunk_size + (1 if at_end else 0)
+        sealed = target(header.size + index * sealed_size, count + chunks * TAG_SIZE)
+        _, index = _seal_batch(data_cipher, header, plain[:count], sealed, index, at_end, name)
+        done += count
+        if at_end:
+            return index, done
 
 
 def decrypt_to_bytes(src: BinaryIO, keyring: Keyring, *, name: str = "<stream>") -> bytes:
@@ -264,7 +304,7 @@ def _open_batch(
     if not at_end:
         return full * chunk_size, index
     if rest < TAG_SIZE:
-        raise _truncated(name, index, rest)
+        raise truncation_error(name, index, rest)
     _open_chunk(data_cipher, header, sealed[full * sealed_size :], plain[full * chunk_size :], index, True, name)
     return full * chunk_size + rest - TAG_SIZE, index + 1
 
@@ -283,14 +323,6 @@ def _open_chunk(
         )
     except InvalidTag:
         raise _chunk_failed(name, index, final) from None
-
-
-def _truncated(name: str, index: int, count: int) -> CorruptedDataError:
-    if count == 0 and index > 0:
-        message = f"{name}: truncated: it ends after chunk {index - 1} without a final chunk"
-    else:
-        message = f"{name}: truncated: chunk {index} is cut short"
-    return CorruptedDataError(message, chunk=index)
 
 
 def _chunk_failed(name: str, index: int, final: bool) -> CorruptedDataError:

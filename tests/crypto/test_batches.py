@@ -10,6 +10,8 @@ import errno
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import threading
 import tracemalloc
 from pathlib import Path
@@ -186,3 +188,57 @@ def test_an_observer_of_the_in_memory_plaintext_sees_every_byte_in_order(seal, k
     with pytest.raises(ValueError, match="observer failed"):
         crypto.decrypt_file_to_memory(sealed, keyring, on_plaintext=refuse)
     assert worker_threads() == []
+
+
+def test_sealing_and_opening_through_a_named_pipe(tmp_path: Path, keyring: crypto.Keyring) -> None:
+    """A source with no length (a FIFO) goes through the stream path; a regular file is mapped."""
+    data = os.urandom(3 * MIB + 11)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def feed(payload: bytes) -> threading.Thread:
+        thread = threading.Thread(target=lambda: fifo.write_bytes(payload))
+        thread.start()
+        return thread
+
+    writer = feed(data)
+    sealed = crypto.encrypt_file(fifo, tmp_path / "sealed", keyring, "k1")
+    writer.join()
+    writer = feed((tmp_path / "sealed").read_bytes())
+    opened = crypto.decrypt_file(fifo, tmp_path / "opened", keyring)
+    writer.join()
+
+    assert (tmp_path / "opened").read_bytes() == data
+    assert sealed.plaintext_size == opened.plaintext_size == len(data)
+    assert sealed.ciphertext_size == (tmp_path / "sealed").stat().st_size
+
+
+FILE_SIZE_LIMIT = """
+import os, resource, signal, sys
+from edge_deploy import crypto
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+keyring = crypto.Keyring({"k1": bytes.fromhex(os.environ["KEY"])})
+try:
+    crypto.decrypt_file(sys.argv[1], sys.argv[2], keyring)
+except crypto.CryptoError as error:
+    print(error)
+"""
+
+
+def test_an_output_the_disk_cannot_hold_fails_cleanly_before_any_work(tmp_path: Path, key_one: bytes) -> None:
+    """The output's blocks are allocated first: no fault inside a mapping, one clear error, nothing left."""
+    keyring = crypto.Keyring({"k1": key_one})
+    (tmp_path / "plain").write_bytes(os.urandom(4 * MIB))
+    (tmp_path / "out").mkdir()
+    crypto.encrypt_file(tmp_path / "plain", tmp_path / "sealed", keyring, "k1")
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(tmp_path / "sealed"), str(tmp_path / "out" / "opened")],
+        env={**os.environ, "KEY": key_one.hex(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr  # a clean error, not a crash (SIGBUS)
+    assert "writing" in done.stdout and "File too large" in done.stdout
+    assert list((tmp_path / "out").iterdir()) == []
