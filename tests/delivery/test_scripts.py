@@ -5,6 +5,7 @@ Kubernetes API server is reachable here; pyflyte's own offline dry run does run.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,15 +109,18 @@ def test_registration_refuses_an_image_by_tag(variable):
     assert done.returncode == 1 and f"{variable} must be an image by digest" in done.stderr
 
 
-def test_deploy_applies_the_rendered_environment_and_waits_for_both_rollouts():
+def test_deploy_applies_the_rendered_environment_and_waits_for_both_rollouts(tmp_path):
+    for name in ("ci", "deploy"):
+        shutil.copytree(ROOT / name, tmp_path / name)
     image = f"edgeacr.azurecr.io/edge-deploy/service@{EXAMPLE_DIGEST}"
-    done = run_script("ci/deploy.sh", "--dry-run", "apply", "production", SERVICE_IMAGE=image, ROLLOUT_TIMEOUT="5m")
+    done = run_script("ci/deploy.sh", "--dry-run", "apply", "production", cwd=tmp_path, SERVICE_IMAGE=image,
+                      ROLLOUT_TIMEOUT="5m")  # fmt: skip
     assert calls(done) == [
         "kubectl apply --namespace edge-deploy --filename dist/deploy/production.yaml",
         "kubectl --namespace edge-deploy rollout status deployment/edge-deploy-api --timeout 5m",
         "kubectl --namespace edge-deploy rollout status deployment/edge-deploy-worker --timeout 5m",
     ]
-    assert EXAMPLE_DIGEST in (ROOT / "dist" / "deploy" / "production.yaml").read_text()
+    assert EXAMPLE_DIGEST in (tmp_path / "dist" / "deploy" / "production.yaml").read_text()
 
 
 def test_rollback_undoes_both_deployments_and_waits():
