@@ -7,13 +7,11 @@ queue's Redis, for the tests that restart Redis under a running job.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 
 from app.core.auth import new_token, token_digest
@@ -21,6 +19,7 @@ from edge_deploy.jobs.model import DeploymentRequest, Job, deployment_fingerprin
 from edge_deploy.jobs.queue import Submission
 from edge_deploy.records.embedded import EmbeddedRecordStore
 from tests.fixtures.processes import free_port, require_binary
+from tests.fixtures.redis import RedisServer, _answers_ping
 from tests.fixtures.restartable import RestartableProcess
 from tests.records.conftest import TEST_RETRY, mongo_store
 
@@ -32,35 +31,17 @@ def redis_url(redis_server) -> str:
     return redis_server.url
 
 
-@dataclass
-class DurableRedis:
-    url: str
-    port: int
-    process: RestartableProcess
-
-    def stopped(self) -> contextlib.AbstractContextManager[None]:
-        return self.process.stopped()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True)
-
-
-def _answers(port: int) -> bool:
-    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1) as client:
-        return bool(client.ping())
-
-
 @pytest.fixture
-def durable_redis(tmp_path: Path) -> Iterator[DurableRedis]:
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     binary = require_binary("redis-server", "install Debian's redis-server (apt-get install redis-server)")
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
     argv += ["--appendonly", "yes", "--appendfsync", "always"]
     what, log_path = f"durable redis-server on {port}", tmp_path / "redis.log"
-    process = RestartableProcess(argv, what, lambda: _answers(port), log_path)
+    process = RestartableProcess(argv, what, lambda: _answers_ping(port), log_path)
     process.start()
     try:
-        yield DurableRedis(f"redis://127.0.0.1:{port}/0", port, process)
+        yield RedisServer(f"redis://127.0.0.1:{port}/0", port, log_path, process)
     finally:
         process.stop()
 
