@@ -26,10 +26,10 @@ from edge_deploy.storage.progress import Progress
 from edge_deploy.storage.results import FileEntry, Provenance, file_digests
 
 if TYPE_CHECKING:
-    from edge_deploy.storage.store import LakeFSStore, RemoteObject
+    from edge_deploy.storage.client import LakeFSClient, RemoteObject
 
 
-def download(store: LakeFSStore, location: LakeFSLocation, dest: Path, show: Callable[[str], None]) -> Provenance:
+def download(store: LakeFSClient, location: LakeFSLocation, dest: Path, show: Callable[[str], None]) -> Provenance:
     """Download `location` into `dest` (which must not exist or be empty) at a pinned commit."""
     if dest.exists() and any(dest.iterdir()):
         raise StorageError(f"download target {dest} is not empty; give a new directory")
@@ -48,7 +48,7 @@ def download(store: LakeFSStore, location: LakeFSLocation, dest: Path, show: Cal
     return Provenance(location.repo, location.ref, commit_id, location.prefix, files)
 
 
-def _fetch_all(store: LakeFSStore, repo: str, commit_id: str, targets, staging: Path, show) -> None:
+def _fetch_all(store: LakeFSClient, repo: str, commit_id: str, targets, staging: Path, show) -> None:
     progress = Progress(sum(obj.size for obj, _ in targets), f"download {repo}@{commit_id[:12]}", show)
     with create_transfer_manager(store.s3, store.transfer) as manager:
         futures = []

@@ -48,7 +48,7 @@ from edge_deploy.storage.work_branches import (
 )
 
 if TYPE_CHECKING:
-    from edge_deploy.storage.store import LakeFSStore, RemoteObject
+    from edge_deploy.storage.client import LakeFSClient, RemoteObject
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -114,7 +114,7 @@ def _manifest(prefix: str, files: dict[str, LocalFile]) -> bytes:
     return (json.dumps({"format": 1, "prefix": prefix, "files": listing}, indent=2, sort_keys=True) + "\n").encode()
 
 
-def publish(store: LakeFSStore, pub: Publication, show: Callable[[str], None]) -> UploadResult:
+def publish(store: LakeFSClient, pub: Publication, show: Callable[[str], None]) -> UploadResult:
     head = _target_head(store, pub)
     current = _view(store, pub, head)
     done = _holds(current, pub)
@@ -133,7 +133,7 @@ def _unchanged(pub: Publication, head: str, show: Callable[[str], None]) -> Uplo
 
 
 def _publish_with_retries(
-    store: LakeFSStore, pub: Publication, work: str, current: dict[str, RemoteObject], show: Callable[[str], None]
+    store: LakeFSClient, pub: Publication, work: str, current: dict[str, RemoteObject], show: Callable[[str], None]
 ) -> UploadResult:
     """Publish from `work`; when the target moved under the prefix meanwhile, again from its new head."""
     for attempt in range(1, MAX_PUBLISH_ATTEMPTS + 1):
@@ -161,7 +161,7 @@ def _publish_with_retries(
 
 
 def _publish_from(
-    store: LakeFSStore, pub: Publication, work: str, current: dict[str, RemoteObject], show: Callable[[str], None]
+    store: LakeFSClient, pub: Publication, work: str, current: dict[str, RemoteObject], show: Callable[[str], None]
 ) -> UploadResult:
     """Stage, commit, audit and merge from one work branch; MergeConflictError when the target moved."""
     staged = _stage(store, pub, work, current, show)
@@ -185,7 +185,7 @@ def _publish_from(
 # -- the target and the work branch ------------------------------------------------------------------------------
 
 
-def _target_head(store: LakeFSStore, pub: Publication) -> str:
+def _target_head(store: LakeFSClient, pub: Publication) -> str:
     head = store.branch_head(pub.repo, pub.branch)
     if head is not None:
         return head
@@ -197,7 +197,7 @@ def _target_head(store: LakeFSStore, pub: Publication) -> str:
         return store.branch_head(pub.repo, pub.branch) or ""
 
 
-def _clear_work_branches(store: LakeFSStore, pub: Publication, keep_own: bool) -> str | None:
+def _clear_work_branches(store: LakeFSClient, pub: Publication, keep_own: bool) -> str | None:
     """Delete other runs' abandoned work branches and this run's extra ones; returns the one to resume."""
     now, run, key = time.time(), run_label(pub.run_id), target_key(pub.branch, pub.prefix)
     own, doomed = [], []
@@ -212,7 +212,7 @@ def _clear_work_branches(store: LakeFSStore, pub: Publication, keep_own: bool) -
     return resume
 
 
-def _drop_work_branch(store: LakeFSStore, pub: Publication, name: str) -> None:
+def _drop_work_branch(store: LakeFSClient, pub: Publication, name: str) -> None:
     """Delete a work branch; one that cannot be deleted now is left for the next publish or the cleanup."""
     try:
         store.delete_branch(pub.repo, name)
@@ -220,7 +220,7 @@ def _drop_work_branch(store: LakeFSStore, pub: Publication, name: str) -> None:
         log.warning("could not delete work branch lakefs://%s/%s (left for cleanup): %s", pub.repo, name, exc)
 
 
-def _new_work_branch(store: LakeFSStore, pub: Publication, head: str) -> str:
+def _new_work_branch(store: LakeFSClient, pub: Publication, head: str) -> str:
     name = work_branch_name(pub.run_id, pub.branch, pub.prefix)
     with contextlib.suppress(ConflictError):  # made by this very call, whose first answer was lost
         store.create_branch(pub.repo, name, head)
@@ -230,7 +230,7 @@ def _new_work_branch(store: LakeFSStore, pub: Publication, head: str) -> str:
 # -- write, audit, publish ---------------------------------------------------------------------------------------
 
 
-def _view(store: LakeFSStore, pub: Publication, ref: str) -> dict[str, RemoteObject]:
+def _view(store: LakeFSClient, pub: Publication, ref: str) -> dict[str, RemoteObject]:
     """What `ref` holds under the prefix, and its manifest."""
     listed = {obj.path: obj for obj in store.list_objects(pub.repo, ref, pub.prefix)}
     listed.update((obj.path, obj) for obj in store.list_objects(pub.repo, ref, pub.manifest_path))
@@ -259,7 +259,7 @@ def _holds(view: dict[str, RemoteObject], pub: Publication) -> bool:
 
 
 def _stage(
-    store: LakeFSStore, pub: Publication, work: str, current: dict[str, RemoteObject], show: Callable[[str], None]
+    store: LakeFSClient, pub: Publication, work: str, current: dict[str, RemoteObject], show: Callable[[str], None]
 ) -> bool:
     """Make the work branch hold exactly the files and the manifest; True when anything was staged."""
     sending = [rel for rel, f in pub.files.items() if not _same(current.get(pub.prefix + rel), f.size, f.md5)]
@@ -282,7 +282,7 @@ def _stage(
     return True
 
 
-def _commit(store: LakeFSStore, pub: Publication, work: str, staged: bool) -> str:
+def _commit(store: LakeFSClient, pub: Publication, work: str, staged: bool) -> str:
     """The commit on the work branch that holds the staged files (made now, or by an earlier attempt)."""
     if not staged and not store.has_uncommitted(pub.repo, work):
         return store.branch_head(pub.repo, work) or ""
@@ -298,7 +298,7 @@ def _commit(store: LakeFSStore, pub: Publication, work: str, staged: bool) -> st
     )
 
 
-def _audit(store: LakeFSStore, pub: Publication, commit: str) -> dict[str, str]:
+def _audit(store: LakeFSClient, pub: Publication, commit: str) -> dict[str, str]:
     """Check the commit holds exactly the files; returns {path: change} of what merging it brings."""
     mismatch = _mismatch(_view(store, pub, commit), pub)
     if mismatch:
@@ -319,7 +319,7 @@ def _audit(store: LakeFSStore, pub: Publication, commit: str) -> dict[str, str]:
     return {path: kind for path, kind in changes.items() if path != pub.manifest_path}
 
 
-def _merge(store: LakeFSStore, pub: Publication, commit: str) -> str:
+def _merge(store: LakeFSClient, pub: Publication, commit: str) -> str:
     def landed() -> str | None:  # our merge, or an identical publish: either way a commit that holds them
         head = store.branch_head(pub.repo, pub.branch)
         return head if head and _holds(_view(store, pub, head), pub) else None
@@ -332,7 +332,7 @@ def _merge(store: LakeFSStore, pub: Publication, commit: str) -> str:
     )
 
 
-def _once_or_landed(store: LakeFSStore, what: str, attempt: Callable[[], T], landed: Callable[[], T | None]) -> T:
+def _once_or_landed(store: LakeFSClient, what: str, attempt: Callable[[], T], landed: Callable[[], T | None]) -> T:
     """Run a request that must not happen twice: after a transient failure, look whether it landed
     before trying again (at most the retry policy's number of attempts)."""
     policy = store.retry

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from edge_deploy.errors import EdgeDeployError
 
 if TYPE_CHECKING:
-    from edge_deploy.storage.store import LakeFSStore
+    from edge_deploy.storage.client import LakeFSClient
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def work_branch_name(run_id: str, branch: str, prefix: str, now: float | None = 
     return f"{WORK_BRANCH_PREFIX}{run_label(run_id)}-{target_key(branch, prefix)}-{created}"
 
 
-def list_work_branches(store: LakeFSStore, repo: str, run_id: str | None = None) -> list[WorkBranch]:
+def list_work_branches(store: LakeFSClient, repo: str, run_id: str | None = None) -> list[WorkBranch]:
     """Work branches in `repo` (of one run when `run_id` is given), oldest first."""
     prefix = WORK_BRANCH_PREFIX + (run_label(run_id) + "-" if run_id else "")
     found = [WorkBranch.parse(name) for name, _ in store.list_branches(repo, prefix)]
@@ -73,7 +73,7 @@ def list_work_branches(store: LakeFSStore, repo: str, run_id: str | None = None)
 
 
 def remove_work_branches(
-    store: LakeFSStore,
+    store: LakeFSClient,
     repo: str,
     run_id: str | None = None,
     older_than: float = STALE_AFTER_SECONDS,

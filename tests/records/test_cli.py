@@ -108,7 +108,7 @@ def test_status_without_live_status_falls_back_to_the_record(cli: Cli) -> None:
 
 def test_follow_needs_redis(cli: Cli) -> None:
     result = cli("status", "run-1", "--follow")
-    assert result.exit_code == 1 and result.stderr.startswith("error: cannot follow run 'run-1': set REDIS_URL")
+    assert result.exit_code == 2 and result.stderr.startswith("error: cannot follow run 'run-1': set REDIS_URL")
 
 
 def test_status_and_follow_read_live_status_from_redis(redis_server: RedisServer, tmp_path: Path) -> None:
