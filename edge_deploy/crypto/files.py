@@ -6,6 +6,7 @@ buffer in between would only copy them once more."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import mmap
@@ -124,7 +125,11 @@ def encrypt_file(
     plain_hash, sealed_hash = (hashlib.sha256(), hashlib.sha256()) if checksums else (None, None)
     with open_source(src) as source, atomic_output(dst, mode=stat.S_IMODE(os.fstat(source.fileno()).st_mode)) as out:
         status = os.fstat(source.fileno())
-        if checksums or not stat.S_ISREG(status.st_mode):  # a pipe has no size to map the output by
+        output = None
+        if not checksums and stat.S_ISREG(status.st_mode):  # a pipe has no size to map the output by
+            header, data_cipher = new_header(keyring, key_id, chunk_size, name)
+            output = _MappedOutput.open(out.fileno(), header.ciphertext_size(status.st_size))
+        if output is None:
             result = encrypt_stream(
                 source,
                 out,
@@ -137,8 +142,7 @@ def encrypt_file(
             )
             chunks, plaintext_size, ciphertext_size = result.chunks, result.plaintext_size, result.ciphertext_size
         else:
-            header, data_cipher = new_header(keyring, key_id, chunk_size, name)
-            with _MappedOutput(out.fileno(), header.ciphertext_size(status.st_size)) as output:
+            with output:
                 output(0, header.size)[:] = header.encode()
                 chunks, plaintext_size = seal_into(source, header, data_cipher, status.st_size, output, name)
                 ciphertext_size = header.ciphertext_size(plaintext_size)
@@ -163,11 +167,14 @@ def decrypt_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], keyri
         header = parse_header(source, name)
         data_cipher = open_data_key(header, keyring, name)
         status = os.fstat(source.fileno())
-        if not stat.S_ISREG(status.st_mode):  # a pipe has no length to size the output by
+        output = None
+        if stat.S_ISREG(status.st_mode):  # a pipe has no length to size the output by
+            _, plaintext_size = header.layout(status.st_size, name)
+            output = _MappedOutput.open(out.fileno(), plaintext_size)
+        if output is None:
             result = open_stream(source, out, header, data_cipher, name)
         else:
-            _, plaintext_size = header.layout(status.st_size, name)
-            with _MappedOutput(out.fileno(), plaintext_size) as output:
+            with output:
                 chunks = open_into(source, header, data_cipher, plaintext_size, output, name)
             result = StreamResult(
                 header.key_id, header.chunk_size, chunks, plaintext_size, header.ciphertext_size(plaintext_size)
@@ -265,32 +272,24 @@ def open_source(path: Path) -> Iterator[BinaryIO]:
         yield stream
 
 
-class _Handover:
-    """Hands written data to the disk every WRITEBACK_BYTES instead of all of it at the fsync: the
-    disk writes while the next batches are sealed, the fsync finds little left, and dirty memory
-    stays small. Linux starts the write-back of a range when told POSIX_FADV_DONTNEED
-    (`sync_file_range` is not in the os module); elsewhere it is only a hint."""
-
-    def __init__(self, descriptor: int) -> None:
-        self.descriptor, self.handed_over = descriptor, 0
-
-    def written_up_to(self, position: int) -> None:
-        if position - self.handed_over >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self.descriptor, self.handed_over, position - self.handed_over, os.POSIX_FADV_DONTNEED)
-            self.handed_over = position
-
-
 class _EarlyWriteback:
-    """An unbuffered file that hands its written data to the disk as it goes (`_Handover`)."""
+    """An unbuffered file that hands its written data to the disk every WRITEBACK_BYTES instead of
+    all of it at the fsync: the disk writes while the next batches are sealed, the fsync finds
+    little left, and dirty memory stays small. Linux starts the write-back of a range when told
+    POSIX_FADV_DONTNEED (`sync_file_range` is not in the os module); elsewhere it is only a hint."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self.raw, self.written, self.handover = raw, 0, _Handover(raw.fileno())
+        self.raw, self.written, self.handed_over = raw, 0, 0
 
     def write(self, data: memoryview) -> int:
         count = self.raw.write(data) or 0
         self.written += count
-        self.handover.written_up_to(self.written)
+        if self.written - self.handed_over >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(
+                    self.fileno(), self.handed_over, self.written - self.handed_over, os.POSIX_FADV_DONTNEED
+                )
+            self.handed_over = self.written
         return count
 
     def fileno(self) -> int:
@@ -301,14 +300,34 @@ class _MappedOutput:
     """The output file, mapped one window at a time, so that chunks are sealed or opened straight
     into its pages (no buffer in between, no write copy). Calling it with (offset, length) unmaps
     the previous window and maps that one. The file's blocks are allocated first: a full disk is
-    an error before any work, never a fault inside a mapping."""
+    an error before any work, never a fault inside a mapping.
 
-    def __init__(self, descriptor: int, size: int) -> None:
-        self.descriptor, self.handover = descriptor, _Handover(descriptor)
+    Two things measured slower and are left out: mapping the next window in a helper thread (each
+    unmap of a process with two running threads interrupts the other CPU to flush its TLB, three
+    times the CPU on a VM), and handing windows to the disk early as `_EarlyWriteback` does for
+    streams (each hand-over converts part of the allocated, unwritten extent).
+    """
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
         self._map: mmap.mmap | None = None
         self._view: memoryview | None = None
-        if size:
-            os.posix_fallocate(descriptor, 0, size)
+
+    @classmethod
+    def open(cls, descriptor: int, size: int) -> _MappedOutput | None:
+        """The file allocated at `size` and ready to map, or None where its filesystem cannot map
+        files (the caller then writes a stream)."""
+        if size == 0:
+            return cls(descriptor)  # nothing will be mapped
+        os.posix_fallocate(descriptor, 0, size)
+        try:
+            mmap.mmap(descriptor, min(size, mmap.PAGESIZE), mmap.MAP_SHARED).close()
+        except OSError as exc:
+            if exc.errno not in (errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP, errno.EACCES):
+                raise
+            os.ftruncate(descriptor, 0)
+            return None
+        return cls(descriptor)
 
     def __enter__(self) -> _MappedOutput:
         return self
@@ -324,7 +343,6 @@ class _MappedOutput:
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # all pages in one call: all are written
         self._map = mmap.mmap(self.descriptor, offset + length - start, flags, offset=start)
         self._view = memoryview(self._map)[offset - start :]
-        self.handover.written_up_to(start)
         return self._view
 
     def truncate(self, size: int) -> None:

@@ -242,3 +242,25 @@ def test_an_output_the_disk_cannot_hold_fails_cleanly_before_any_work(tmp_path: 
     assert done.returncode == 0, done.stderr  # a clean error, not a crash (SIGBUS)
     assert "writing" in done.stdout and "File too large" in done.stdout
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_where_files_cannot_be_mapped_the_output_is_written_as_a_stream(
+    tmp_path: Path, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem that refuses mmap (ENODEV) gets the same files through writes."""
+    data = os.urandom(9 * MIB + 5)
+    (tmp_path / "plain").write_bytes(data)
+    real_mmap = crypto.files.mmap.mmap
+
+    def refuse_shared_files(descriptor: int, *args, **kwargs):
+        if descriptor != -1:
+            raise OSError(errno.ENODEV, "No such device")
+        return real_mmap(descriptor, *args, **kwargs)
+
+    monkeypatch.setattr(crypto.files.mmap, "mmap", refuse_shared_files)
+    sealed = crypto.encrypt_file(tmp_path / "plain", tmp_path / "sealed", keyring, "k1")
+    crypto.decrypt_file(tmp_path / "sealed", tmp_path / "opened", keyring)
+
+    assert (tmp_path / "opened").read_bytes() == data
+    assert sealed.ciphertext_size == (tmp_path / "sealed").stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["opened", "plain", "sealed"]
