@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_deploy.conversion import profiles
-from edge_deploy.conversion.contract import DEPLOY_CONFIG_NAME, InputSpec, Manifest, ModelDir, Task, write_manifest
+from edge_deploy.conversion.contract import (
+    CODEBASE_TASKS,
+    DEPLOY_CONFIG_NAME,
+    InputSpec,
+    Manifest,
+    ModelDir,
+    Task,
+    write_manifest,
+)
 from edge_deploy.conversion.directory import load_model_dir
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.files import atomic_directory
@@ -107,6 +115,18 @@ SAMPLES: dict[str, Sample] = {
             description="mmdet RTMDet-tiny (COCO, 80 classes), 320x320, static, NMS in the graph",
         ),
         Sample(
+            name="rtmdet-ins-tiny",
+            codebase="mmdet",
+            task=Task.INSTANCE_SEGMENTATION,
+            package_config="rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py",
+            height_width=(320, 320),
+            base_profile="instance-seg_onnxruntime_static",
+            dynamic_axes={},
+            deploy_overrides={"codebase_config": {"post_processing": {"score_threshold": 0.0}}},
+            adapt_config=_resize_detector,
+            description="mmdet RTMDet-Ins-tiny (COCO, 80 classes), 320x320, static, boxes and masks",
+        ),
+        Sample(
             name="fast-scnn",
             codebase="mmseg",
             task=Task.SEGMENTATION,
@@ -179,13 +199,14 @@ def _flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def package_config_path(sample: Sample) -> Path:
-    spec = importlib.util.find_spec(sample.codebase)
+def shipped_config_path(codebase: str, relative: str) -> Path:
+    """A model config the installed codebase package ships under its `.mim/configs`."""
+    spec = importlib.util.find_spec(codebase)
     if spec is None or spec.origin is None:
-        raise SampleError(f"package {sample.codebase} is not installed; it ships the {sample.name} config")
-    path = Path(spec.origin).parent / ".mim" / "configs" / sample.package_config
+        raise SampleError(f"package {codebase} is not installed; it ships configs/{relative}")
+    path = Path(spec.origin).parent / ".mim" / "configs" / relative
     if not path.is_file():
-        raise SampleError(f"{sample.codebase} does not ship configs/{sample.package_config}")
+        raise SampleError(f"{codebase} does not ship configs/{relative}")
     return path
 
 
@@ -193,7 +214,7 @@ def load_package_config(sample: Sample):
     """The shipped model config, flattened, shrunk to the sample size, with no pretrained weights."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(package_config_path(sample)))
+    cfg = Config.fromfile(str(shipped_config_path(sample.codebase, sample.package_config)))
     _drop_pretrained(cfg._cfg_dict)
     cfg.load_from = None
     sample.adapt_config(cfg, sample.height_width)
@@ -254,19 +275,49 @@ def build_model(cfg, codebase: str):
 
 
 def save_random_checkpoint(cfg, sample: Sample, path: Path, seed: int) -> None:
+    meta = {"sample": sample.name, "seed": seed, "source_config": sample.package_config}
+    _save_random_weights(cfg, sample.codebase, path, seed, meta)
+
+
+def _save_random_weights(cfg, codebase: str, path: Path, seed: int, meta: dict) -> None:
     import torch
 
     from edge_deploy.conversion.environment import openmmlab_output_to_stderr
 
     with torch.random.fork_rng(devices=[]), openmmlab_output_to_stderr(), _quiet_mmengine():
         torch.manual_seed(seed)
-        model = build_model(cfg, sample.codebase)
+        model = build_model(cfg, codebase)
         model.init_weights()
         generator = torch.Generator().manual_seed(seed + 1)
         randomize_batchnorm(model, generator)
     state = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
-    meta = {"sample": sample.name, "seed": seed, "source_config": sample.package_config}
     torch.save({"meta": meta, "state_dict": state}, str(path))
+
+
+def write_shipped_config(spec: str, out_dir: Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Any model config a codebase ships (`codebase:path/under/.mim/configs.py`), with seeded random
+    weights and no manifest, as a user would drop a trained model into a directory.
+
+    Pretrained-weight references are removed (nothing is downloaded). The weights are the model's
+    own initialization with BatchNorm statistics randomized, as for the samples; a detector's class
+    scores then sit at their prior (about 0.01), below the built-in profiles' score threshold, so its
+    exported NMS keeps few detections or none.
+    """
+    from mmengine.config import Config
+
+    codebase, _, relative = spec.partition(":")
+    if codebase not in CODEBASE_TASKS or not relative.endswith(".py"):
+        raise SampleError(f"{spec!r}: expected CODEBASE:PATH.py with CODEBASE one of {', '.join(CODEBASE_TASKS)}")
+    source = shipped_config_path(codebase, relative)
+    cfg = Config.fromfile(str(source))
+    _drop_pretrained(cfg._cfg_dict)
+    cfg.load_from = None
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, replace=overwrite) as staging:
+        cfg.dump(str(staging / source.name))
+        meta = {"seed": seed, "source_config": spec}
+        _save_random_weights(cfg, codebase, staging / source.with_suffix(".pth").name, seed, meta)
+    return out_dir
 
 
 @contextlib.contextmanager

@@ -15,11 +15,33 @@ import click
 @click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
 @click.option("--list", "list_samples", is_flag=True, help="List the samples and exit.")
+@click.option(
+    "--config",
+    "shipped",
+    metavar="CODEBASE:PATH",
+    help="Instead of a sample: a config the codebase ships (e.g. mmdet:mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py), "
+    "random weights, no manifest. Give DEST as the only argument.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def sample(name: str | None, dest: Path | None, seed: int, overwrite: bool, list_samples: bool, as_json: bool):
+def sample(
+    name: str | None,
+    dest: Path | None,
+    seed: int,
+    overwrite: bool,
+    list_samples: bool,
+    shipped: str | None,
+    as_json: bool,
+):
     """Write the sample model directory NAME into DEST (offline, seeded random weights)."""
-    from edge_deploy.samples import SAMPLES, write_sample
+    from edge_deploy.samples import SAMPLES, write_sample, write_shipped_config
 
+    if shipped:
+        target = dest or (Path(name) if name else None)
+        if target is None or (name and dest):
+            raise click.UsageError("with --config, give only DEST: the directory to write the model into")
+        write_shipped_config(shipped, target, seed=seed, overwrite=overwrite)
+        click.echo(f"{shipped}: random weights, no manifest -> {target}")
+        return
     if list_samples or name is None:
         for sample_name, spec in SAMPLES.items():
             click.echo(f"{sample_name:12} {spec.description}")

@@ -15,7 +15,12 @@ import click
 @click.option("--seed", default=0, show_default=True, help="Seed of the parity inputs.")
 @click.option("--atol", type=float, help="Override the absolute tolerance (manifest, then per-task default).")
 @click.option("--rtol", type=float, help="Override the relative tolerance.")
-@click.option("--runs", "timed_runs", default=30, show_default=True, help="Timed ONNX Runtime runs for latency.")
+@click.option(
+    "--runs", "timed_runs", default=30, show_default=True, help="Timed ONNX Runtime runs for latency, at most."
+)
+@click.option(
+    "--time-budget", default=15.0, show_default=True, help="Seconds of latency timing, at most (warm-up included)."
+)
 @click.option("--threads", default=0, show_default=True, help="ONNX Runtime intra-op threads (0: its default).")
 @click.option("--no-optimize", is_flag=True, help="Do not try an optimized copy of the model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (also when the gate fails).")
@@ -28,6 +33,7 @@ def validate(
     atol: float | None,
     rtol: float | None,
     timed_runs: int,
+    time_budget: float,
     threads: int,
     no_optimize: bool,
     as_json: bool,
@@ -46,6 +52,7 @@ def validate(
         atol=atol,
         rtol=rtol,
         timed_runs=timed_runs,
+        time_budget_s=time_budget,
         intra_op_threads=threads,
         optimize=not no_optimize,
     )
@@ -67,7 +74,8 @@ def summary(report, out_dir: Path) -> str:
     lines += [f"  {kind}: {detail}" for kind, detail in tasks.items()]
     speed = report.speed
     lines.append(
-        f"  ONNX Runtime p50 {speed.p50_ms:.2f} ms, p95 {speed.p95_ms:.2f} ms, load {speed.load_seconds:.2f} s"
+        f"  ONNX Runtime p50 {speed.p50_ms:.2f} ms, p95 {speed.p95_ms:.2f} ms, load {speed.load_seconds:.2f} s "
+        f"({speed.timed_runs} timed runs, stopped by the {speed.stopped_by})"
     )
     if report.optimization is not None:
         lines.append(f"  optimization: {report.optimization.reason}")

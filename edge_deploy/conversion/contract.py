@@ -35,20 +35,25 @@ DEFAULT_TARGETS = ("linux/amd64",)
 class Task(StrEnum):
     CLASSIFICATION = "classification"
     DETECTION = "detection"
+    INSTANCE_SEGMENTATION = "instance-segmentation"
     SEGMENTATION = "segmentation"
 
 
-CODEBASE_TASK = {
-    "mmpretrain": Task.CLASSIFICATION,
-    "mmdet": Task.DETECTION,
-    "mmseg": Task.SEGMENTATION,
+# What each codebase does (its first task is what a model of it does unless it says otherwise).
+CODEBASE_TASKS = {
+    "mmpretrain": (Task.CLASSIFICATION,),
+    "mmdet": (Task.DETECTION, Task.INSTANCE_SEGMENTATION),
+    "mmseg": (Task.SEGMENTATION,),
 }
-# mmdeploy's codebase_config.task for each task.
+# mmdeploy's codebase_config.task for each task. mmdeploy exports instance segmentation as an
+# ObjectDetection task whose outputs include `masks` (configs/mmdet/_base_/base_instance-seg_static.py).
 MMDEPLOY_TASK = {
     Task.CLASSIFICATION: "Classification",
     Task.DETECTION: "ObjectDetection",
+    Task.INSTANCE_SEGMENTATION: "ObjectDetection",
     Task.SEGMENTATION: "Segmentation",
 }
+MASKS_OUTPUT = "masks"
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class ModelDir:
     inferred: list[str]  # what was inferred (no manifest, or fields the manifest left out)
     deploy_config_path: Path  # the deploy config actually used: a built-in profile or a file here
     manifest_path: Path | None = None
+    opset_pinned: bool = False  # the manifest names the opset; otherwise the conversion may raise it
 
     @property
     def profile_is_builtin(self) -> bool:

@@ -9,6 +9,11 @@
   exist`. mmpretrain imports torchvision, so when (and only when) those ops fail to load, the
   nms/qnms operator schemas are defined before torchvision is imported. No code here calls
   torchvision's nms.
+- mmdeploy's RoIAlign symbolic (two-stage detectors: Faster and Mask R-CNN...) imports
+  `torch.onnx.symbolic_opset9._cast_Long`, which torch 2.13 no longer has ("cannot import name
+  '_cast_Long'"): it is defined again, as the Cast to int64 it was.
+- mmdet's prior generators default to `device='cuda'`, and mmdeploy's RTMDet-Ins rewriter calls
+  one without a device: on a torch without CUDA their default becomes the CPU.
 - mmengine's loggers write to stdout, where `--json` output goes: they are moved to stderr.
 """
 
@@ -18,6 +23,7 @@ import contextlib
 import functools
 import glob
 import importlib.util
+import inspect
 import logging
 import sys
 from collections.abc import Iterator
@@ -87,9 +93,43 @@ def openmmlab_output_to_stderr() -> Iterator[None]:
         yield
 
 
+ONNX_INT64 = 7  # onnx.TensorProto.INT64
+
+
+def ensure_cast_long_symbolic() -> None:
+    """Put back `torch.onnx.symbolic_opset9._cast_Long`, which mmdeploy's RoIAlign symbolic imports
+    (every two-stage detector exports through it) and which torch's exporter no longer has."""
+    import torch.onnx.symbolic_opset9 as opset9
+
+    if not hasattr(opset9, "_cast_Long"):
+
+        def _cast_Long(g, value, non_blocking):  # the name mmdeploy imports
+            return g.op("Cast", value, to_i=ONNX_INT64)
+
+        opset9._cast_Long = _cast_Long
+
+
+def cpu_prior_generators() -> None:
+    """Make mmdet's prior generators default to the CPU when torch has no CUDA: their methods take
+    `device='cuda'` by default and some of mmdeploy's rewriters (RTMDet-Ins's mask head) call them
+    without one ("Torch not compiled with CUDA enabled"; mmdeploy pull request 2678, unmerged)."""
+    import torch
+
+    if torch.cuda.is_available() or importlib.util.find_spec("mmdet") is None:
+        return
+    from mmdet.models.task_modules import prior_generators
+
+    for cls in vars(prior_generators).values():
+        for function in vars(cls).values() if inspect.isclass(cls) else ():
+            if inspect.isfunction(function) and function.__defaults__ and "cuda" in function.__defaults__:
+                function.__defaults__ = tuple("cpu" if value == "cuda" else value for value in function.__defaults__)
+
+
 @contextlib.contextmanager
 def mmdeploy_environment() -> Iterator[None]:
     """Everything MMDeploy needs on this stack; enter it before importing mmdeploy or mmpretrain."""
     ensure_torchvision_importable()
+    ensure_cast_long_symbolic()
+    cpu_prior_generators()
     with torchscript_exporter_default(), openmmlab_output_to_stderr():
         yield

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
+import re
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
-from edge_deploy.conversion.contract import ModelDir
+from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, ModelDir
 from edge_deploy.conversion.environment import mmdeploy_environment
 from edge_deploy.conversion.errors import ConversionError, describe
 from edge_deploy.conversion.memory import peak_rss
@@ -38,10 +41,24 @@ TRACE_IMAGE_SEED = 0
 
 
 def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> ConversionResult:
-    """Convert `model_dir` into `out_dir` (end2end.onnx, SDK json files, deploy config, result)."""
+    """Convert `model_dir` into `out_dir` (end2end.onnx, SDK json files, deploy config, result).
+
+    When the manifest leaves the opset open and the exporter says an operator needs a newer one
+    (within MIN_OPSET..MAX_OPSET), the export is retried once at that opset and the result says why.
+    """
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, replace=overwrite) as staging:
-        result = _convert_into(model_dir, staging)
+        try:
+            result = _convert_into(model_dir, staging)
+        except ConversionError as exc:
+            needed = None if model_dir.opset_pinned else required_opset(str(exc), model_dir.manifest.opset)
+            if needed is None:
+                raise
+            log.info("%s: %s; exporting again at opset %d", model_dir.root.name, exc, needed)
+            _empty(staging)
+            raised = dataclasses.replace(model_dir, manifest=dataclasses.replace(model_dir.manifest, opset=needed))
+            reason = f"opset {model_dir.manifest.opset} (the deploy profile's) failed: {exc}"
+            result = replace(_convert_into(raised, staging), opset_reason=reason)
         # The file keeps the ONNX path relative to itself: no machine paths in published metadata.
         (staging / RESULT_FILE).write_text(replace(result, onnx_path=ONNX_FILE_NAME).to_json() + "\n")
     result = replace(result, onnx_path=str(out_dir.resolve() / ONNX_FILE_NAME))
@@ -54,6 +71,23 @@ def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> Conv
         result.peak_rss_mb,
     )
     return result
+
+
+# torch's exporter: "Support for this operator was added in version 13, try exporting with this
+# version", "... opset version 13 is required", "Unsupported: ONNX export of ... in opset 11 ...".
+_OPSET_MENTION = re.compile(r"(?:added in|in|with|requires?|required|opset)\s+(?:opset\s+)?(?:version\s+)?(\d{1,2})\b")
+
+
+def required_opset(message: str, current: int) -> int | None:
+    """The newest opset an exporter error names, if it is above `current` and one mmdeploy exports."""
+    named = [int(number) for number in _OPSET_MENTION.findall(message)]
+    candidates = [opset for opset in named if current < opset <= MAX_OPSET and opset >= MIN_OPSET]
+    return max(candidates, default=None)
+
+
+def _empty(directory: Path) -> None:
+    for entry in directory.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _convert_into(model_dir: ModelDir, work_dir: Path) -> ConversionResult:

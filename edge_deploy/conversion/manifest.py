@@ -1,7 +1,9 @@
 """A model directory's manifest, read and checked field by field and against its deploy profile.
 
-The checks collect every problem before raising, so a ModelDirError names every bad field at once;
-`inference` uses the same checks on the manifest it makes up.
+The manifest's own fields are checked by a pydantic schema (types, ranges, unknown fields), the
+rest against the directory (the files it names) and the deploy profile (the IO that profile
+exports). Every problem is collected before raising, so a ModelDirError names every bad field at
+once; `inference` uses the same checks on the manifest it makes up.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from edge_deploy.codec import field_path
 from edge_deploy.conversion import profiles
 from edge_deploy.conversion.contract import (
-    CODEBASE_TASK,
+    CODEBASE_TASKS,
     DEFAULT_TARGETS,
     DEPLOY_CONFIG_NAME,
     MANIFEST_NAMES,
     MANIFEST_VERSION,
+    MASKS_OUTPUT,
     MAX_OPSET,
     MIN_OPSET,
     MMDEPLOY_TASK,
@@ -41,9 +47,6 @@ def find_manifest(root: Path) -> Path | None:
     return found[0] if found else None
 
 
-# ---- with a manifest -------------------------------------------------------------------------
-
-
 class Problems:
     """Collects one message per bad field so the user fixes them all in one go."""
 
@@ -60,19 +63,205 @@ class Problems:
             raise ModelDirError(f"{self.source}: {len(self.items)} problem(s):\n  - {listing}")
 
 
-_KNOWN_FIELDS = {
-    "version",
-    "task",
-    "codebase",
-    "inputs",
-    "outputs",
-    "deploy_profile",
-    "opset",
-    "targets",
-    "tolerances",
-    "config",
-    "checkpoint",
-}
+# ---- the manifest's own fields ---------------------------------------------------------------
+
+
+def _refuse(message: str) -> PydanticCustomError:
+    return PydanticCustomError("manifest", message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _InputFields(_Fields):
+    name: Any = "input"
+    shape: Any = None
+    dynamic_axes: Any = None
+    dtype: Any = "float32"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise _refuse(f"{value!r} is not a non-empty string")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: Any) -> list[int]:
+        if not (isinstance(value, list) and len(value) == 4 and all(_is_int(d) and d > 0 for d in value)):
+            raise _refuse(f"{value!r} is not an NCHW shape of 4 positive integers, e.g. [1, 3, 224, 224]")
+        return value
+
+    @field_validator("dynamic_axes")
+    @classmethod
+    def _dynamic_axes(cls, value: Any) -> dict[int, str]:
+        if not value:
+            return {}
+        if not isinstance(value, dict):
+            raise _refuse(f"{value!r} is not a mapping of axis index to name, e.g. {{0: batch}}")
+        axes: dict[int, str] = {}
+        for key, name in value.items():
+            axis = int(key) if isinstance(key, str) and key.isdigit() else key
+            if not _is_int(axis) or not 0 <= axis <= 3:
+                raise _refuse(f"axis {key!r} is not an NCHW axis index 0..3")
+            if not isinstance(name, str) or not name:
+                raise _refuse(f"axis {axis}: {name!r} is not an axis name such as batch, height or width")
+            axes[axis] = name
+        return dict(sorted(axes.items()))
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: Any) -> str:
+        if value != "float32":
+            raise _refuse(f"{value!r} is not supported; mmdeploy exports float32 image inputs")
+        return value
+
+
+def _non_negative(value: Any) -> float:
+    # PyYAML reads `1e-4` (no dot) as a string, so numeric strings are accepted.
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _refuse(f"{value!r} is not a number") from None
+    if not number >= 0:  # also NaN
+        raise _refuse(f"{value!r} must be a non-negative number")
+    return number
+
+
+class _ToleranceFields(_Fields):
+    atol: Any
+    rtol: Any
+    min_task_agreement: Any = None
+
+    @field_validator("atol", "rtol")
+    @classmethod
+    def _tolerance(cls, value: Any) -> float:
+        return _non_negative(value)
+
+    @field_validator("min_task_agreement")
+    @classmethod
+    def _agreement(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        share = _non_negative(value)
+        if share > 1:
+            raise _refuse(f"{share} is a fraction and must be at most 1")
+        return share
+
+
+class _ManifestFields(_Fields):
+    """The fields of manifest.yaml as written; see docs/model-directory.md."""
+
+    version: Any = MANIFEST_VERSION
+    task: Any = None
+    codebase: Any = None
+    inputs: list[_InputFields] | None = None
+    outputs: Any = None
+    deploy_profile: Any = None
+    opset: Any = None
+    targets: Any = None
+    tolerances: _ToleranceFields | None = None
+    config: Any = None
+    checkpoint: Any = None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: Any) -> int:
+        if value != MANIFEST_VERSION:
+            raise _refuse(f"{value!r} is not supported; this edge-deploy reads version {MANIFEST_VERSION}")
+        return value
+
+    @field_validator("codebase")
+    @classmethod
+    def _codebase(cls, value: Any) -> str:
+        if value not in CODEBASE_TASKS:
+            raise _refuse(f"{value!r} is not one of {', '.join(CODEBASE_TASKS)}")
+        return value
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: Any) -> Task:
+        try:
+            return Task(value)
+        except ValueError:
+            raise _refuse(f"{value!r} is not one of {', '.join(t.value for t in Task)}") from None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> list:
+        if not isinstance(value, list) or not value:
+            raise _refuse("a list with one input, e.g. [{name: input, shape: [1, 3, 224, 224]}]")
+        if len(value) != 1:
+            raise _refuse(f"{len(value)} inputs given; mmdeploy exports these codebases with exactly one image input")
+        if not all(isinstance(item, dict) for item in value):
+            raise _refuse("each input is a mapping with name, shape and (optional) dynamic_axes")
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, value: Any) -> list[str] | None:
+        if value is not None and not (
+            isinstance(value, list) and value and all(isinstance(name, str) and name for name in value)
+        ):
+            raise _refuse(f"{value!r} is not a list of output names, e.g. [dets, labels]")
+        return value
+
+    @field_validator("opset")
+    @classmethod
+    def _opset(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        if not _is_int(value):
+            raise _refuse(f"{value!r} is not an integer ONNX opset ({MIN_OPSET}..{MAX_OPSET})")
+        return _supported_opset(value)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: Any) -> list[str]:
+        if value is None:
+            return list(DEFAULT_TARGETS)
+        if not isinstance(value, list) or not value or not all(isinstance(t, str) and t for t in value):
+            raise _refuse(f"{value!r} is not a list of device classes or OCI platforms, e.g. [linux/arm64]")
+        return value
+
+    @field_validator("tolerances", mode="before")
+    @classmethod
+    def _tolerances(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise _refuse(f"{value!r} is not a mapping with atol, rtol (and optional min_task_agreement)")
+        return value
+
+
+def _supported_opset(opset: int) -> int:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise _refuse(f"ONNX opset {opset} is not supported: mmdeploy 1.3.1 exports opsets {MIN_OPSET}..{MAX_OPSET}")
+    return opset
+
+
+KNOWN_FIELDS = sorted(_ManifestFields.model_fields)
+
+
+def _schema_problems(error: ValidationError, problems: Problems) -> None:
+    for item in error.errors():
+        where = field_path(item["loc"])
+        if item["type"] == "extra_forbidden":
+            known = KNOWN_FIELDS if len(item["loc"]) == 1 else _known_below(item["loc"])
+            problems.add(where, f"unknown field; known: {', '.join(known)}")
+        elif item["type"] == "missing":
+            problems.add(where, "is required")
+        else:
+            problems.add(where, item["msg"])
+
+
+def _known_below(loc: tuple) -> list[str]:
+    model = _ToleranceFields if loc[0] == "tolerances" else _InputFields
+    return sorted(model.model_fields)
 
 
 def _read_manifest_file(manifest_path: Path) -> dict[str, Any]:
@@ -86,43 +275,48 @@ def _read_manifest_file(manifest_path: Path) -> dict[str, Any]:
     return data
 
 
+# ---- the manifest against the directory and its deploy profile --------------------------------
+
+
 def load_with_manifest(root: Path, manifest_path: Path) -> ModelDir:
     data = _read_manifest_file(manifest_path)
     problems = Problems(f"{root.name}/{manifest_path.name}")
-    inferred: list[str] = []
-    for unknown in sorted(set(data) - _KNOWN_FIELDS):
-        problems.add(unknown, f"unknown field; known fields: {', '.join(sorted(_KNOWN_FIELDS))}")
-    version = data.get("version", MANIFEST_VERSION)
-    if version != MANIFEST_VERSION:
-        problems.add("version", f"{version!r} is not supported; this edge-deploy reads version {MANIFEST_VERSION}")
-
-    codebase = _parse_codebase(data.get("codebase"), problems)
-    task = _parse_task(data.get("task"), codebase, problems)
-    opset = _parse_opset(data.get("opset"), problems)
-    inputs = _parse_inputs(data.get("inputs"), problems)
-    targets = _parse_targets(data.get("targets"), problems)
-    tolerances = _parse_tolerances(data.get("tolerances"), problems)
+    fields = None
+    try:
+        fields = _ManifestFields.model_validate({str(key): value for key, value in data.items()})
+    except ValidationError as exc:
+        _schema_problems(exc, problems)
+    for required in ("task", "codebase", "inputs", "deploy_profile"):
+        if required not in data:
+            problems.add(required, "is required")
     config_path = pick_file(root, data.get("config"), "config", ".py", problems, exclude=_deploy_file_names(data))
     checkpoint_path = pick_file(root, data.get("checkpoint"), "checkpoint", ".pth", problems)
-    deploy_config_path = _resolve_profile(root, data.get("deploy_profile"), problems)
+    deploy_config_path = resolve_profile(root, data.get("deploy_profile"), problems)
     problems.raise_if_any()
+    assert fields is not None  # no problems: the schema accepted the fields
 
     deploy_cfg = profiles.load_profile(deploy_config_path)
-    outputs = data.get("outputs")
+    onnx_cfg = deploy_cfg.onnx_config
+    inferred: list[str] = []
+    outputs = fields.outputs
     if outputs is None:
-        outputs = list(deploy_cfg.onnx_config.output_names)
+        outputs = list(onnx_cfg.output_names)
         inferred.append(f"outputs={outputs} (from the deploy profile)")
-    else:
-        outputs = _parse_outputs(outputs, problems)
+    opset = fields.opset
+    if opset is None:
+        opset = profile_opset(deploy_cfg, fields.deploy_profile, problems)
+        inferred.append(f"opset={opset} (from the deploy profile)")
+    if fields.task not in CODEBASE_TASKS[fields.codebase]:
+        problems.add("task", f"{fields.task.value!r} is not a task of codebase {fields.codebase!r}")
     manifest = Manifest(
-        task=task,
-        codebase=codebase,
-        inputs=inputs,
+        task=fields.task,
+        codebase=fields.codebase,
+        inputs=[InputSpec(i.name, list(i.shape), i.dynamic_axes, i.dtype) for i in fields.inputs],
         outputs=outputs,
-        deploy_profile=data["deploy_profile"],
+        deploy_profile=fields.deploy_profile,
         opset=opset,
-        targets=targets,
-        tolerances=tolerances,
+        targets=fields.targets,
+        tolerances=Tolerances(**fields.tolerances.model_dump()) if fields.tolerances else None,
         config=config_path.name,
         checkpoint=checkpoint_path.name,
     )
@@ -130,142 +324,26 @@ def load_with_manifest(root: Path, manifest_path: Path) -> ModelDir:
     problems.raise_if_any()
     if inferred:
         log.info("%s: manifest left out fields; inferred: %s", root.name, "; ".join(inferred))
-    return ModelDir(root, manifest, config_path, checkpoint_path, inferred, deploy_config_path, manifest_path)
-
-
-def _parse_codebase(value: Any, problems: Problems) -> str:
-    if value not in CODEBASE_TASK:
-        problems.add("codebase", f"{value!r} is not one of {', '.join(CODEBASE_TASK)}")
-    return value
-
-
-def _parse_task(value: Any, codebase: str, problems: Problems) -> Task:
-    try:
-        task = Task(value)
-    except ValueError:
-        problems.add("task", f"{value!r} is not one of {', '.join(t.value for t in Task)}")
-        return Task.CLASSIFICATION
-    expected = CODEBASE_TASK.get(codebase)
-    if expected is not None and task is not expected:
-        problems.add("task", f"{task.value!r} does not match codebase {codebase!r}, which does {expected.value}")
-    return task
-
-
-def _parse_opset(value: Any, problems: Problems) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        problems.add("opset", f"{value!r} is not an integer ONNX opset ({MIN_OPSET}..{MAX_OPSET})")
-        return MIN_OPSET
-    check_opset(value, problems)
-    return value
-
-
-def check_opset(opset: int, problems: Problems, field_name: str = "opset") -> None:
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        problems.add(
-            field_name,
-            f"ONNX opset {opset} is not supported: mmdeploy 1.3.1 exports opsets {MIN_OPSET}..{MAX_OPSET}",
-        )
-
-
-def _parse_inputs(value: Any, problems: Problems) -> list[InputSpec]:
-    if not isinstance(value, list) or not value:
-        problems.add("inputs", "a list with one input, e.g. [{name: input, shape: [1, 3, 224, 224]}]")
-        return []
-    if len(value) != 1:
-        problems.add(
-            "inputs", f"{len(value)} inputs given; mmdeploy exports these codebases with exactly one image input"
-        )
-    return [_parse_input(item, f"inputs[{index}]", problems) for index, item in enumerate(value)]
-
-
-def _parse_input(item: Any, where: str, problems: Problems) -> InputSpec:
-    if not isinstance(item, dict):
-        problems.add(where, "a mapping with name, shape and (optional) dynamic_axes")
-        return InputSpec("input", [])
-    for unknown in sorted(set(item) - {"name", "shape", "dynamic_axes", "dtype"}):
-        problems.add(f"{where}.{unknown}", "unknown field; known: name, shape, dynamic_axes, dtype")
-    name = item.get("name", "input")
-    if not isinstance(name, str) or not name:
-        problems.add(f"{where}.name", f"{name!r} is not a non-empty string")
-    shape = item.get("shape")
-    if not _is_nchw_shape(shape):
-        problems.add(f"{where}.shape", f"{shape!r} is not an NCHW shape of 4 positive integers, e.g. [1, 3, 224, 224]")
-        shape = []
-    dynamic_axes = _parse_dynamic_axes(item.get("dynamic_axes") or {}, f"{where}.dynamic_axes", problems)
-    dtype = item.get("dtype", "float32")
-    if dtype != "float32":
-        problems.add(f"{where}.dtype", f"{dtype!r} is not supported; mmdeploy exports float32 image inputs")
-    return InputSpec(name, list(shape), dynamic_axes, dtype)
-
-
-def _is_nchw_shape(shape: Any) -> bool:
-    return (
-        isinstance(shape, list)
-        and len(shape) == 4
-        and all(isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 for dim in shape)
+    return ModelDir(
+        root,
+        manifest,
+        config_path,
+        checkpoint_path,
+        inferred,
+        deploy_config_path,
+        manifest_path,
+        opset_pinned=fields.opset is not None,
     )
 
 
-def _parse_dynamic_axes(value: Any, where: str, problems: Problems) -> dict[int, str]:
-    if not isinstance(value, dict):
-        problems.add(where, f"{value!r} is not a mapping of axis index to name, e.g. {{0: batch}}")
-        return {}
-    axes: dict[int, str] = {}
-    for key, name in value.items():
-        axis = int(key) if isinstance(key, str) and key.isdigit() else key
-        if not isinstance(axis, int) or not 0 <= axis <= 3:
-            problems.add(where, f"axis {key!r} is not an NCHW axis index 0..3")
-        elif not isinstance(name, str) or not name:
-            problems.add(f"{where}.{axis}", f"{name!r} is not an axis name such as batch, height or width")
-        else:
-            axes[axis] = name
-    return dict(sorted(axes.items()))
-
-
-def _parse_outputs(value: Any, problems: Problems) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(name, str) and name for name in value):
-        problems.add("outputs", f"{value!r} is not a list of output names, e.g. [dets, labels]")
-        return []
-    return value
-
-
-def _parse_targets(value: Any, problems: Problems) -> list[str]:
-    if value is None:
-        return list(DEFAULT_TARGETS)
-    if not isinstance(value, list) or not value or not all(isinstance(target, str) and target for target in value):
-        problems.add("targets", f"{value!r} is not a list of device classes or OCI platforms, e.g. [linux/arm64]")
-        return []
-    return value
-
-
-def _parse_tolerances(value: Any, problems: Problems) -> Tolerances | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        problems.add("tolerances", f"{value!r} is not a mapping with atol, rtol (and optional min_task_agreement)")
-        return None
-    for unknown in sorted(set(value) - {"atol", "rtol", "min_task_agreement"}):
-        problems.add(f"tolerances.{unknown}", "unknown field; known: atol, rtol, min_task_agreement")
-    atol = _non_negative_float(value.get("atol"), "tolerances.atol", problems)
-    rtol = _non_negative_float(value.get("rtol"), "tolerances.rtol", problems)
-    agreement = value.get("min_task_agreement")
-    if agreement is not None:
-        agreement = _non_negative_float(agreement, "tolerances.min_task_agreement", problems)
-        if agreement > 1:
-            problems.add("tolerances.min_task_agreement", f"{agreement} is a fraction and must be at most 1")
-    return Tolerances(atol, rtol, agreement)
-
-
-def _non_negative_float(value: Any, where: str, problems: Problems) -> float:
-    # PyYAML reads `1e-4` (no dot) as a string, so numeric strings are accepted.
+def profile_opset(deploy_cfg, profile_name: str, problems: Problems) -> int:
+    """The deploy profile's `onnx_config.opset_version`, checked like a manifest's opset."""
+    opset = deploy_cfg.onnx_config.get("opset_version", MIN_OPSET)
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        problems.add(where, f"{value!r} is not a number")
-        return 0.0
-    if number < 0 or number != number:
-        problems.add(where, f"{value!r} must be a non-negative number")
-    return number
+        return _supported_opset(int(opset))
+    except PydanticCustomError as exc:
+        problems.add(f"{profile_name}: onnx_config.opset_version", exc.message())
+        return MIN_OPSET
 
 
 def _deploy_file_names(data: dict[str, Any]) -> set[str]:
@@ -295,7 +373,7 @@ def pick_file(
     return candidates[0]
 
 
-def _resolve_profile(root: Path, value: Any, problems: Problems) -> Path:
+def resolve_profile(root: Path, value: Any, problems: Problems) -> Path:
     if not isinstance(value, str) or not value:
         problems.add(
             "deploy_profile",
@@ -326,6 +404,13 @@ def check_against_profile(manifest: Manifest, deploy_cfg, problems: Problems) ->
         problems.add("codebase", f"{manifest.codebase!r} but {where} is for {codebase_cfg.get('type')!r}")
     if codebase_cfg.get("task") != MMDEPLOY_TASK.get(manifest.task):
         problems.add("task", f"{manifest.task.value!r} but {where} exports task {codebase_cfg.get('task')!r}")
+    exports_masks = MASKS_OUTPUT in (onnx_cfg.get("output_names") or [])
+    if exports_masks != (manifest.task is Task.INSTANCE_SEGMENTATION) and manifest.codebase == "mmdet":
+        problems.add(
+            "task",
+            f"{manifest.task.value!r} but {where} exports {'' if exports_masks else 'no '}instance masks; "
+            "pick the instance-seg profile for a model with a mask head, the detection one otherwise",
+        )
     input_names = list(onnx_cfg.get("input_names") or [])
     if [spec.name for spec in manifest.inputs] != input_names:
         problems.add("inputs", f"names {[spec.name for spec in manifest.inputs]} but {where} exports {input_names}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -85,3 +86,22 @@ def build_pytorch_model(deploy_cfg, model_cfg, checkpoint: Path, device: str = "
             except Exception as exc:
                 raise ConversionError("model build", describe(exc)) from exc
     return model, task_processor
+
+
+def pipeline_output_sizes(model_cfg, deploy_cfg, image_sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (H, W) the model receives for images of each (H, W): the codebase's own test pipeline and
+    the model's data preprocessor (resizes, crops, size-divisor padding) run on a synthetic image,
+    as MMDeploy prepares its export input."""
+    import numpy as np
+
+    with mmdeploy_environment():
+        from mmdeploy.apis import build_task_processor
+
+        task_processor = build_task_processor(copy.deepcopy(model_cfg), deploy_cfg, "cpu")
+        preprocessor = task_processor.build_data_preprocessor()
+        sizes = []
+        for height, width in image_sizes:
+            image = np.zeros((height, width, 3), dtype=np.uint8)
+            _, batch = task_processor.create_input(image, input_shape=None, data_preprocessor=preprocessor)
+            sizes.append((int(batch.shape[-2]), int(batch.shape[-1])))
+    return sizes

@@ -41,6 +41,7 @@ class ConversionResult:
     peak_rss_method: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     inferred: list[str] = field(default_factory=list)
+    opset_reason: str = ""  # set when the conversion raised the opset the manifest left open, and why
 
     def to_json(self) -> str:
         return codec.to_json(self)

@@ -3,6 +3,8 @@
 - classification: the same top-1 class and the same top-5 set per image;
 - detection: every reference detection has an ONNX detection with the same label, IoU >= a
   threshold and allclose box and score (order is free: NMS and top-k order are not numbers);
+- instance segmentation: detection matching, then each matched detection's mask: the IoU of the
+  two masks binarized at 0.5, over the pixels the reference can decide (see `mask_shortfalls`);
 - segmentation: the same class per pixel.
 
 Disagreements are excused only where the reference itself cannot decide: scores tied within the
@@ -144,6 +146,7 @@ class DetectionAlignment:
     labels: np.ndarray
     compared: np.ndarray
     agreement: TaskAgreement
+    rows: np.ndarray  # (batch, K): the ONNX row aligned to each reference row, -1 where none
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -258,6 +261,7 @@ def detection_alignment(
     """
     aligned_dets = np.zeros(ref_dets.shape, dtype=got_dets.dtype)
     aligned_labels = np.full(ref_labels.shape, -1, dtype=got_labels.dtype)
+    rows = np.full(ref_labels.shape, -1, dtype=np.int64)
     compared = np.zeros(ref_labels.shape, dtype=bool)
     problems, unexplained = [], []
     reference = matched = excused = 0
@@ -267,7 +271,9 @@ def detection_alignment(
         image_candidates = candidates[image] if candidates is not None and image < len(candidates) else None
         match = _match_image(ref, ref_labels[image], got, got_labels[image], tol, image_candidates)
         ref_rows = [int(i) for i in np.flatnonzero(ref[:, 4] > 0)]
-        _fill_row_alignment(match, ref_rows, got, got_labels[image], aligned_dets[image], aligned_labels[image])
+        _fill_row_alignment(
+            match, ref_rows, got, got_labels[image], aligned_dets[image], aligned_labels[image], rows[image]
+        )
         compared[image, ref_rows] = True
         if match.excused:
             compared[image, match.leftover_ref] = False
@@ -295,10 +301,10 @@ def detection_alignment(
             compared[image, row] = False
     detail = summary if passed else "; ".join(problems) + f" ({summary})"
     agreement = TaskAgreement("detection matching", passed, metrics, detail)
-    return DetectionAlignment(aligned_dets, aligned_labels, compared, agreement)
+    return DetectionAlignment(aligned_dets, aligned_labels, compared, agreement, rows)
 
 
-def _fill_row_alignment(match, ref_rows, got, got_labels, aligned_dets, aligned_labels) -> None:
+def _fill_row_alignment(match, ref_rows, got, got_labels, aligned_dets, aligned_labels, rows) -> None:
     # Reference rows without a partner get the leftover ONNX rows in score order, so that a real
     # difference shows up in the element-wise numbers instead of disappearing.
     paired = set(match.pairs.values())
@@ -308,4 +314,32 @@ def _fill_row_alignment(match, ref_rows, got, got_labels, aligned_dets, aligned_
         if j is None and spare:
             j = spare.pop(0)
         if j is not None:
-            aligned_dets[i], aligned_labels[i] = got[j], got_labels[j]
+            aligned_dets[i], aligned_labels[i], rows[i] = got[j], got_labels[j], j
+
+
+# Instance masks ----------------------------------------------------------------------------------
+
+MASK_THRESHOLD = 0.5
+
+
+def mask_shortfalls(
+    ref_masks: np.ndarray, got_masks: np.ndarray, rows: np.ndarray, compared: np.ndarray, atol: float, rtol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(1 - IoU of each matched detection's masks binarized at 0.5, which of them to compare).
+
+    `ref_masks`/`got_masks`: (batch, K, H, W) mask probabilities; `rows`/`compared` from
+    `detection_alignment`. Pixels whose reference probability is within tolerance of 0.5 are left out:
+    the reference cannot decide them, so a flip there says nothing about the export. A mask with no
+    decidable pixel set in either model has IoU 1.
+    """
+    shortfalls = np.zeros(rows.shape, dtype=np.float64)
+    use = compared & (rows >= 0)
+    for image, row in zip(*np.nonzero(use), strict=True):
+        ref = ref_masks[image, row].astype(np.float64)
+        got = got_masks[image, rows[image, row]].astype(np.float64)
+        decidable = np.abs(ref - MASK_THRESHOLD) > atol + rtol * MASK_THRESHOLD
+        ref_on, got_on = (ref > MASK_THRESHOLD) & decidable, (got > MASK_THRESHOLD) & decidable
+        union = np.count_nonzero(ref_on | got_on)
+        iou = np.count_nonzero(ref_on & got_on) / union if union else 1.0
+        shortfalls[image, row] = 1.0 - iou
+    return shortfalls, use

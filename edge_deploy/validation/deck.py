@@ -151,7 +151,8 @@ def _speed(raw: SpeedReport, optimization: OptimizationReport | None) -> str:
     threads = raw.intra_op_threads or "ONNX Runtime default"
     interleaved = " (raw and optimized timed interleaved, run by run)" if len(variants) > 1 else ""
     note = (
-        f"<p>Inputs {_e(raw.inputs)}; {raw.warmup_runs} warm-up runs, {raw.timed_runs} timed runs{interleaved}; "
+        f"<p>Inputs {_e(raw.inputs)}; {raw.warmup_runs} warm-up runs, {raw.timed_runs} timed runs{interleaved}, "
+        f"stopped by the {_e(raw.stopped_by)} ({raw.timing_seconds:.1f} s of a {raw.time_budget_s:g} s budget); "
         f"intra-op threads: {_e(threads)}; {_e(raw.graph_optimization)}.</p>"
     )
     return "<h3>Speed (ONNX Runtime, CPU)</h3>" + table + note + _latency_plot(variants)

@@ -87,14 +87,19 @@ def subject_from_model_dir(model_dir, onnx_dir: Path) -> GateSubject:
     from edge_deploy.conversion import model_identity
 
     manifest = model_dir.manifest
+    recorded = _conversion_record(onnx_dir / CONVERSION_RECORD)
+    sha256, opset = recorded.get("sha256"), recorded.get("opset")
     return GateSubject(
         task=manifest.task.value,
         codebase=manifest.codebase,
         deploy_profile=manifest.deploy_profile,
         model_sha256=identity_digest(model_identity(model_dir)),
-        signature=ExpectedSignature(manifest.inputs, manifest.outputs, manifest.opset),
+        # The conversion may have raised an opset the manifest left open (conversion.json says why).
+        signature=ExpectedSignature(
+            manifest.inputs, manifest.outputs, opset if isinstance(opset, int) else manifest.opset
+        ),
         tolerances=manifest.tolerances,
-        expected_onnx_sha256=_recorded_sha256(onnx_dir / CONVERSION_RECORD),
+        expected_onnx_sha256=sha256 if isinstance(sha256, str) else None,
     )
 
 
@@ -103,16 +108,18 @@ def identity_digest(identity) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(identity), sort_keys=True).encode()).hexdigest()
 
 
-def _recorded_sha256(record: Path) -> str | None:
+def _conversion_record(record: Path) -> dict:
     if not record.is_file():
-        return None
+        return {}
     try:
-        value = json.loads(record.read_text()).get("sha256")
-    except (OSError, ValueError, AttributeError) as exc:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError) as exc:
         raise ValidationError(
             f"{record.name} in the ONNX directory is not a readable conversion record: {exc}"
         ) from exc
-    return value if isinstance(value, str) else None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{record.name} in the ONNX directory is not a conversion record (not an object)")
+    return data
 
 
 def run_gate(

@@ -121,6 +121,7 @@ def speed_and_optimization(
         runs[0].case.feeds,
         warmup_runs=settings.warmup_runs,
         timed_runs=settings.timed_runs,
+        time_budget_s=settings.time_budget_s,
         threads=settings.intra_op_threads,
         custom_op_library=custom_op_library,
     )

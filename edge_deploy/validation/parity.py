@@ -1,8 +1,9 @@
 """Parity: the ONNX model against its PyTorch reference on the same seeded inputs.
 
 Inputs are standard-normal tensors (the distribution of normalized images, which is what the
-exported graph takes), several per size, and for dynamic axes several sizes: each extra batch size
-in the settings, and height/width scaled by `spatial_scale` when those axes are dynamic. Every
+exported graph takes), several at the manifest's size, and for dynamic axes one at each other size:
+each extra batch size in the settings, and height/width scaled by `spatial_scale` when those axes
+are dynamic. Every
 output is compared element-wise (see `metrics`) and the task-level answer is compared too (see
 `agreement`). Reference outputs are computed once and reused for an optimized model.
 """
@@ -20,6 +21,7 @@ from edge_deploy.validation.agreement import (
     NmsCandidates,
     classification_agreement,
     detection_alignment,
+    mask_shortfalls,
     segmentation_agreement,
 )
 from edge_deploy.validation.errors import ValidationError
@@ -46,6 +48,8 @@ class Tolerances:
     min_task_agreement: float | None = None
     # Detections are matched with the same label and at least this IoU, then compared allclose.
     iou_threshold: float = 0.5
+    # Instance masks (binarized at 0.5) of matched detections must overlap at least this much.
+    mask_iou: float = 0.98
 
     def detection(self) -> DetectionTolerance:
         return DetectionTolerance(
@@ -82,6 +86,8 @@ LABEL_MAP_MIN_AGREEMENT = 0.999
 TASK_DEFAULTS = {
     "classification": Tolerances(atol=1e-5, rtol=1e-3),
     "detection": Tolerances(atol=1e-3, rtol=1e-4, score_atol=1e-5, score_rtol=1e-3),
+    # Boxes and scores as detection; mask probabilities share the scores' tolerance (see _compare_masks).
+    "instance-segmentation": Tolerances(atol=1e-3, rtol=1e-4, score_atol=1e-5, score_rtol=1e-3),
     "segmentation": Tolerances(atol=1e-4, rtol=1e-3),
 }
 
@@ -141,9 +147,11 @@ def _scaled(shape: list[int], axes: list[int], scale: float) -> list[int]:
 
 
 def input_cases(specs: Sequence[InputSpecLike], settings: ValidationSettings) -> list[InputCase]:
+    """`settings.samples` seeded inputs at the manifest's size, and one at each other size: the other
+    sizes check that the dynamic axes work, which one input shows as well as three."""
     cases = []
     for size_index, shapes in enumerate(case_shapes(specs, settings)):
-        for sample in range(settings.samples):
+        for sample in range(settings.samples if size_index == 0 else 1):
             seed = settings.seed * 1_000_003 + size_index * 1_000 + sample
             rng = np.random.default_rng(seed)
             feeds = {spec.name: _random_input(rng, shapes[spec.name], spec.dtype) for spec in specs}
@@ -198,7 +206,7 @@ def _compare_outputs(
     run: ReferenceRun, got: Arrays, task: str, tol: Tolerances
 ) -> tuple[list[OutputParity], TaskAgreement | None]:
     ref = run.outputs
-    if task == "detection" and {"dets", "labels"} <= ref.keys():
+    if task in ("detection", "instance-segmentation") and {"dets", "labels"} <= ref.keys():
         return _compare_detection(ref, got, tol, run.nms_candidates)
     outputs = []
     for name, reference in ref.items():
@@ -253,13 +261,28 @@ def _compare_detection(
         ),
         compare_output("labels", ref["labels"], aligned.labels, 0.0, 0.0, aligned.compared, note),
     ]
-    for name in ref.keys() - {"dets", "labels"}:  # e.g. instance masks: compared as they are
+    if "masks" in ref:
+        outputs.append(_compare_masks(ref["masks"], got["masks"], aligned, det_tol, tol.mask_iou))
+    for name in ref.keys() - {"dets", "labels", "masks"}:
         outputs.append(compare_output(name, ref[name], got[name], tol.atol, tol.rtol))
     if not aligned.agreement.passed:
         for output in outputs[:3]:
             output.passed = False
             output.note = f"{output.note}; {aligned.agreement.detail}"
     return outputs, aligned.agreement
+
+
+def _compare_masks(ref_masks, got_masks, aligned, det_tol: DetectionTolerance, min_iou: float) -> OutputParity:
+    """Each matched detection's mask against its reference: the shortfall of the binarized masks' IoU
+    from 1, compared with 1 - `min_iou` as its tolerance."""
+    name = "masks (1 - IoU at 0.5)"
+    if ref_masks.ndim != 4 or got_masks.ndim != 4 or ref_masks.shape[2:] != got_masks.shape[2:]:
+        return compare_output(name, ref_masks, got_masks, 0.0, 0.0)
+    shortfalls, compared = mask_shortfalls(
+        ref_masks, got_masks, aligned.rows, aligned.compared, det_tol.score_atol, det_tol.score_rtol
+    )
+    note = f"per matched detection; pixels within tolerance of 0.5 in the reference left out; min IoU {min_iou}"
+    return compare_output(name, np.zeros_like(shortfalls), shortfalls, 1.0 - min_iou, 0.0, compared, note)
 
 
 def parity_report(cases: list[ParityCase], provider: str) -> ParityReport:

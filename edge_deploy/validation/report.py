@@ -35,6 +35,8 @@ class ValidationSettings:
     spatial_scale: float = 0.75
     warmup_runs: int = 5
     timed_runs: int = 30
+    # Timing (warm-up included) stops at timed_runs or after this many seconds, whichever comes first.
+    time_budget_s: float = 15.0
     # 0 lets ONNX Runtime pick (one thread per physical core).
     intra_op_threads: int = 0
     optimize: bool = True
@@ -53,6 +55,8 @@ class ValidationSettings:
             problems.append(f"spatial_scale must be in (0, 4], got {self.spatial_scale}")
         if self.warmup_runs < 0 or self.timed_runs < 1:
             problems.append(f"need warmup_runs >= 0 and timed_runs >= 1, got {self.warmup_runs}/{self.timed_runs}")
+        if not self.time_budget_s > 0:
+            problems.append(f"time_budget_s must be > 0, got {self.time_budget_s}")
         if self.intra_op_threads < 0:
             problems.append(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
         if self.min_speedup < 1:
@@ -204,6 +208,10 @@ class SpeedReport:
     mean_ms: float
     min_ms: float
     latencies_ms: list[float]
+    # Timing stops at `timed_runs` or after `time_budget_s`, whichever comes first; which it was.
+    time_budget_s: float = 0.0
+    stopped_by: str = "count"
+    timing_seconds: float = 0.0
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,35 +40,62 @@ def measure_speeds(
     *,
     warmup_runs: int,
     timed_runs: int,
+    time_budget_s: float = float("inf"),
     threads: int = 0,
     custom_op_library: Path | None = None,
 ) -> dict[str, SpeedReport]:
     """Latency of several models measured interleaved: run i of every model happens in the same
     moment, in alternating order, so that load from other processes hits them all alike and a
-    speedup between them means something on a shared machine."""
+    speedup between them means something on a shared machine.
+
+    Timing stops at `timed_runs` rounds or when `time_budget_s` is spent, whichever comes first
+    (a large model at 5 s a run must not hold the gate for minutes); warm-up stops early too when it
+    has used a quarter of the budget. Every model gets at least one timed run.
+    """
     sessions, load_seconds = {}, {}
     for label, path in models.items():
         start = time.perf_counter()
         sessions[label] = open_session(path, custom_op_library=custom_op_library, threads=threads, level="all")
         load_seconds[label] = time.perf_counter() - start
     feeds = dict(feeds)
-    for session in sessions.values():
-        for _ in range(warmup_runs):
-            session.run(None, feeds)
+    started = time.perf_counter()
+    warmed = _warm_up(sessions, feeds, warmup_runs, started + time_budget_s / 4)
     latencies: dict[str, list[float]] = {label: [] for label in sessions}
     order = list(sessions)
+    stopped_by = "count"
     for index in range(timed_runs):
+        if index and time.perf_counter() - started >= time_budget_s:
+            stopped_by = "time budget"
+            break
         for label in order if index % 2 == 0 else reversed(order):
             start = time.perf_counter()
             sessions[label].run(None, feeds)
             latencies[label].append((time.perf_counter() - start) * 1000)
+    budget = SpeedBudget(time_budget_s, stopped_by, round(time.perf_counter() - started, 3))
     return {
-        label: _report(models[label], load_seconds[label], latencies[label], feeds, warmup_runs, threads)
+        label: _report(models[label], load_seconds[label], latencies[label], feeds, warmed, threads, budget)
         for label in sessions
     }
 
 
-def _report(path, load_seconds, latencies, feeds, warmup_runs, threads) -> SpeedReport:
+@dataclass(frozen=True)
+class SpeedBudget:
+    seconds: float
+    stopped_by: str  # "count" or "time budget"
+    spent: float
+
+
+def _warm_up(sessions, feeds, runs: int, deadline: float) -> int:
+    """Warm-up rounds done: at most `runs`, and none started after `deadline` (the first always runs)."""
+    for done in range(runs):
+        if done and time.perf_counter() >= deadline:
+            return done
+        for session in sessions.values():
+            session.run(None, feeds)
+    return runs
+
+
+def _report(path, load_seconds, latencies, feeds, warmup_runs, threads, budget: SpeedBudget) -> SpeedReport:
     samples = np.asarray(latencies)
     return SpeedReport(
         model_bytes=model_bytes(path),
@@ -82,4 +110,7 @@ def _report(path, load_seconds, latencies, feeds, warmup_runs, threads) -> Speed
         mean_ms=float(samples.mean()),
         min_ms=float(samples.min()),
         latencies_ms=[round(value, 4) for value in latencies],
+        time_budget_s=budget.seconds,
+        stopped_by=budget.stopped_by,
+        timing_seconds=budget.spent,
     )

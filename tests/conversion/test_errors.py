@@ -154,7 +154,7 @@ def test_every_bad_manifest_field_is_named_at_once(copy_sample):
         load_model_dir(root)
     message = str(caught.value)
     for field_error in (
-        "task: 'detect' is not one of classification, detection, segmentation",
+        "task: 'detect' is not one of classification, detection, instance-segmentation, segmentation",
         "codebase: 'mmdetection' is not one of mmpretrain, mmdet, mmseg",
         "inputs[0].shape: [1, 3, 256] is not an NCHW shape",
         "inputs[0].dynamic_axes: axis 7 is not an NCHW axis index",

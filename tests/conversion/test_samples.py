@@ -14,6 +14,7 @@ from edge_deploy.samples import SAMPLES, SampleError, write_sample
 EXPECTED = {
     "resnet18": (Task.CLASSIFICATION, "mmpretrain", [1, 3, 224, 224], {0: "batch"}, ["output"]),
     "rtmdet-tiny": (Task.DETECTION, "mmdet", [1, 3, 320, 320], {}, ["dets", "labels"]),
+    "rtmdet-ins-tiny": (Task.INSTANCE_SEGMENTATION, "mmdet", [1, 3, 320, 320], {}, ["dets", "labels", "masks"]),
     "fast-scnn": (Task.SEGMENTATION, "mmseg", [1, 3, 256, 512], {}, ["output"]),
 }
 

@@ -25,7 +25,7 @@ def test_a_dynamic_batch_model_passes_at_two_batch_sizes(tmp_path):
     assert report.passed and report.failure is None
     batches = sorted({case.inputs["input"][0] for case in report.parity.cases})
     assert batches == [1, 2]
-    assert len(report.parity.cases) == 4  # 2 samples at each size
+    assert len(report.parity.cases) == 3  # 2 samples at the manifest's size, 1 at the other
     for case in report.parity.cases:
         assert case.task.passed and case.task.metrics["top1_agreement"] == 1.0
         assert case.outputs[0].max_abs < 1e-6
@@ -125,3 +125,21 @@ def test_the_report_names_the_file_that_ships(tmp_path):
     else:
         assert report.shipped_onnx == "end2end.onnx" and report.shipped_sha256 == report.model.onnx_sha256
         assert not (tmp_path / OPTIMIZED_NAME).exists()
+
+
+def test_timing_stops_at_the_time_budget_when_it_comes_before_the_count(tmp_path):
+    path, reference = export_classifier(tmp_path)
+    budget = 0.3
+    settings = ValidationSettings(samples=1, warmup_runs=1, timed_runs=1_000_000, time_budget_s=budget, optimize=False)
+    report = run_gate(path, classifier_subject(), lambda: reference, settings, tmp_path)
+    speed = report.speed
+    assert speed.stopped_by == "time budget" and speed.time_budget_s == budget
+    assert 1 <= speed.timed_runs < 1_000_000 and len(speed.latencies_ms) == speed.timed_runs
+    assert speed.timing_seconds >= budget  # it ran until the budget was spent, not beyond one more round
+
+
+def test_timing_stops_at_the_count_when_it_comes_first(tmp_path):
+    path, reference = export_classifier(tmp_path)
+    settings = ValidationSettings(samples=1, warmup_runs=1, timed_runs=4, time_budget_s=600, optimize=False)
+    report = run_gate(path, classifier_subject(), lambda: reference, settings, tmp_path)
+    assert report.speed.stopped_by == "count" and report.speed.timed_runs == 4

@@ -49,8 +49,7 @@ def test_inputs_are_seeded_and_differ_between_samples():
     assert [case.name for case in first] == [
         "input 1x3x8x8, sample 0",
         "input 1x3x8x8, sample 1",
-        "input 2x3x8x8, sample 0",
-        "input 2x3x8x8, sample 1",
+        "input 2x3x8x8, sample 0",  # one input checks that another batch size runs
     ]
     assert all((a.feeds["input"] == b.feeds["input"]).all() for a, b in zip(first, again, strict=True))
     assert not (first[0].feeds["input"] == first[1].feeds["input"]).all()

@@ -17,7 +17,7 @@ QUICK = ValidationSettings(samples=2, warmup_runs=2, timed_runs=10)
 NO_SPEED = ValidationSettings(samples=1, warmup_runs=0, timed_runs=1, optimize=False)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "rtmdet-tiny", "fast-scnn"])
+@pytest.mark.parametrize("name", ["resnet18", "rtmdet-tiny", "rtmdet-ins-tiny", "fast-scnn"])
 def test_each_sample_family_converts_and_passes_the_gate(converted_sample, name, tmp_path):
     sample = converted_sample(name)
     report = validate(sample.model_dir, sample.out_dir, out_dir=tmp_path, settings=QUICK)
@@ -44,6 +44,26 @@ def test_detection_compares_the_rewritten_forward_detection_by_detection(convert
     assert metrics["reference_detections"] > 0  # score threshold 0: random weights still detect
     assert metrics["matched"] + metrics["excused_ties"] == metrics["reference_detections"]
     assert metrics["matched"] >= 0.9 * metrics["reference_detections"]
+
+
+def test_instance_masks_are_compared_by_iou_per_matched_detection(converted_sample, tmp_path):
+    sample = converted_sample("rtmdet-ins-tiny")
+    report = validate(sample.model_dir, sample.out_dir, out_dir=tmp_path, settings=NO_SPEED)
+    (case,) = report.parity.cases
+    masks = next(output for output in case.outputs if output.name.startswith("masks"))
+    assert masks.passed and masks.atol == pytest.approx(0.02)  # IoU >= 0.98
+    assert masks.elements == case.task.metrics["matched"] > 0  # one IoU per matched detection
+
+
+def test_a_tampered_mask_head_fails_on_the_masks(converted_sample, tmp_path):
+    sample = converted_sample("rtmdet-ins-tiny")
+    tampered = tmp_path / "onnx"
+    shutil.copytree(sample.out_dir, tampered)
+    perturb_initializer(
+        sample.onnx_path, tampered / "end2end.onnx", name="bbox_head.mask_head.projection.weight", scale=5.0
+    )
+    with pytest.raises(ValidationFailed, match=r"parity: output 'masks \(1 - IoU at 0\.5\)' max abs error"):
+        validate(sample.model_dir, tampered, settings=NO_SPEED)
 
 
 def test_segmentation_checks_pixel_argmax_agreement(converted_sample, tmp_path):
@@ -102,14 +122,14 @@ def test_cli_validates_and_prints_the_report(converted_sample, tmp_path):
     assert "pixel argmax agreement: 131072 of 131072 pixels agree" in text.stdout
 
 
-def test_cli_failure_exits_1_with_one_line_naming_the_output(converted_sample, tmp_path):
+def test_cli_failure_exits_with_the_gate_code_and_one_line_naming_the_output(converted_sample, tmp_path):
     sample = converted_sample("resnet18")
     tampered = tmp_path / "onnx"
     shutil.copytree(sample.out_dir, tampered)
     perturb_initializer(sample.onnx_path, tampered / "end2end.onnx", name="head.fc.weight", scale=1.0)
     args = ["validate", str(sample.model_dir.root), str(tampered), "--samples", "1", "--runs", "1", "--json"]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1
+    assert result.exit_code == 6  # a failed gate (README: exit codes)
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: end2end.onnx failed validation: parity: output 'output' max abs error")
     assert json.loads(result.stdout)["passed"] is False  # --json still prints the report

@@ -28,6 +28,16 @@ BUILTIN_PROFILES: dict[str, tuple[str, str, str]] = {
     ),
     "detection_onnxruntime_static": ("mmdet/detection/detection_onnxruntime_static.py", "mmdet", "detection"),
     "detection_onnxruntime_dynamic": ("mmdet/detection/detection_onnxruntime_dynamic.py", "mmdet", "detection"),
+    "instance-seg_onnxruntime_static": (
+        "mmdet/instance-seg/instance-seg_onnxruntime_static.py",
+        "mmdet",
+        "instance-segmentation",
+    ),
+    "instance-seg_onnxruntime_dynamic": (
+        "mmdet/instance-seg/instance-seg_onnxruntime_dynamic.py",
+        "mmdet",
+        "instance-segmentation",
+    ),
     "segmentation_onnxruntime_static": ("mmseg/segmentation_onnxruntime_static.py", "mmseg", "segmentation"),
     "segmentation_onnxruntime_dynamic": ("mmseg/segmentation_onnxruntime_dynamic.py", "mmseg", "segmentation"),
 }

@@ -1,0 +1,2 @@
+# mmdeploy 1.3.1: configs/mmdet/instance-seg/instance-seg_onnxruntime_static.py
+_base_ = ["../_base_/base_instance-seg_static.py", "../../_base_/backends/onnxruntime.py"]
