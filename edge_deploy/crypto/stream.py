@@ -146,18 +146,7 @@ def decrypt_stream(
 ) -> StreamResult:
     """Open a sealed stream into `dst`; see the module docstring about output on error."""
     header = parse_header(src, name)
-    return open_stream(src, dst, header, open_data_key(header, keyring, name), name, on_plaintext)
-
-
-def open_stream(
-    src: BinaryIO,
-    dst: BinaryIO,
-    header: Header,
-    data_cipher: AESGCM,
-    name: str,
-    on_plaintext: Observer | None = None,
-) -> StreamResult:
-    """Open the chunks that follow `header` in `src` into `dst`."""
+    data_cipher = open_data_key(header, keyring, name)
     chunk_size = header.chunk_size
     remaining = _remaining_bytes(src)
     per_batch = _chunks_per_batch(chunk_size, remaining, chunk_size + TAG_SIZE)
@@ -216,28 +205,6 @@ def open_into(
     if written != plaintext_size:  # the file changed length while it was read
         raise CorruptedDataError(f"{name}: truncated: {written} of {plaintext_size} plaintext bytes", chunk=index)
     return index
-
-
-def seal_into(
-    src: BinaryIO, header: Header, data_cipher: AESGCM, plaintext_size: int, target: Target, name: str
-) -> tuple[int, int]:
-    """Seal `plaintext_size` bytes of `src` (what a file holds when sealing starts; fewer if it
-    shrinks) straight into the memory `target` gives for each batch's place after the header.
-    Returns (chunk count, plaintext bytes sealed)."""
-    chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
-    per_batch = _chunks_per_batch(chunk_size, plaintext_size, chunk_size)
-    plain = memoryview(bytearray(per_batch * chunk_size))
-    remaining, index, done = plaintext_size, 0, 0
-    while True:
-        count = read_into(src, plain[: min(len(plain), remaining)])
-        remaining -= count
-        at_end = count < len(plain) or remaining == 0
-        chunks = count // chunk_size + (1 if at_end else 0)
-        sealed = target(header.size + index * sealed_size, count + chunks * TAG_SIZE)
-        _, index = _seal_batch(data_cipher, header, plain[:count], sealed, index, at_end, name)
-        done += count
-        if at_end:
-            return index, done
 
 
 def decrypt_to_bytes(src: BinaryIO, keyring: Keyring, *, name: str = "<stream>") -> bytes:
