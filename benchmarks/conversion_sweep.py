@@ -6,8 +6,9 @@ Each config becomes a model directory the way a user's would look (`edge-deploy 
 the shipped config with seeded random weights, no manifest), then `load_model_dir` infers the
 manifest, `convert` exports it and the validation gate runs with its default settings. Every model
 runs in a child process of its own (a crash or a memory spike ends that row, not the sweep). The
-table gives, per config: the inferred task, input shape and deploy profile, convert and validate
-seconds, and the verdict, or the first line of the error. The last line is the pass rate.
+table gives, per config: the inferred task, input shape and deploy profile (and the profile or opset
+the conversion chose instead, when the inferred one could not export), convert and validate seconds,
+and the verdict, or the first line of the error. The last line is the pass rate.
 
 The list is chosen for breadth of architecture, not for the samples' sake: CNNs and transformers,
 one- and two-stage detectors, anchor-based and anchor-free heads, instance and semantic
@@ -107,6 +108,10 @@ def run_one(spec: str, work: Path) -> dict:
     }
     result = convert(model_dir, work / "onnx")
     row |= {"convert_s": round(time.perf_counter() - started, 1), "opset": result.opset}
+    if result.deploy_profile != manifest.deploy_profile:  # the dynamic export froze a size: static instead
+        row["profile"] = f"{result.deploy_profile} (not {manifest.deploy_profile}: a size frozen in the graph)"
+    if result.opset_reason:
+        row["opset"] = f"{result.opset} (raised from {manifest.opset})"
     started = time.perf_counter()
     try:
         report = validate(model_dir, work / "onnx")

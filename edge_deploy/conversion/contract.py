@@ -99,6 +99,25 @@ class Manifest:
         data = {"version": MANIFEST_VERSION, **data}
         return {key: value for key, value in data.items() if value is not None}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Back from `to_dict` (also after a JSON round trip, which turns axis indices into strings).
+        For manifests this package wrote; a user's manifest goes through `manifest.load_with_manifest`."""
+        inputs = [
+            InputSpec(i["name"], list(i["shape"]), {int(k): v for k, v in i["dynamic_axes"].items()}, i["dtype"])
+            for i in data["inputs"]
+        ]
+        tolerances = Tolerances(**data["tolerances"]) if data.get("tolerances") else None
+        fields = {key: data[key] for key in ("codebase", "outputs", "deploy_profile", "opset", "targets")}
+        return cls(
+            task=Task(data["task"]),
+            inputs=inputs,
+            tolerances=tolerances,
+            config=data.get("config"),
+            checkpoint=data.get("checkpoint"),
+            **fields,
+        )
+
 
 @dataclass(frozen=True)
 class ModelDir:
@@ -110,6 +129,7 @@ class ModelDir:
     deploy_config_path: Path  # the deploy config actually used: a built-in profile or a file here
     manifest_path: Path | None = None
     opset_pinned: bool = False  # the manifest names the opset; otherwise the conversion may raise it
+    profile_pinned: bool = True  # False when inference chose a built-in profile the conversion may change
 
     @property
     def profile_is_builtin(self) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from edge_deploy.conversion import profiles
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
 from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, ModelDir
 from edge_deploy.conversion.environment import mmdeploy_environment
@@ -43,22 +44,15 @@ TRACE_IMAGE_SEED = 0
 def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> ConversionResult:
     """Convert `model_dir` into `out_dir` (end2end.onnx, SDK json files, deploy config, result).
 
-    When the manifest leaves the opset open and the exporter says an operator needs a newer one
-    (within MIN_OPSET..MAX_OPSET), the export is retried once at that opset and the result says why.
+    What the manifest leaves open is chosen here and recorded in conversion.json (`manifest`, and why
+    in `opset_reason` / `profile_reason`): when the exporter says an operator needs a newer opset
+    (within MIN_OPSET..MAX_OPSET), the export runs once more at that opset; when inference chose a
+    dynamic profile and the exported model does not run at another size (a size frozen in the graph,
+    e.g. adaptive pooling), the static profile at the same size is exported instead.
     """
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, replace=overwrite) as staging:
-        try:
-            result = _convert_into(model_dir, staging)
-        except ConversionError as exc:
-            needed = None if model_dir.opset_pinned else required_opset(str(exc), model_dir.manifest.opset)
-            if needed is None:
-                raise
-            log.info("%s: %s; exporting again at opset %d", model_dir.root.name, exc, needed)
-            _empty(staging)
-            raised = dataclasses.replace(model_dir, manifest=dataclasses.replace(model_dir.manifest, opset=needed))
-            reason = f"opset {model_dir.manifest.opset} (the deploy profile's) failed: {exc}"
-            result = replace(_convert_into(raised, staging), opset_reason=reason)
+        result = _export_choosing_profile(model_dir, staging)
         # The file keeps the ONNX path relative to itself: no machine paths in published metadata.
         (staging / RESULT_FILE).write_text(replace(result, onnx_path=ONNX_FILE_NAME).to_json() + "\n")
     result = replace(result, onnx_path=str(out_dir.resolve() / ONNX_FILE_NAME))
@@ -71,6 +65,75 @@ def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> Conv
         result.peak_rss_mb,
     )
     return result
+
+
+def _export_choosing_profile(model_dir: ModelDir, staging: Path) -> ConversionResult:
+    result = _export_choosing_opset(model_dir, staging)
+    spec = model_dir.manifest.inputs[0]
+    if model_dir.profile_pinned or not {2, 3} <= set(spec.dynamic_axes):
+        return result
+    problem = fails_at_another_size(staging / ONNX_FILE_NAME, spec)
+    if problem is None:
+        return result
+    static = static_variant(model_dir)
+    log.info(
+        "%s: the dynamic export %s; exporting with %s", model_dir.root.name, problem, static.manifest.deploy_profile
+    )
+    _empty(staging)
+    reason = (
+        f"{model_dir.manifest.deploy_profile} (inferred) exported a model that {problem}: "
+        f"{static.manifest.deploy_profile} at {'x'.join(map(str, spec.shape))} instead"
+    )
+    return replace(_export_choosing_opset(static, staging), profile_reason=reason)
+
+
+def _export_choosing_opset(model_dir: ModelDir, staging: Path) -> ConversionResult:
+    try:
+        result = _convert_into(model_dir, staging)
+    except ConversionError as exc:
+        needed = None if model_dir.opset_pinned else required_opset(str(exc), model_dir.manifest.opset)
+        if needed is None:
+            raise
+        log.info("%s: %s; exporting again at opset %d", model_dir.root.name, exc, needed)
+        _empty(staging)
+        raised = dataclasses.replace(model_dir, manifest=dataclasses.replace(model_dir.manifest, opset=needed))
+        reason = f"opset {model_dir.manifest.opset} (the deploy profile's) failed: {exc}"
+        return replace(_convert_into(raised, staging), opset_reason=reason)
+    return result
+
+
+def static_variant(model_dir: ModelDir) -> ModelDir:
+    """`model_dir` with its task's static built-in profile, at the same input size."""
+    manifest = model_dir.manifest
+    name = profiles.default_profile(manifest.task.value, dynamic=False)
+    inputs = [dataclasses.replace(spec, dynamic_axes={}) for spec in manifest.inputs]
+    return dataclasses.replace(
+        model_dir,
+        manifest=dataclasses.replace(manifest, deploy_profile=name, inputs=inputs),
+        deploy_config_path=profiles.profile_path(name),
+        profile_pinned=True,
+    )
+
+
+def fails_at_another_size(onnx_path: Path, spec) -> str | None:
+    """How ONNX Runtime fails to run the model at 3/4 of the traced height and width, or None when it
+    runs (or when the model cannot be opened here at all, which the validation gate reports)."""
+    import numpy as np
+    import onnxruntime
+
+    batch, channels, height, width = spec.shape
+    smaller = [batch, channels, *(max(32, round(side * 0.75 / 32) * 32) for side in (height, width))]
+    try:
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception:  # custom ops not loaded here: the gate opens it properly
+        return None
+    feeds = {spec.name: np.random.default_rng(0).standard_normal(smaller, dtype=np.float32)}
+    try:
+        session.run(None, feeds)
+    except Exception as exc:  # onnxruntime's error types share no base class
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"does not run at {'x'.join(map(str, smaller))} ({first[:300]})"
+    return None
 
 
 # torch's exporter: "Support for this operator was added in version 13, try exporting with this
@@ -128,6 +191,7 @@ def _convert_into(model_dir: ModelDir, work_dir: Path) -> ConversionResult:
         peak_rss_method=memory.method,
         stage_seconds={name: round(value, 3) for name, value in stages.items()},
         inferred=list(model_dir.inferred),
+        manifest=json.dumps(model_dir.manifest.to_dict(), sort_keys=True),
     )
 
 

@@ -96,7 +96,16 @@ def infer_model_dir(root: Path) -> ModelDir:
     )
     check_against_profile(manifest, deploy_cfg, problems)
     problems.raise_if_any()
-    return ModelDir(root, manifest, config_path, checkpoint_path, inferred, deploy_config_path, None)
+    return ModelDir(
+        root,
+        manifest,
+        config_path,
+        checkpoint_path,
+        inferred,
+        deploy_config_path,
+        None,
+        profile_pinned=profile_name == DEPLOY_CONFIG_NAME,
+    )
 
 
 def _pick_profile(root: Path, task: Task, dynamic: bool, inferred: list[str]) -> tuple[str, Path]:

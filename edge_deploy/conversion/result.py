@@ -11,7 +11,8 @@ from pathlib import Path
 from pydantic import with_config
 
 from edge_deploy import codec
-from edge_deploy.conversion.contract import ModelDir
+from edge_deploy.conversion import profiles
+from edge_deploy.conversion.contract import Manifest, ModelDir
 from edge_deploy.conversion.errors import ConversionError
 from edge_deploy.files import ONNX_FILE_NAME, sha256_file
 
@@ -42,6 +43,8 @@ class ConversionResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     inferred: list[str] = field(default_factory=list)
     opset_reason: str = ""  # set when the conversion raised the opset the manifest left open, and why
+    profile_reason: str = ""  # set when the conversion chose another profile than inference did, and why
+    manifest: str = ""  # the manifest the export used, as JSON (a str: Flyte passes it as plain text)
 
     def to_json(self) -> str:
         return codec.to_json(self)
@@ -102,3 +105,21 @@ def model_identity(model_dir: ModelDir) -> ModelIdentity:
         deploy_config_sha256=hashlib.sha256(resolved.encode()).hexdigest(),
         versions=converter_versions(model_dir.manifest.codebase),
     )
+
+
+def converted_model_dir(model_dir: ModelDir, onnx_dir: Path) -> ModelDir:
+    """`model_dir` as its conversion in `onnx_dir` exported it: the manifest conversion.json records
+    (an opset or profile the conversion chose where the manifest left it open), else unchanged."""
+    record = Path(onnx_dir) / RESULT_FILE
+    if not record.is_file():
+        return model_dir
+    recorded = ConversionResult.from_json(record.read_text(), str(record)).manifest
+    if not recorded:
+        return model_dir
+    manifest = Manifest.from_dict(json.loads(recorded))
+    if manifest == model_dir.manifest:
+        return model_dir
+    deploy_config_path = model_dir.deploy_config_path
+    if manifest.deploy_profile != model_dir.manifest.deploy_profile:
+        deploy_config_path = profiles.profile_path(manifest.deploy_profile)
+    return replace(model_dir, manifest=manifest, deploy_config_path=deploy_config_path)

@@ -68,38 +68,42 @@ def validate(
     out_dir: Path | None = None,
     settings: ValidationSettings | None = None,
 ) -> ValidationReport:
-    """Validate `onnx_dir/end2end.onnx` against the PyTorch model in `model_dir` (a path or a loaded ModelDir)."""
+    """Validate `onnx_dir/end2end.onnx` against the PyTorch model in `model_dir` (a path or a loaded ModelDir).
+
+    The model is checked as its conversion exported it: the manifest in `onnx_dir/conversion.json`
+    (an opset or profile the conversion chose where the manifest left it open) over the directory's.
+    """
     from edge_deploy.conversion import ModelDir, load_model_dir
+    from edge_deploy.conversion.result import converted_model_dir
 
     loaded = model_dir if isinstance(model_dir, ModelDir) else load_model_dir(Path(model_dir))
     onnx_dir = Path(onnx_dir)
-    subject = subject_from_model_dir(loaded, onnx_dir)
+    exported = converted_model_dir(loaded, onnx_dir)
+    subject = subject_from_model_dir(exported, onnx_dir, identity_of=loaded)
 
     def reference():
         from edge_deploy.validation.reference import MMDeployReference
 
-        return MMDeployReference.from_model_dir(loaded)
+        return MMDeployReference.from_model_dir(exported)
 
     return run_gate(onnx_dir / ONNX_NAME, subject, reference, settings or ValidationSettings(), out_dir or onnx_dir)
 
 
-def subject_from_model_dir(model_dir, onnx_dir: Path) -> GateSubject:
+def subject_from_model_dir(model_dir, onnx_dir: Path, identity_of=None) -> GateSubject:
+    """What the gate checks: `model_dir`'s manifest; the identity is that of `identity_of` (default:
+    `model_dir`), the directory as the conversion task's cache key saw it."""
     from edge_deploy.conversion import model_identity
 
     manifest = model_dir.manifest
-    recorded = _conversion_record(onnx_dir / CONVERSION_RECORD)
-    sha256, opset = recorded.get("sha256"), recorded.get("opset")
+    recorded = _conversion_record(onnx_dir / CONVERSION_RECORD).get("sha256")
     return GateSubject(
         task=manifest.task.value,
         codebase=manifest.codebase,
         deploy_profile=manifest.deploy_profile,
-        model_sha256=identity_digest(model_identity(model_dir)),
-        # The conversion may have raised an opset the manifest left open (conversion.json says why).
-        signature=ExpectedSignature(
-            manifest.inputs, manifest.outputs, opset if isinstance(opset, int) else manifest.opset
-        ),
+        model_sha256=identity_digest(model_identity(identity_of or model_dir)),
+        signature=ExpectedSignature(manifest.inputs, manifest.outputs, manifest.opset),
         tolerances=manifest.tolerances,
-        expected_onnx_sha256=sha256 if isinstance(sha256, str) else None,
+        expected_onnx_sha256=recorded if isinstance(recorded, str) else None,
     )
 
 

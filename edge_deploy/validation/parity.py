@@ -312,9 +312,24 @@ def check_parity(session, runs: Sequence[ReferenceRun], task: str, tolerances: T
     """Run every case through `session` (an onnxruntime.InferenceSession) and compare with the reference."""
     cases = []
     for run in runs:
-        outputs, seconds = run_onnx(session, run.case.feeds)
+        try:
+            outputs, seconds = run_onnx(session, run.case.feeds)
+        except Exception as exc:  # onnxruntime's own error types (Fail, InvalidArgument...) share no base
+            cases.append(_does_not_run(run, exc))
+            continue
         cases.append(compare_case(run, outputs, task, tolerances, seconds))
     return parity_report(cases, provider=session.get_providers()[0])
+
+
+def _does_not_run(run: ReferenceRun, exc: Exception) -> ParityCase:
+    """A case ONNX Runtime refused to run: typically a dynamic axis the export froze to its traced size."""
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+    detail = (
+        f"ONNX Runtime cannot run the model at {run.case.shapes} ({message}); if a dynamic axis was frozen "
+        "at export, use the static profile (manifest deploy_profile, with inputs[0].shape)"
+    )
+    runs = TaskAgreement("runs at this size", False, {}, detail)
+    return ParityCase(run.case.name, run.case.seed, run.case.shapes, [], runs, run.seconds, 0.0, False)
 
 
 def _since(start: float) -> float:

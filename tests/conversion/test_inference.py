@@ -6,6 +6,8 @@ from mmengine.config import Config
 from edge_deploy.conversion import Task, convert, load_model_dir
 from edge_deploy.conversion.export import required_opset
 from edge_deploy.samples import write_shipped_config
+from edge_deploy.validation.gate import validate
+from edge_deploy.validation.report import ValidationSettings
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +62,23 @@ def test_a_crop_the_codebase_defines_itself_is_run_not_guessed(tmp_path):
     assert model_dir.manifest.deploy_profile == "classification_onnxruntime_static"
 
 
-def test_an_attention_model_is_exported_at_the_opset_the_exporter_asks_for(tmp_path):
-    # SegFormer at the segmentation profile's opset 11: "aten::unflatten ... added in version 13".
+def test_the_conversion_chooses_what_the_manifest_left_open_and_the_gate_checks_that(tmp_path):
+    # SegFormer: opset 11 fails ("aten::unflatten ... added in version 13"), and its dynamic export
+    # freezes the attention's reshape to the traced size, so it cannot run at another size.
     model_dir = load_model_dir(shipped("mmseg:segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py", tmp_path))
-    assert model_dir.manifest.opset == 11 and not model_dir.opset_pinned
+    assert model_dir.manifest.opset == 11 and not model_dir.opset_pinned and not model_dir.profile_pinned
+    assert model_dir.manifest.deploy_profile == "segmentation_onnxruntime_dynamic"
     result = convert(model_dir, tmp_path / "onnx")
     assert result.opset == 13
     assert "opset 11 (the deploy profile's) failed" in result.opset_reason and "13" in result.opset_reason
+    assert result.deploy_profile == "segmentation_onnxruntime_static"
+    assert "does not run at 1x3x384x512" in result.profile_reason
+    assert result.inputs == {"input": [1, 3, 512, 683]}
+
+    report = validate(model_dir, tmp_path / "onnx", settings=ValidationSettings(samples=1, timed_runs=3))
+    assert report.passed, report.failure
+    assert report.model.deploy_profile == "segmentation_onnxruntime_static"
+    assert [case.inputs["input"] for case in report.parity.cases] == [[1, 3, 512, 683]]  # static: one size
 
 
 @pytest.mark.parametrize(

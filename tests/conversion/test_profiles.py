@@ -50,3 +50,23 @@ def test_unknown_profile_lists_the_names():
 def test_default_profiles_are_static():
     assert profiles.default_profile("detection") == "detection_onnxruntime_static"
     assert profiles.default_profile("classification", dynamic=True) == "classification_onnxruntime_dynamic"
+
+
+def test_a_manifest_survives_the_json_conversion_json_keeps_it_as():
+    import json
+
+    from edge_deploy.conversion import InputSpec, Manifest, Task, Tolerances
+
+    manifest = Manifest(
+        task=Task.INSTANCE_SEGMENTATION,
+        codebase="mmdet",
+        inputs=[InputSpec("input", [1, 3, 800, 1088], {0: "batch", 2: "height", 3: "width"})],
+        outputs=["dets", "labels", "masks"],
+        deploy_profile="instance-seg_onnxruntime_dynamic",
+        opset=13,
+        targets=["linux/amd64"],
+        tolerances=Tolerances(1e-3, 1e-4, 0.99),
+        config="m.py",
+        checkpoint="m.pth",
+    )
+    assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
