@@ -2,7 +2,6 @@
 and keep everything else (the venv, tests, .env) out. Checked with the task Dockerfiles' own COPY lines
 on an empty base, since no Python base image can be pulled here."""
 
-import re
 import secrets
 import tarfile
 import tempfile
