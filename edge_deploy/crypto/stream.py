@@ -146,7 +146,19 @@ def decrypt_stream(
 ) -> StreamResult:
     """Open a sealed stream into `dst`; see the module docstring about output on error."""
     header = parse_header(src, name)
-    data_cipher = open_data_key(header, keyring, name)
+    return open_stream(src, dst, header, open_data_key(header, keyring, name), name, on_plaintext)
+
+
+def open_stream(
+    src: BinaryIO,
+    dst: BinaryIO,
+    header: Header,
+    data_cipher: AESGCM,
+    name: str,
+    on_plaintext: Observer | None = None,
+) -> StreamResult:
+    """Open the chunks that follow `header` in `src` into `dst` (the header read and the data key
+    unwrapped already, so that a missing key shows before anything is written)."""
     chunk_size = header.chunk_size
     remaining = _remaining_bytes(src)
     per_batch = _chunks_per_batch(chunk_size, remaining, chunk_size + TAG_SIZE)

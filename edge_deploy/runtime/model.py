@@ -1,21 +1,16 @@
-"""Open the sealed model in memory and run it with ONNX Runtime, checking every input first.
+"""Open the sealed model and run it with ONNX Runtime, checking every input first.
 
-The plaintext exists once: it is decrypted chunk by chunk into an anonymous memory file (memfd)
-of its final size, hashed there, and ONNX Runtime opens that file by its /proc path. The memory
-file is closed as soon as the session exists, so only ONNX Runtime's own copy of the weights stays.
-(`InferenceSession` takes a path or `bytes`, and a `bytes` object cannot be filled in place: it
-would cost a second copy, which is what a system without memfd pays.)
+How the plaintext reaches ONNX Runtime (streamed through a pipe, or one memory file; never a
+disk) is `plaintext`'s business; the session is used only once that says every chunk was
+authenticated and the sha256 matches model.json.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
-import mmap
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +18,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edge_deploy.crypto import Keyring, decrypt_file_to_memory, read_header
+from edge_deploy.crypto import Keyring, read_header
 from edge_deploy.errors import ConfigError, EdgeDeployError
+from edge_deploy.runtime.plaintext import Plaintext, open_plaintext
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +166,17 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     sealed = config.model_dir / SEALED_MODEL_NAME
     metadata = _read_metadata(config.model_dir / METADATA_NAME)
     requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
-    with _decrypted_model(sealed, config) as (model, digest):
-        expected = metadata.get("model_sha256")
-        if expected and expected != digest:
-            raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
-        session = create_session(model, requested)
+    usable = usable_providers(requested)
+    with _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
+        try:
+            session = create_session(plaintext.source, usable, requested)
+        except BaseException:
+            _finish(plaintext, sealed, config)  # a failed decryption explains a failed session best
+            raise
+        digest = _finish(plaintext, sealed, config)
+    expected = metadata.get("model_sha256")
+    if expected and expected != digest:
+        raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
     log.info("model %s (sha256 %s) loaded with providers %s", metadata.get("name"), digest, session.get_providers())
     return LoadedModel(
         session=session,
@@ -186,12 +188,16 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     )
 
 
-def create_session(model: str | bytes, requested: Sequence[str]) -> ort.InferenceSession:
-    """A session on `model` (a path or the serialized model) with the requested providers that this
-    onnxruntime build has, CPU last; one warning when any preferred provider is missing or fails
-    to initialise."""
+def usable_providers(requested: Sequence[str]) -> list[str]:
+    """The requested providers this onnxruntime build has, CPU last."""
     available = ort.get_available_providers()
-    usable = [p for p in requested if p in available and p != CPU_PROVIDER] + [CPU_PROVIDER]
+    return [p for p in requested if p in available and p != CPU_PROVIDER] + [CPU_PROVIDER]
+
+
+def create_session(model: str | bytes, usable: list[str], requested: Sequence[str]) -> ort.InferenceSession:
+    """A session on `model` (a path or the serialized model) with the `usable` providers; one
+    warning when any requested provider is missing or fails to initialise (then the model is
+    read a second time, for a CPU session)."""
     if "CUDAExecutionProvider" in usable and hasattr(ort, "preload_dlls"):
         # onnxruntime-gpu with the nvidia-* wheels: load CUDA/cuDNN from site-packages first
         try:
@@ -200,79 +206,44 @@ def create_session(model: str | bytes, requested: Sequence[str]) -> ort.Inferenc
             log.debug("onnxruntime.preload_dlls failed: %s", exc)
     options = ort.SessionOptions()
     try:
-        session = ort.InferenceSession(model, options, providers=usable)
+        # our own fallback below warns once; ORT's would print to stdout and read the model again
+        session = ort.InferenceSession(model, options, providers=usable, enable_fallback=0)
     except Exception as exc:
         if usable == [CPU_PROVIDER]:
             raise ModelLoadError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0][:500]}") from None
         log.warning("execution providers %s failed (%s); falling back to CPU", usable[:-1], str(exc).splitlines()[0])
-        return ort.InferenceSession(model, options, providers=[CPU_PROVIDER])
+        return ort.InferenceSession(model, options, providers=[CPU_PROVIDER], enable_fallback=0)
     active = session.get_providers()
     lost = [p for p in requested if p not in active]
     if lost:
         log.warning(
             "execution provider(s) %s not usable here (this onnxruntime has %s); running on %s",
             ", ".join(lost),
-            ", ".join(available),
+            ", ".join(ort.get_available_providers()),
             ", ".join(active),
         )
     return session
 
 
-@contextlib.contextmanager
-def _decrypted_model(sealed: Path, config: RuntimeConfig) -> Iterator[tuple[str | bytes, str]]:
-    """(what ONNX Runtime opens, the plaintext's sha256) for the duration of the block, then released."""
-    memory_file = _MemoryFile() if _MEMFD_PATHS else None
-    digest = hashlib.sha256()  # taken while the next chunks are decrypted, not after
+def _opened(sealed: Path, config: RuntimeConfig, *, read_twice: bool) -> Plaintext:
     try:
-        plaintext = _decrypt(sealed, config, memory_file, digest.update)
-        yield (memory_file.path if memory_file else plaintext), digest.hexdigest()
-    finally:
-        if memory_file is not None:
-            memory_file.close()
-
-
-def _decrypt(
-    sealed: Path, config: RuntimeConfig, memory_file: _MemoryFile | None, on_plaintext: Callable[[memoryview], object]
-) -> mmap.mmap | bytes:
-    try:
-        keyring = Keyring.load(config.key_dir, config.env)
-        if memory_file is None:  # without memfd: a second copy, for a moment
-            return bytes(decrypt_file_to_memory(sealed, keyring, on_plaintext=on_plaintext))
-        return decrypt_file_to_memory(sealed, keyring, allocate=memory_file.allocate, on_plaintext=on_plaintext)
+        return open_plaintext(sealed, Keyring.load(config.key_dir, config.env), read_twice=read_twice)
     except EdgeDeployError as exc:
-        key_id = _key_id(sealed)
-        named = f" (sealed under key id {key_id!r})" if key_id else ""
-        where = "" if config.key_dir else f" (no EDGE_KEY_DIR given and nothing mounted at {DEFAULT_KEY_DIR})"
-        raise ModelLoadError(f"cannot open the sealed model{named}: {exc}{where}") from None
+        raise _cannot_open(sealed, config, exc) from None
 
 
-# Linux: an anonymous memory file that ONNX Runtime can open by path
-_MEMFD_PATHS = hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir()
+def _finish(plaintext: Plaintext, sealed: Path, config: RuntimeConfig) -> str:
+    try:
+        return plaintext.finish()
+    except EdgeDeployError as exc:
+        raise _cannot_open(sealed, config, exc) from None
 
 
-class _MemoryFile:
-    """An anonymous file in memory (memfd), mapped for writing; never on a disk, gone when closed."""
-
-    def __init__(self) -> None:
-        self._descriptor = os.memfd_create("edge-model", os.MFD_CLOEXEC)
-        self._map: mmap.mmap | None = None
-
-    @property
-    def path(self) -> str:
-        return f"/proc/self/fd/{self._descriptor}"
-
-    def allocate(self, size: int) -> mmap.mmap:
-        if size == 0:
-            raise ModelLoadError("the sealed model is empty")
-        os.ftruncate(self._descriptor, size)
-        # every page at once (one call instead of a fault per page): they are all written next
-        self._map = mmap.mmap(self._descriptor, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
-        return self._map
-
-    def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-        os.close(self._descriptor)
+def _cannot_open(sealed: Path, config: RuntimeConfig, error: EdgeDeployError) -> ModelLoadError:
+    key_id = _key_id(sealed)
+    named = f" (sealed under key id {key_id!r})" if key_id else ""
+    where = "" if config.key_dir else f" (no EDGE_KEY_DIR given and nothing mounted at {DEFAULT_KEY_DIR})"
+    return ModelLoadError(f"cannot open the sealed model{named}: {error}{where}")
 
 
 def _key_id(sealed: Path) -> str | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,9 @@ import onnxruntime as ort
 import pytest
 import requests
 
+from edge_deploy.crypto import read_header
 from edge_deploy.runtime import model as model_module
+from edge_deploy.runtime import plaintext as plaintext_module
 from edge_deploy.runtime.model import ModelLoadError, load_model
 from tests.runtime.conftest import MAX_BODY_BYTES, runtime_config
 from tests.runtime.onnx_models import INPUT_NAME, INPUT_SHAPE
@@ -145,37 +149,69 @@ def test_a_model_that_does_not_match_its_recorded_sha256_is_refused(sealed_model
         load_model(runtime_config(model_dir, edge_key.env))
 
 
-def open_memory_files() -> list[str]:
-    """The memfd files this process holds open (/proc/self/fd links read `/memfd:NAME (deleted)`)."""
-    fds = Path("/proc/self/fd")
-    return [link for link in (os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()) if "memfd:" in link]
+def open_links(kind: str) -> list[str]:
+    """What this process's descriptors of one kind point at (`pipe:[...]`, `/memfd:NAME (deleted)`)."""
+    links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
+    return [link for link in links if kind in link]
 
 
-def test_the_plaintext_lives_in_one_memory_file_that_is_gone_once_the_session_exists(
-    sealed_model, edge_key, monkeypatch
-):
-    opened: list[object] = []
+@pytest.fixture
+def sessions(monkeypatch):
+    """Records what each InferenceSession is created from, and what that path is at that moment."""
+    created: list[tuple[object, str | None]] = []
     real_session = model_module.ort.InferenceSession
 
     def session_on(source, *args, **kwargs):
-        opened.append((source, open_memory_files()))
+        created.append((source, os.readlink(source) if isinstance(source, str) else None))
         return real_session(source, *args, **kwargs)
 
     monkeypatch.setattr(model_module.ort, "InferenceSession", session_on)
-    before = open_memory_files()
+    return created
+
+
+def test_a_cpu_session_reads_the_plaintext_through_a_pipe_and_nothing_stays_open(sealed_model, edge_key, sessions):
+    before = open_links("pipe:")
     model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
 
-    [(source, memory_files)] = opened
-    assert isinstance(source, str) and source.startswith("/proc/self/fd/")  # a path, never a bytes copy
-    assert any("edge-model" in name for name in memory_files)
-    assert open_memory_files() == before  # released: only ONNX Runtime's own copy of the weights stays
+    [(source, target)] = sessions
+    assert isinstance(source, str) and source.startswith("/proc/self/fd/")  # never a bytes copy
+    assert target.startswith("pipe:")  # no plaintext buffer: decrypted while ONNX Runtime reads
+    assert open_links("pipe:") == before
+    assert not [t for t in threading.enumerate() if t.name == "edge-runtime-decrypt"]
     assert model.model_sha256 == sealed_model.model_sha256
 
 
-def test_without_memfd_the_model_loads_from_bytes(sealed_model, edge_key, monkeypatch):
-    monkeypatch.setattr(model_module, "_MEMFD_PATHS", False)
-    model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+def test_a_session_that_may_be_created_twice_reads_one_memory_file_twice(sealed_model, edge_key, sessions, monkeypatch):
+    """A preferred provider that fails is retried on the CPU: the model must be readable again."""
+    monkeypatch.setattr(model_module, "usable_providers", lambda _: ["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    with pytest.warns(UserWarning, match="NoSuchExecutionProvider"):  # ONNX Runtime's own, about the name
+        model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+
+    [(first, first_target), (second, second_target)] = sessions
+    assert first == second and first_target == second_target and "memfd:edge-model" in first_target
+    assert open_links("memfd:") == []  # closed once the session exists
+    assert model.session.get_providers() == ["CPUExecutionProvider"]
     assert model.model_sha256 == sealed_model.model_sha256
+
+
+@pytest.mark.parametrize("where", ["first chunk", "last chunk"])
+def test_a_tampered_chunk_stops_the_load_even_when_the_stream_parses(sealed_model, edge_key, tmp_path, where):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    raw = bytearray((sealed_model.model_dir / "model.onnx.enc").read_bytes())
+    raw[read_header(sealed_model.model_dir / "model.onnx.enc").size + 5 if where == "first chunk" else -3] ^= 1
+    (model_dir / "model.onnx.enc").write_bytes(raw)
+    (model_dir / "model.json").write_text((sealed_model.model_dir / "model.json").read_text())
+    with pytest.raises(ModelLoadError, match=r"chunk \d+ \(.*\) failed authentication"):
+        load_model(runtime_config(model_dir, edge_key.env))
+    assert not [t for t in threading.enumerate() if t.name == "edge-runtime-decrypt"]
+
+
+def test_without_proc_the_model_loads_from_bytes(sealed_model, edge_key, sessions, monkeypatch):
+    monkeypatch.setattr(plaintext_module, "PROC_FD", Path("/nonexistent/proc/self/fd"))
+    model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+    [(source, _)] = sessions
+    assert isinstance(source, bytes) and hashlib.sha256(source).hexdigest() == sealed_model.model_sha256
     assert model.run({"images": np.zeros((1, 3, 8, 8), np.float32)})["scores"].shape == (1, 4)
 
 

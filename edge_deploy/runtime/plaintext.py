@@ -1,0 +1,155 @@
+"""How the decrypted model reaches ONNX Runtime: never on a disk, and without a plaintext copy of
+its own where that can be avoided.
+
+ONNX Runtime's Python API opens a model from a path or from `bytes`, and `bytes` cannot be filled
+in place (a buffer would have to be copied into one), so both ways below give it a path under
+/proc/self/fd:
+
+- streamed, when the session is created once (CPU only): a thread decrypts the sealed model into
+  a pipe that ONNX Runtime reads while it parses. No plaintext buffer exists at all, and the
+  decryption runs while ONNX Runtime parses. ONNX Runtime reads a model file once, front to back,
+  which a pipe allows. Only `finish()` says whether every chunk was authenticated and what the
+  sha256 is: the caller must not use the session before it returns.
+- in a memory file, when the session may be created twice (a GPU or NPU provider that fails is
+  retried on the CPU, and reads the model again): decrypted into an anonymous memory file
+  (memfd) of the model's size, closed once the session exists.
+Where /proc/self/fd or memfd is missing (not Linux), the plaintext goes over as `bytes`, which
+costs a second copy for a moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from edge_deploy.crypto import Keyring, decrypt_file_to_memory
+from edge_deploy.crypto.files import open_source
+from edge_deploy.crypto.format import parse_header
+from edge_deploy.crypto.stream import open_data_key, open_stream
+from edge_deploy.errors import EdgeDeployError
+
+log = logging.getLogger(__name__)
+
+PROC_FD = Path("/proc/self/fd")
+PIPE_BYTES = 1024 * 1024  # 16 times fewer hand-overs between the decrypting thread and ONNX Runtime
+
+
+class Plaintext:
+    """The decrypted model as ONNX Runtime opens it (`source`) while the block lasts."""
+
+    source: str | bytes
+
+    def finish(self) -> str:
+        """The plaintext's sha256, once all of it is decrypted and authenticated; or the error why not."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what holds the plaintext."""
+
+    def __enter__(self) -> Plaintext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_plaintext(sealed: Path, keyring: Keyring, *, read_twice: bool) -> Plaintext:
+    """The sealed model, decrypted for ONNX Runtime; `read_twice` when the session may be created again."""
+    if not PROC_FD.is_dir():
+        return _InBytes(sealed, keyring)
+    if read_twice and hasattr(os, "memfd_create"):
+        return _InMemoryFile(sealed, keyring)
+    return _Streamed(sealed, keyring)
+
+
+class _Streamed(Plaintext):
+    def __init__(self, sealed: Path, keyring: Keyring) -> None:
+        name = str(sealed)
+        with contextlib.ExitStack() as stack:  # a missing or wrong key shows now, before ONNX Runtime starts
+            source = stack.enter_context(open_source(sealed))
+            header = parse_header(source, name)
+            data_cipher = open_data_key(header, keyring, name)
+            opened = stack.pop_all()  # the thread closes it
+        self._digest = hashlib.sha256()
+        self._error: BaseException | None = None
+        read_end, write_end = os.pipe()
+        with contextlib.suppress(AttributeError, OSError):  # 1 MiB (the default cap for any user), not 64 KiB
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
+        self._read_end: int | None = read_end
+        self.source = f"{PROC_FD}/{read_end}"
+        decrypt = lambda: open_stream(source, pipe, header, data_cipher, name, self._digest.update)  # noqa: E731
+        pipe = os.fdopen(write_end, "wb", buffering=0)
+        self._thread = threading.Thread(target=self._run, args=(decrypt, opened, pipe), name="edge-runtime-decrypt")
+        self._thread.start()
+
+    def _run(self, decrypt: Callable[[], object], opened: contextlib.ExitStack, pipe: BinaryIO) -> None:
+        try:
+            with opened, pipe:  # closing the pipe ends ONNX Runtime's read, also after an error
+                decrypt()
+        except BaseException as exc:  # handed to finish()
+            self._error = exc
+
+    def finish(self) -> str:
+        self._thread.join()
+        if isinstance(self._error, BrokenPipeError):
+            raise EdgeDeployError("ONNX Runtime stopped reading the model before its end") from None
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        if self._read_end is not None:
+            os.close(self._read_end)  # a writer still waiting on the pipe now fails and ends
+            self._read_end = None
+        self._thread.join()
+
+
+class _InMemoryFile(Plaintext):
+    def __init__(self, sealed: Path, keyring: Keyring) -> None:
+        self._descriptor = os.memfd_create("edge-model", os.MFD_CLOEXEC)
+        self._map: mmap.mmap | None = None
+        self.source = f"{PROC_FD}/{self._descriptor}"
+        digest = hashlib.sha256()  # taken while the next chunks are decrypted, not after
+        try:
+            decrypt_file_to_memory(sealed, keyring, allocate=self._allocate, on_plaintext=digest.update)
+        except BaseException:
+            self.close()
+            raise
+        self._sha256 = digest.hexdigest()
+
+    def _allocate(self, size: int) -> mmap.mmap:
+        if size == 0:
+            raise EdgeDeployError("the sealed model is empty")
+        os.ftruncate(self._descriptor, size)
+        # every page at once (one call instead of a fault per page): they are all written next
+        self._map = mmap.mmap(self._descriptor, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        return self._map
+
+    def finish(self) -> str:
+        return self._sha256
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._descriptor >= 0:
+            os.close(self._descriptor)
+            self._descriptor = -1
+
+
+class _InBytes(Plaintext):
+    def __init__(self, sealed: Path, keyring: Keyring) -> None:
+        digest = hashlib.sha256()
+        self.source = bytes(decrypt_file_to_memory(sealed, keyring, on_plaintext=digest.update))
+        self._sha256 = digest.hexdigest()
+
+    def finish(self) -> str:
+        return self._sha256
