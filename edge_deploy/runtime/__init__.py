@@ -4,9 +4,10 @@ It imports only the standard library, numpy, onnxruntime and `edge_deploy.crypto
 mmcv/mmdeploy, flytekit or boto3), so an image is its base plus the ONNX Runtime layer. At start it
 loads the key-encryption keys (EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE, or one file per key id in
 EDGE_KEY_DIR, default /run/secrets/edge-keys; no other setting is read), decrypts the sealed model
-into one memory buffer (the plaintext exists once and never touches a disk), checks its sha256,
-creates an ONNX Runtime session from that buffer with the platform's
-execution providers (falling back to CPU with one warning), then serves HTTP. Without a usable key
+straight into ONNX Runtime (through a pipe, or one memory file when a provider may need a second
+read; see `plaintext`: the plaintext never touches a disk), creates the session with the
+platform's execution providers (falling back to CPU with one warning), and serves HTTP only once
+every chunk is authenticated and the sha256 matches model.json. Without a usable key
 it exits with status 2 and one line naming the key id.
 
 Environment (the image sets the first three):
