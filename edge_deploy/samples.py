@@ -279,7 +279,7 @@ def save_random_checkpoint(cfg, sample: Sample, path: Path, seed: int) -> None:
     _save_random_weights(cfg, sample.codebase, path, seed, meta)
 
 
-def _save_random_weights(cfg, codebase: str, path: Path, seed: int, meta: dict) -> None:
+def _save_random_weights(cfg, codebase: str, path: Path, seed: int, meta: dict, calibrate: bool = False) -> None:
     import torch
 
     from edge_deploy.conversion.environment import openmmlab_output_to_stderr
@@ -289,7 +289,8 @@ def _save_random_weights(cfg, codebase: str, path: Path, seed: int, meta: dict) 
         model = build_model(cfg, codebase)
         model.init_weights()
         generator = torch.Generator().manual_seed(seed + 1)
-        randomize_batchnorm(model, generator)
+        if not (calibrate and calibrate_batchnorm(model, codebase, generator)):
+            randomize_batchnorm(model, generator)
     state = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
     torch.save({"meta": meta, "state_dict": state}, str(path))
 
@@ -299,7 +300,8 @@ def write_shipped_config(spec: str, out_dir: Path, seed: int = 0, overwrite: boo
     weights and no manifest, as a user would drop a trained model into a directory.
 
     Pretrained-weight references are removed (nothing is downloaded). The weights are the model's
-    own initialization with BatchNorm statistics randomized, as for the samples; a detector's class
+    own initialization with BatchNorm statistics calibrated on random inputs (see
+    `calibrate_batchnorm`), so activations stay in range as in a trained model; a detector's class
     scores then sit at their prior (about 0.01), below the built-in profiles' score threshold, so its
     exported NMS keeps few detections or none.
     """
@@ -316,7 +318,7 @@ def write_shipped_config(spec: str, out_dir: Path, seed: int = 0, overwrite: boo
     with atomic_directory(out_dir, replace=overwrite) as staging:
         cfg.dump(str(staging / source.name))
         meta = {"seed": seed, "source_config": spec}
-        _save_random_weights(cfg, codebase, staging / source.with_suffix(".pth").name, seed, meta)
+        _save_random_weights(cfg, codebase, staging / source.with_suffix(".pth").name, seed, meta, calibrate=True)
     return out_dir
 
 
@@ -332,6 +334,42 @@ def _quiet_mmengine() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+CALIBRATION_SIZE = {"mmpretrain": 224}  # height = width; other codebases: 320
+
+
+def calibrate_batchnorm(model, codebase: str, generator, batches: int = 4) -> bool:
+    """Running statistics measured on random inputs through the backbone and neck (`extract_feat`).
+
+    With a deep network's initial weights and running statistics of mean 0 and variance 1, the
+    activations grow layer after layer in eval mode until every score saturates at 0 or 1; a trained
+    network's statistics match its activations, and so do calibrated ones. False when the model
+    cannot be calibrated this way (the caller falls back to `randomize_batchnorm`).
+    """
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not norms or not hasattr(model, "extract_feat"):
+        return False
+    side = CALIBRATION_SIZE.get(codebase, 320)
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    try:
+        with torch.no_grad():
+            for _ in range(batches):
+                model.extract_feat(torch.randn(2, 3, side, side, generator=generator))
+    except Exception:  # a backbone that needs other inputs: the caller randomizes instead
+        return False
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        model.eval()
+    return True
 
 
 def randomize_batchnorm(model, generator) -> None:
