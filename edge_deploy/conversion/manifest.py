@@ -3,7 +3,9 @@
 The manifest's own fields are checked by a pydantic schema (types, ranges, unknown fields), the
 rest against the directory (the files it names) and the deploy profile (the IO that profile
 exports). Every problem is collected before raising, so a ModelDirError names every bad field at
-once; `inference` uses the same checks on the manifest it makes up.
+once; `inference` uses the same checks on the manifest it makes up. `Problems` stays a small list
+of our own because most of those checks are not about the file's fields (files on disk, the
+profile's IO), and it gives the schema's errors and theirs one message.
 """
 
 from __future__ import annotations
