@@ -40,7 +40,7 @@ def validate(
 ) -> None:
     """Check ONNX_DIR/end2end.onnx against the PyTorch model in MODEL_DIR.
 
-    Writes validation.json and validation.html beside the model (or into --out). Exits 1 with the
+    Writes validation.json and validation.html beside the model (or into --out). Exits 6 with the
     failing output and the size of the difference when the model fails the gate.
     """
     from edge_deploy.validation.gate import validate as run_validation
