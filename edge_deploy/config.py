@@ -105,8 +105,6 @@ class Settings:
     registry_password: Secret | None = None
     registry_insecure: bool = False
     registry_ca_bundle: Path | None = None
-    key_dir: Path | None = None
-    seal_key_id: str | None = None
     work_dir: Path = Path.home() / ".cache" / "edge-deploy"
 
     @classmethod
@@ -149,10 +147,6 @@ class Settings:
             ca_bundle=self.registry_ca_bundle,
         )
 
-    def require_seal_key_id(self) -> str:
-        if not self.seal_key_id:
-            raise ConfigError("no edge sealing key is chosen: set EDGE_SEAL_KEY_ID to a loaded key id")
-        return self.seal_key_id
 
 
 class _Reader:
@@ -230,8 +224,6 @@ class _Reader:
             registry_password=self.secret("EDGE_REGISTRY_PASSWORD"),
             registry_insecure=self.flag("EDGE_REGISTRY_INSECURE"),
             registry_ca_bundle=self.path("EDGE_REGISTRY_CA_BUNDLE", must_exist=True),
-            key_dir=self.path("EDGE_KEY_DIR", must_exist=True),
-            seal_key_id=self.text("EDGE_SEAL_KEY_ID"),
             work_dir=self.path("EDGE_WORK_DIR") or Path.home() / ".cache" / "edge-deploy",
         )
 

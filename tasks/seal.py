@@ -8,8 +8,7 @@ from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from edge_deploy.config import Settings
-from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, encrypt_file
+from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, encrypt_file, seal_key_id_from_env
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.files import ONNX_FILE_NAME
 from tasks.cluster import BUILDER_IMAGE, KEY_POD, STATUS_SECRETS
@@ -35,7 +34,7 @@ def seal_model(model_dir: FlyteDirectory, file_name: str = ONNX_FILE_NAME, key_i
     The result names the key id only; the key itself never leaves the keyring.
     """
     with reported_stage("encrypt"):
-        key_id = key_id or Settings.from_env().require_seal_key_id()
+        key_id = key_id or seal_key_id_from_env()
         source = Path(model_dir.download()) / file_name
         if not source.is_file():
             raise EdgeDeployError(f"nothing to seal: {file_name} is not in the validated model directory")

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -90,19 +89,19 @@ def build_command(
     """Build (and push) edge images of MODEL (plain ONNX, sealed here, or an already sealed .enc file)."""
     # the Docker SDK and the registry client load here, not for `platforms`
     from edge_deploy.config import Settings
-    from edge_deploy.crypto import Keyring, is_encrypted
+    from edge_deploy.crypto import Keyring, is_encrypted, seal_key_id_from_env
     from edge_deploy.images.context import open_sealed_model, seal_model
     from edge_deploy.images.push import ImageProvenance, ReleaseRequest, build_and_push
 
     settings = Settings.from_env()
-    keyring = Keyring.load(settings.key_dir, os.environ)
+    keyring = Keyring.from_env()
     overrides = dict(_pair(item) for item in base_images)
     scratch = Path(tempfile.mkdtemp(prefix="edge-seal-", dir=_ensure(settings.work_dir)))
     try:
         if is_encrypted(model):
             sealed = open_sealed_model(model, keyring, name)
         else:
-            sealed = seal_model(model, keyring, key_id or settings.require_seal_key_id(), scratch, name)
+            sealed = seal_model(model, keyring, key_id or seal_key_id_from_env(), scratch, name)
         request = ReleaseRequest(
             model=sealed,
             targets=detect_targets(targets, backend),

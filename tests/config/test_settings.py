@@ -32,7 +32,6 @@ def test_full_environment_reads_into_typed_settings():
     registry = settings.require_registry()
     assert (registry.host, registry.username, registry.insecure) == ("myacr.azurecr.io", "sp-id", False)
     assert settings.mongodb_uri.reveal().startswith("mongodb://deployer:")
-    assert settings.require_seal_key_id() == "edge-2026"
 
 
 def test_secrets_never_show_in_repr_str_or_logs(caplog):
@@ -57,7 +56,6 @@ def test_secret_refuses_to_be_pickled():
         ("LAKEFS_SECRET_ACCESS_KEY", "require_lakefs", "LAKEFS_SECRET_ACCESS_KEY"),
         ("EDGE_REGISTRY", "require_registry", "EDGE_REGISTRY"),
         ("EDGE_REGISTRY_PASSWORD", "require_registry", "EDGE_REGISTRY_PASSWORD"),
-        ("EDGE_SEAL_KEY_ID", "require_seal_key_id", "EDGE_SEAL_KEY_ID"),
     ],
 )
 def test_a_stage_asking_for_a_missing_value_gets_the_variable_name(missing, ask, named):
@@ -76,7 +74,6 @@ def test_a_stage_asking_for_a_missing_value_gets_the_variable_name(missing, ask,
         ("REDIS_URL", f"{SECRET}", "REDIS_URL must be a redis/rediss/unix URL"),
         ("EDGE_REGISTRY", "https://myacr.azurecr.io", "EDGE_REGISTRY is a host"),
         ("EDGE_REGISTRY_INSECURE", "maybe", "EDGE_REGISTRY_INSECURE must be true or false"),
-        ("EDGE_KEY_DIR", "/nonexistent/keys", "EDGE_KEY_DIR: /nonexistent/keys does not exist"),
     ],
 )
 def test_malformed_values_fail_at_load_naming_the_variable_and_hiding_secrets(name, value, expected):

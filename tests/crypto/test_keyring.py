@@ -171,3 +171,8 @@ def test_keys_load_whatever_the_other_settings_hold(tmp_path: Path) -> None:
 def test_a_missing_seal_key_id_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="set EDGE_SEAL_KEY_ID"):
         crypto.seal_key_id_from_env({"EDGE_SEAL_KEY_ID": "  "})
+
+
+def test_a_key_directory_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"EDGE_KEY_DIR: .*/missing-keys does not exist"):
+        crypto.Keyring.from_env({"EDGE_KEY_DIR": str(tmp_path / "missing-keys")})
