@@ -148,7 +148,6 @@ class Settings:
         )
 
 
-
 class _Reader:
     """Reads typed values out of a flat mapping, naming the variable in every error."""
 
