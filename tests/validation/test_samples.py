@@ -59,9 +59,7 @@ def test_a_tampered_mask_head_fails_on_the_masks(converted_sample, tmp_path):
     sample = converted_sample("rtmdet-ins-tiny")
     tampered = tmp_path / "onnx"
     shutil.copytree(sample.out_dir, tampered)
-    perturb_initializer(
-        sample.onnx_path, tampered / "end2end.onnx", name="bbox_head.mask_head.projection.weight", scale=5.0
-    )
+    perturb_initializer(sample.onnx_path, tampered / "end2end.onnx", name="bbox_head.rtm_kernel.0.bias", scale=5.0)
     with pytest.raises(ValidationFailed, match=r"parity: output 'masks \(1 - IoU at 0\.5\)' max abs error"):
         validate(sample.model_dir, tampered, settings=NO_SPEED)
 
