@@ -17,6 +17,7 @@ from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.conversion import ConversionResult, ModelIdentity, convert, load_model_dir, model_identity
 from edge_deploy.errors import EdgeDeployError
+from edge_deploy.validation.gate import other_sizes_problem
 from tasks.cluster import (
     CONVERSION_IMAGE,
     CONVERSION_LIMITS,
@@ -69,7 +70,7 @@ def convert_model(model_dir: FlyteDirectory, identity: ModelIdentity) -> Convert
         loaded = load_model_dir(Path(model_dir.download()))
         check_identity(model_identity(loaded), identity)
         out_dir = Path(tempfile.mkdtemp(prefix="conversion-")) / "onnx"
-        result = convert(loaded, out_dir)
+        result = convert(loaded, out_dir, size_check=other_sizes_problem)
         return ConvertOutputs(FlyteDirectory(str(out_dir)), result)
 
 

@@ -65,9 +65,10 @@ def convert(model_dir: Path, out_dir: Path, overwrite: bool, as_json: bool) -> N
     """Convert MODEL_DIR to OUT_DIR/end2end.onnx plus MMDeploy SDK metadata."""
     from edge_deploy.conversion import convert as convert_model_dir
     from edge_deploy.conversion import load_model_dir
+    from edge_deploy.validation.gate import other_sizes_problem
 
     loaded = load_model_dir(model_dir)  # logs what it inferred when the directory has no manifest
-    result = convert_model_dir(loaded, out_dir, overwrite=overwrite)
+    result = convert_model_dir(loaded, out_dir, overwrite=overwrite, size_check=other_sizes_problem)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
     else:

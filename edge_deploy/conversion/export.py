@@ -18,13 +18,13 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from edge_deploy.conversion import profiles
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
-from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, ModelDir
+from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, Manifest, ModelDir
 from edge_deploy.conversion.environment import mmdeploy_environment
 from edge_deploy.conversion.errors import ConversionError, describe
 from edge_deploy.conversion.memory import peak_rss
@@ -41,18 +41,25 @@ DEPLOY_CONFIG_COPY = "deploy_config.py"
 TRACE_IMAGE_SEED = 0
 
 
-def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> ConversionResult:
+SizeCheck = Callable[[ModelDir, Path], "str | None"]
+
+
+def convert(
+    model_dir: ModelDir, out_dir: Path, overwrite: bool = False, size_check: SizeCheck | None = None
+) -> ConversionResult:
     """Convert `model_dir` into `out_dir` (end2end.onnx, SDK json files, deploy config, result).
 
     What the manifest leaves open is chosen here and recorded in conversion.json (`manifest`, and why
     in `opset_reason` / `profile_reason`): when the exporter says an operator needs a newer opset
     (within MIN_OPSET..MAX_OPSET), the export runs once more at that opset; when inference chose a
-    dynamic profile and the exported model does not run at another size (a size frozen in the graph,
-    e.g. adaptive pooling), the static profile at the same size is exported instead.
+    dynamic profile and the exported model does not run at another size (a size frozen in the graph),
+    the static profile at the same size is exported instead. `size_check(model_dir, onnx_dir)` tells
+    whether the export also agrees with PyTorch at other sizes (adaptive pooling can freeze a size and
+    still run): the validation gate's `other_sizes_problem`, which callers above both packages pass.
     """
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, replace=overwrite) as staging:
-        result = _export_choosing_profile(model_dir, staging)
+        result = _export_choosing_profile(model_dir, staging, size_check)
         # The file keeps the ONNX path relative to itself: no machine paths in published metadata.
         (staging / RESULT_FILE).write_text(replace(result, onnx_path=ONNX_FILE_NAME).to_json() + "\n")
     result = replace(result, onnx_path=str(out_dir.resolve() / ONNX_FILE_NAME))
@@ -67,15 +74,18 @@ def convert(model_dir: ModelDir, out_dir: Path, overwrite: bool = False) -> Conv
     return result
 
 
-def _export_choosing_profile(model_dir: ModelDir, staging: Path) -> ConversionResult:
+def _export_choosing_profile(model_dir: ModelDir, staging: Path, size_check: SizeCheck | None) -> ConversionResult:
     result = _export_choosing_opset(model_dir, staging)
     spec = model_dir.manifest.inputs[0]
     if model_dir.profile_pinned or not {2, 3} <= set(spec.dynamic_axes):
         return result
+    exported = dataclasses.replace(model_dir, manifest=Manifest.from_dict(json.loads(result.manifest)))
     problem = fails_at_another_size(staging / ONNX_FILE_NAME, spec)
+    if problem is None and size_check is not None:
+        problem = size_check(exported, staging)
     if problem is None:
         return result
-    static = static_variant(model_dir)
+    static = static_variant(exported)  # at the opset that worked
     log.info(
         "%s: the dynamic export %s; exporting with %s", model_dir.root.name, problem, static.manifest.deploy_profile
     )
@@ -84,7 +94,7 @@ def _export_choosing_profile(model_dir: ModelDir, staging: Path) -> ConversionRe
         f"{model_dir.manifest.deploy_profile} (inferred) exported a model that {problem}: "
         f"{static.manifest.deploy_profile} at {'x'.join(map(str, spec.shape))} instead"
     )
-    return replace(_export_choosing_opset(static, staging), profile_reason=reason)
+    return replace(_export_choosing_opset(static, staging), profile_reason=reason, opset_reason=result.opset_reason)
 
 
 def _export_choosing_opset(model_dir: ModelDir, staging: Path) -> ConversionResult:

@@ -107,6 +107,34 @@ def subject_from_model_dir(model_dir, onnx_dir: Path, identity_of=None) -> GateS
     )
 
 
+def other_sizes_problem(model_dir, onnx_dir: Path) -> str | None:
+    """How the model in `onnx_dir` disagrees with PyTorch at the sizes other than the traced one (one
+    input each: the other batch sizes, the scaled height and width), or None when it agrees.
+
+    The conversion's check of a dynamic profile it chose: a size frozen in the graph (adaptive
+    pooling, a reshape to traced constants) may still run at other sizes, but gives other numbers.
+    """
+    from edge_deploy.validation.parity import check_parity, input_cases, resolve_tolerances, run_reference
+    from edge_deploy.validation.reference import MMDeployReference
+    from edge_deploy.validation.runtime import open_session
+
+    settings = ValidationSettings(samples=1)
+    subject = subject_from_model_dir(model_dir, onnx_dir)
+    cases = input_cases(subject.signature.inputs, settings)[1:]
+    if not cases:
+        return None
+    reference = MMDeployReference.from_model_dir(model_dir)
+    try:
+        runs = run_reference(reference, cases)
+    except ValidationError as exc:  # PyTorch itself cannot run there (SOLOv2's rewritten head: batch 1 only)
+        return f"cannot be compared with PyTorch: {exc}"
+    onnx_path = Path(onnx_dir) / ONNX_NAME
+    session = open_session(onnx_path, custom_op_library=required_ops_library(onnx_path))
+    tolerances = resolve_tolerances(subject.task, subject.tolerances, settings)
+    parity = check_parity(session, runs, subject.task, tolerances)
+    return None if parity.passed else f"disagrees with PyTorch at another size ({parity.failure})"
+
+
 def identity_digest(identity) -> str:
     """sha256 of a conversion ModelIdentity: one string naming the model's content and converter stack."""
     return hashlib.sha256(json.dumps(dataclasses.asdict(identity), sort_keys=True).encode()).hexdigest()

@@ -183,7 +183,10 @@ def run_reference(reference: Reference, cases: Sequence[InputCase]) -> list[Refe
     runs = []
     for case in cases:
         start = time.perf_counter()
-        outputs = {name: np.asarray(value) for name, value in reference(case.feeds).items()}
+        try:
+            outputs = {name: np.asarray(value) for name, value in reference(case.feeds).items()}
+        except Exception as exc:  # the model's own code, as the codebase and mmdeploy's rewriters run it
+            raise ValidationError(f"the PyTorch reference failed at {case.name}: {type(exc).__name__}: {exc}") from exc
         seconds = _since(start)
         boxes, scores = outputs.pop(NMS_BOXES, None), outputs.pop(NMS_SCORES, None)
         candidates = None
