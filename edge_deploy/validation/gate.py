@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,7 +176,7 @@ def run_gate(
     if all(check.passed for check in structure.checks if check.name in PARITY_PREREQUISITES):
         parity, speed, optimization = _run_numeric_checks(onnx_path, subject, reference, settings, out_dir, structure)
 
-    failure = _failure_message(onnx_path.name, structure, parity)
+    failure = gate_failure_message(onnx_path.name, structure, parity)
     kept = optimization is not None and optimization.kept
     report = ValidationReport(
         passed=failure is None,
@@ -244,13 +245,35 @@ def _content_check(actual: str, recorded: str | None) -> Check:
     return Check("conversion_record", True, f"sha256 {actual[:16]}… matches {CONVERSION_RECORD}")
 
 
-def _failure_message(onnx_name: str, structure: StructureReport, parity: ParityReport | None) -> str | None:
+def gate_failure_message(onnx_name: str, structure: StructureReport, parity: ParityReport | None) -> str | None:
+    """The one-line verdict of a failed gate (None when it passed), with what the user can change."""
     problems = [f"{check.name}: {check.detail}" for check in structure.failures]
     if parity is None and structure.failures:
         problems.append("parity not run: ONNX Runtime cannot load the model or its inputs are not the declared ones")
     if parity is not None and parity.failure:
         problems.insert(0, f"parity: {parity.failure}")
-    return f"{onnx_name} failed validation: " + " | ".join(problems) if problems else None
+    if not problems:
+        return None
+    return f"{onnx_name} failed validation: " + " | ".join(problems) + _remedy(structure, parity)
+
+
+# ONNX Runtime's two ways of saying that no kernel implements an operator
+_UNKNOWN_OPERATOR = re.compile(r"is not a registered function/op|No Op registered for")
+
+
+def _remedy(structure: StructureReport, parity: ParityReport | None) -> str:
+    """What the user can change, named by its manifest field, or that no field can fix it."""
+    if any(_UNKNOWN_OPERATOR.search(check.detail) for check in structure.failures):
+        return (
+            " (no manifest field fixes this: the model needs an operator neither ONNX Runtime nor MMDeploy's "
+            "ops library implements; replace that layer in the model)"
+        )
+    if parity is not None and parity.failure:
+        return (
+            " (if the difference is acceptable, set `tolerances` in manifest.yaml; if it shows only at a size "
+            "other than the manifest's, pin a static `deploy_profile`)"
+        )
+    return ""
 
 
 def write_report(report: ValidationReport, out_dir: Path) -> Path:

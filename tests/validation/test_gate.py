@@ -43,6 +43,7 @@ def test_a_tampered_initializer_fails_naming_the_output_and_the_difference(tmp_p
     message = str(caught.value)
     assert "output 'output' max abs error" in message
     assert "> atol 1e-05 + rtol 1e-03*|ref|" in message
+    assert "set `tolerances` in manifest.yaml" in message  # what the user can change
     report = ValidationReport.read(tampered.parent / REPORT_NAME)  # written although the gate failed
     assert not report.passed and report.failure == message
     worst = report.parity.worst("output")

@@ -3,6 +3,7 @@
 import onnx
 
 from edge_deploy.conversion import InputSpec
+from edge_deploy.validation.gate import gate_failure_message
 from edge_deploy.validation.runtime import find_mmdeploy_ops_library
 from edge_deploy.validation.structure import ExpectedSignature, check_structure
 from tests.validation.tiny_models import custom_op_model, export_classifier, relu_model
@@ -107,3 +108,14 @@ def test_mmdeploy_operators_run_with_the_mmdeploy_library(tmp_path):
     assert "mmdeploy::grid_sampler" in checks["custom_ops"].detail
     assert checks["onnxruntime_load"].passed, checks["onnxruntime_load"].detail
     assert report.custom_op_library.startswith("libmmdeploy_onnxruntime_ops.so")
+
+
+def test_an_operator_no_runtime_implements_is_named_with_no_manifest_fix(tmp_path):
+    # mmdeploy exports mmcv's DeformConv2d (VFNet, TOOD) as mmdeploy::MMCVDeformConv2d; its ONNX Runtime
+    # library implements only the modulated variant.
+    path = custom_op_model(tmp_path / "m.onnx", "mmdeploy", "MMCVDeformConv2d")
+    report = check_structure(path, ExpectedSignature([], ["output"], 11))
+    assert "MMCVDeformConv2d(-1) is not a registered function/op" in _checks(report)["onnxruntime_load"].detail
+    message = gate_failure_message("m.onnx", report, None)
+    assert message.startswith("m.onnx failed validation: ")
+    assert "no manifest field fixes this" in message
