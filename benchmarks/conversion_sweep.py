@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -108,8 +109,9 @@ def run_one(spec: str, work: Path) -> dict:
     }
     result = convert(model_dir, work / "onnx", size_check=other_sizes_problem)
     row |= {"convert_s": round(time.perf_counter() - started, 1), "opset": result.opset}
-    if result.deploy_profile != manifest.deploy_profile:  # the dynamic export froze a size: static instead
-        row["profile"] = f"{result.deploy_profile} (not {manifest.deploy_profile}: a size frozen in the graph)"
+    if result.deploy_profile != manifest.deploy_profile:  # the dynamic export did not hold: static instead
+        why = re.search(r"exported a model that ([^(:]+)", result.profile_reason)
+        row["profile"] = f"{result.deploy_profile} (not {manifest.deploy_profile}: {why[1].strip() if why else '?'})"
     if result.opset_reason:
         row["opset"] = f"{result.opset} (raised from {manifest.opset})"
     started = time.perf_counter()
