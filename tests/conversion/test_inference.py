@@ -81,25 +81,27 @@ def test_the_conversion_chooses_what_the_manifest_left_open_and_the_gate_checks_
     assert [case.inputs["input"] for case in report.parity.cases] == [[1, 3, 512, 683]]  # static: one size
 
 
-def test_a_dynamic_export_that_runs_at_another_size_but_computes_otherwise_goes_static(tmp_path):
-    # PSPNet's pyramid pooling: the export runs at other sizes, but its pooling windows are the traced
-    # size's, so its labels there are not PyTorch's. Only the comparison with PyTorch can tell.
-    model_dir = load_model_dir(shipped("mmseg:pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py", tmp_path))
-    assert model_dir.manifest.deploy_profile == "segmentation_onnxruntime_dynamic"
+@pytest.mark.parametrize(
+    ("spec", "task", "why"),
+    [
+        # PSPNet's pyramid pooling: the export runs at other sizes, but pools the traced size's windows
+        # there, so its labels are not PyTorch's. Only the comparison with PyTorch can tell.
+        (
+            "mmseg:pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py",
+            "segmentation",
+            "disagrees with PyTorch at another size",
+        ),
+        # SOLOv2's mask head, as mmdeploy rewrites it, decodes the first image of a batch only: the
+        # export runs at batch 2, but PyTorch (with the same rewrites) fails there.
+        ("mmdet:solov2/solov2_r50_fpn_1x_coco.py", "instance-seg", "PyTorch reference failed at input 2x3x800x1088"),
+    ],
+)
+def test_a_dynamic_export_that_does_not_hold_at_other_sizes_goes_static_and_says_why(spec, task, why, tmp_path):
+    model_dir = load_model_dir(shipped(spec, tmp_path))
+    assert model_dir.manifest.deploy_profile == f"{task}_onnxruntime_dynamic"
     result = convert(model_dir, tmp_path / "onnx", size_check=other_sizes_problem)
-    assert result.deploy_profile == "segmentation_onnxruntime_static"
-    assert "disagrees with PyTorch at another size" in result.profile_reason
-    assert result.inputs == {"input": model_dir.manifest.inputs[0].shape}
-
-
-def test_a_dynamic_export_pytorch_cannot_match_at_another_batch_goes_static_and_says_why(tmp_path):
-    # SOLOv2's mask head, as mmdeploy rewrites it, decodes the first image of a batch only: the export
-    # runs at batch 2, but PyTorch (with the same rewrites) fails there, so nothing vouches for it.
-    model_dir = load_model_dir(shipped("mmdet:solov2/solov2_r50_fpn_1x_coco.py", tmp_path))
-    assert model_dir.manifest.deploy_profile == "instance-seg_onnxruntime_dynamic"
-    result = convert(model_dir, tmp_path / "onnx", size_check=other_sizes_problem)
-    assert result.deploy_profile == "instance-seg_onnxruntime_static"
-    assert "the PyTorch reference failed at input 2x3x800x1088" in result.profile_reason
+    assert result.deploy_profile == f"{task}_onnxruntime_static"
+    assert why in result.profile_reason
     assert result.inputs == {"input": model_dir.manifest.inputs[0].shape}
     assert sorted(path.name for path in (tmp_path / "onnx").iterdir()) == sorted(
         ["end2end.onnx", "conversion.json", "deploy_config.py", *result.sdk_files]
