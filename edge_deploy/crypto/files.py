@@ -155,9 +155,9 @@ MADV_POPULATE_WRITE = 23  # Linux >= 5.14 (asm-generic/mman-common.h); the mmap 
 def anonymous_memory(size: int) -> memoryview:
     """`size` bytes of fresh memory, every page faulted in up front. A bytearray costs more: the
     kernel zeroes its pages, then Python zeroes them once more. Where the kernel offers transparent
-    huge pages on request (THP "madvise", Debian's default), the mapping asks for them: 2 MiB pages
-    mean 512 times fewer faults, and faulting 1 GiB in takes a third of the time it takes in 4 KiB
-    pages (0.09 s against 0.32 s: the "allocate + touch" row of benchmarks/crypto_throughput.py). The mapping is
+    huge pages (THP "madvise" or "always"), the mapping asks for them: 2 MiB pages mean 512 times
+    fewer faults, and faulting 1 GiB in takes a third of the time it takes in 4 KiB pages (0.09 s
+    against 0.32 s: the "allocate + touch" row of benchmarks/crypto_throughput.py). The mapping is
     released when the last view of it goes."""
     if size == 0:
         return memoryview(bytearray())
