@@ -93,6 +93,7 @@ def run_one(spec: str, work: Path) -> dict:
 
     logging.disable(logging.WARNING)
     from edge_deploy.conversion import convert, load_model_dir
+    from edge_deploy.errors import EdgeDeployError
     from edge_deploy.samples import write_shipped_config
     from edge_deploy.validation.gate import other_sizes_problem, validate
     from edge_deploy.validation.report import ValidationFailed
@@ -107,7 +108,10 @@ def run_one(spec: str, work: Path) -> dict:
         "shape": "x".join(map(str, manifest.inputs[0].shape)),
         "profile": manifest.deploy_profile,
     }
-    result = convert(model_dir, work / "onnx", size_check=other_sizes_problem)
+    try:
+        result = convert(model_dir, work / "onnx", size_check=other_sizes_problem)
+    except EdgeDeployError as exc:  # the conversion's own message: stage, cause, what fixes it
+        return row | {"convert_s": round(time.perf_counter() - started, 1), "verdict": f"ERROR: {exc}"}
     row |= {"convert_s": round(time.perf_counter() - started, 1), "opset": result.opset}
     if result.deploy_profile != manifest.deploy_profile:  # the dynamic export did not hold: static instead
         why = re.search(r"exported a model that ([^(:]+)", result.profile_reason)
@@ -163,9 +167,15 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['config']} | {row.get('task', '')} | {row.get('shape', '')} {row.get('profile', '')} | "
             f"{row.get('opset', '')} | {row.get('convert_s', '')} | {row.get('validate_s', '')} | "
-            f"{'' if row.get('detections') is None else row['detections']} | {row['verdict']} |"
+            f"{'' if row.get('detections') is None else row['detections']} | {_short(row['verdict'])} |"
         )
     return "\n".join(lines)
+
+
+def _short(verdict: str, limit: int = 400) -> str:
+    """A verdict for a table cell: one line, at most `limit` characters."""
+    line = " ".join(verdict.split()).replace("|", "/")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def main() -> None:

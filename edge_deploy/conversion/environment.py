@@ -14,10 +14,6 @@
   '_cast_Long'"): it is defined again, as the Cast to int64 it was.
 - mmdet's prior generators default to `device='cuda'`, and mmdeploy's RTMDet-Ins rewriter calls
   one without a device: on a torch without CUDA their default becomes the CPU.
-- mmdeploy's DeformConv2d symbolic pairs `padding` with `zip(padding, padding)`, so a head that calls
-  mmcv's `deform_conv2d` with plain ints (TOOD: `deform_conv2d(feat, offset, weight, 1, 0, 1, ...)`)
-  fails to export ("'int' object is not iterable (occurred when translating DeformConv2dFunction)");
-  mmcv's own forward turns them into pairs, so the symbolic is given pairs too.
 - mmengine's loggers write to stdout, where `--json` output goes: they are moved to stderr.
 """
 
@@ -129,34 +125,11 @@ def cpu_prior_generators() -> None:
                 function.__defaults__ = tuple("cpu" if value == "cuda" else value for value in function.__defaults__)
 
 
-DEFORM_CONV = "mmcv.ops.deform_conv.DeformConv2dFunction"
-
-
-def deform_conv_symbolic_takes_ints() -> None:
-    """Wrap mmdeploy's DeformConv2d symbolics so that int stride/padding/dilation become pairs first."""
-    if importlib.util.find_spec("mmdeploy") is None:
-        return
-    from mmdeploy.core import SYMBOLIC_REWRITER  # importing mmdeploy registers its mmcv symbolics
-    from torch.nn.modules.utils import _pair
-
-    for record in SYMBOLIC_REWRITER._registry._rewrite_records.get(DEFORM_CONV, []):  # no public way to wrap one
-        symbolic = record["_object"]
-        if getattr(symbolic, "takes_ints", False):
-            continue
-
-        def paired(g, input, offset, weight, stride, padding, dilation, *rest, _symbolic=symbolic, **kwargs):
-            return _symbolic(g, input, offset, weight, _pair(stride), _pair(padding), _pair(dilation), *rest, **kwargs)
-
-        paired.takes_ints = True
-        record["_object"] = functools.wraps(symbolic)(paired)
-
-
 @contextlib.contextmanager
 def mmdeploy_environment() -> Iterator[None]:
     """Everything MMDeploy needs on this stack; enter it before importing mmdeploy or mmpretrain."""
     ensure_torchvision_importable()
     ensure_cast_long_symbolic()
     cpu_prior_generators()
-    deform_conv_symbolic_takes_ints()
     with torchscript_exporter_default(), openmmlab_output_to_stderr():
         yield

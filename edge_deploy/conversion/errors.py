@@ -24,3 +24,21 @@ def describe(exc: BaseException) -> str:
         root = root.__cause__
     text = str(root).strip() or repr(root)
     return f"{type(root).__name__}: {text}"
+
+
+# Export failures whose cause is a gap in MMDeploy 1.3.1's ONNX Runtime support, not the model
+# directory: the message says so, since no manifest field can fix them.
+KNOWN_EXPORT_GAPS = {
+    "translating DeformConv2dFunction": (
+        "the model uses mmcv's DeformConv2d (VFNet, TOOD), which MMDeploy 1.3.1 cannot give ONNX Runtime: "
+        "its ops library implements only the modulated variant (ModulatedDeformConv2d, DCNv2). No manifest "
+        "field fixes this; the layer must change"
+    ),
+}
+
+
+def describe_export_failure(exc: BaseException) -> str:
+    """`describe(exc)`, followed by the known gap that explains it, if one does."""
+    message = describe(exc)
+    gaps = [gap for marker, gap in KNOWN_EXPORT_GAPS.items() if marker in message]
+    return f"{message} ({gaps[0]})" if gaps else message

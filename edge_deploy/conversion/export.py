@@ -26,7 +26,7 @@ from edge_deploy.conversion import profiles
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
 from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, Manifest, ModelDir
 from edge_deploy.conversion.environment import mmdeploy_environment
-from edge_deploy.conversion.errors import ConversionError, describe
+from edge_deploy.conversion.errors import ConversionError, describe, describe_export_failure
 from edge_deploy.conversion.memory import peak_rss
 from edge_deploy.conversion.openmmlab import load_configs
 from edge_deploy.conversion.result import RESULT_FILE, ConversionResult
@@ -257,7 +257,7 @@ def _export_onnx(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: Path, sta
         raise
     except Exception as exc:
         stage = "export" if tracker.loaded_at is not None else "model build"
-        raise ConversionError(stage, describe(exc)) from exc
+        raise ConversionError(stage, describe_export_failure(exc)) from exc
     finally:
         ended = time.perf_counter()
         loaded = tracker.loaded_at or ended

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from edge_deploy.conversion import ConversionError, ModelDirError, convert, load_model_dir
+from edge_deploy.conversion.errors import describe_export_failure
 from edge_deploy.conversion.profiles import available_profiles
 
 
@@ -230,3 +231,17 @@ def test_manifest_dataclasses_are_frozen(sample_model_dir):
     manifest = load_model_dir(sample_model_dir("fast-scnn")).manifest
     with pytest.raises(dataclasses.FrozenInstanceError):
         manifest.opset = 13
+
+
+def test_an_export_failure_mmdeploy_cannot_avoid_says_no_manifest_field_fixes_it():
+    # what torch's exporter raises inside mmdeploy's DeformConv2d symbolic for TOOD's head
+    try:
+        try:
+            raise TypeError("'int' object is not iterable (occurred when translating DeformConv2dFunction)")
+        except TypeError as inner:
+            raise RuntimeError("torch2onnx failed") from inner
+    except RuntimeError as exc:
+        message = describe_export_failure(exc)
+    assert message.startswith("TypeError: 'int' object is not iterable")
+    assert "No manifest field fixes this" in message and "ModulatedDeformConv2d" in message
+    assert describe_export_failure(ValueError("shape mismatch")) == "ValueError: shape mismatch"
