@@ -124,7 +124,7 @@ def run_one(spec: str, work: Path) -> dict:
     except ValidationFailed as failure:
         report = failure.report
     row["validate_s"] = round(time.perf_counter() - started, 1)
-    row["verdict"] = "PASS" if report.passed else f"FAIL: {report.failure}"
+    row["verdict"] = "PASS" if report.passed else f"FAIL: {report.failure.replace(str(work), '<work>')}"
     row["detections"] = _detections_compared(report)
     return row
 
