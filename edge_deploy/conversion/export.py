@@ -24,12 +24,12 @@ from pathlib import Path
 
 from edge_deploy.conversion import profiles
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
-from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, Manifest, ModelDir
+from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, ModelDir
 from edge_deploy.conversion.environment import mmdeploy_environment
 from edge_deploy.conversion.errors import ConversionError, describe, describe_export_failure
 from edge_deploy.conversion.memory import peak_rss
 from edge_deploy.conversion.openmmlab import load_configs
-from edge_deploy.conversion.result import RESULT_FILE, ConversionResult
+from edge_deploy.conversion.result import RESULT_FILE, ConversionResult, as_exported
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.files import ONNX_FILE_NAME, atomic_directory, sha256_file
 
@@ -52,10 +52,11 @@ def convert(
     What the manifest leaves open is chosen here and recorded in conversion.json (`manifest`, and why
     in `opset_reason` / `profile_reason`): when the exporter says an operator needs a newer opset
     (within MIN_OPSET..MAX_OPSET), the export runs once more at that opset; when inference chose a
-    dynamic profile and the exported model does not run at another size (a size frozen in the graph),
-    the static profile at the same size is exported instead. `size_check(model_dir, onnx_dir)` tells
-    whether the export also agrees with PyTorch at other sizes (adaptive pooling can freeze a size and
-    still run): the validation gate's `other_sizes_problem`, which callers above both packages pass.
+    dynamic profile and `size_check(model_dir, onnx_dir)` finds a problem with the export at other
+    sizes, the static profile at the same size is exported instead. Callers above both packages pass
+    the validation gate's `other_sizes_problem` (runs and agrees with PyTorch at the gate's other
+    sizes: adaptive pooling can freeze a size and still run); without one, `fails_at_another_size`
+    (ONNX Runtime runs it at 3/4 of the traced height and width).
     """
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, replace=overwrite) as staging:
@@ -79,10 +80,8 @@ def _export_choosing_profile(model_dir: ModelDir, staging: Path, size_check: Siz
     spec = model_dir.manifest.inputs[0]
     if model_dir.profile_pinned or not {2, 3} <= set(spec.dynamic_axes):
         return result
-    exported = dataclasses.replace(model_dir, manifest=Manifest.from_dict(json.loads(result.manifest)))
-    problem = fails_at_another_size(staging / ONNX_FILE_NAME, spec)
-    if problem is None and size_check is not None:
-        problem = size_check(exported, staging)
+    exported = as_exported(model_dir, result)
+    problem = (size_check or fails_at_another_size)(exported, staging)
     if problem is None:
         return result
     static = static_variant(exported)  # at the opset that worked
@@ -125,12 +124,15 @@ def static_variant(model_dir: ModelDir) -> ModelDir:
     )
 
 
-def fails_at_another_size(onnx_path: Path, spec) -> str | None:
-    """How ONNX Runtime fails to run the model at 3/4 of the traced height and width, or None when it
-    runs (or when the model cannot be opened here at all, which the validation gate reports)."""
+def fails_at_another_size(model_dir: ModelDir, onnx_dir: Path) -> str | None:
+    """How ONNX Runtime fails to run the export in `onnx_dir` at 3/4 of the traced height and width,
+    or None when it runs (or when it cannot be opened here at all, which the validation gate reports).
+    The size check when the caller gives none: it cannot tell a model that runs but computes otherwise."""
     import numpy as np
     import onnxruntime
 
+    spec = model_dir.manifest.inputs[0]
+    onnx_path = Path(onnx_dir) / ONNX_FILE_NAME
     batch, channels, height, width = spec.shape
     smaller = [batch, channels, *(max(32, round(side * 0.75 / 32) * 32) for side in (height, width))]
     try:

@@ -108,15 +108,19 @@ def model_identity(model_dir: ModelDir) -> ModelIdentity:
 
 
 def converted_model_dir(model_dir: ModelDir, onnx_dir: Path) -> ModelDir:
-    """`model_dir` as its conversion in `onnx_dir` exported it: the manifest conversion.json records
-    (an opset or profile the conversion chose where the manifest left it open), else unchanged."""
+    """`model_dir` as its conversion in `onnx_dir` exported it (see `as_exported`), else unchanged."""
     record = Path(onnx_dir) / RESULT_FILE
     if not record.is_file():
         return model_dir
-    recorded = ConversionResult.from_json(record.read_text(), str(record)).manifest
-    if not recorded:
+    return as_exported(model_dir, ConversionResult.from_json(record.read_text(), str(record)))
+
+
+def as_exported(model_dir: ModelDir, result: ConversionResult) -> ModelDir:
+    """`model_dir` with the manifest `result` records (an opset or profile the conversion chose where
+    the manifest left it open), or unchanged when it records none or the same one."""
+    if not result.manifest:
         return model_dir
-    manifest = Manifest.from_dict(json.loads(recorded))
+    manifest = Manifest.from_dict(json.loads(result.manifest))
     if manifest == model_dir.manifest:
         return model_dir
     deploy_config_path = model_dir.deploy_config_path
