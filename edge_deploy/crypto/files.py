@@ -22,7 +22,6 @@ from edge_deploy.crypto.format import DEFAULT_CHUNK_SIZE, MAGIC, Header, parse_h
 from edge_deploy.crypto.keyring import Keyring
 from edge_deploy.crypto.stream import (
     BATCH_BYTES,
-    Observer,
     StreamResult,
     decrypt_stream,
     encrypt_stream,
@@ -149,25 +148,19 @@ def decrypt_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], keyri
     return result
 
 
-MADV_POPULATE_WRITE = 23  # Linux >= 5.14 (asm-generic/mman-common.h); the mmap module names it from Python 3.13
-
-
 def anonymous_memory(size: int) -> memoryview:
-    """`size` bytes of fresh memory, every page faulted in up front. A bytearray costs more: the
-    kernel zeroes its pages, then Python zeroes them once more. Where the kernel offers transparent
-    huge pages (THP "madvise" or "always"), the mapping asks for them: 2 MiB pages mean 512 times
-    fewer faults, and faulting 1 GiB in takes a third of the time it takes in 4 KiB pages (0.09 s
-    against 0.32 s: the "allocate + touch" row of benchmarks/crypto_throughput.py). The mapping is
-    released when the last view of it goes."""
+    """`size` bytes of fresh memory, its pages faulted in as they are first written. Not a
+    bytearray: the kernel zeroes fresh pages, and a bytearray zeroes them once more, in one
+    thread. Where the kernel offers transparent huge pages (THP "madvise" or "always"), the
+    mapping asks for them: 2 MiB pages fault in 512 times fewer steps (1 GiB in 0.09 s against
+    0.32 s in 4 KiB pages on the build VM, the "allocate + touch" row of
+    benchmarks/crypto_throughput.py). The mapping is released when the last view of it goes."""
     if size == 0:
         return memoryview(bytearray())
-    anonymous = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    if not hasattr(mmap, "MADV_HUGEPAGE"):
-        return memoryview(mmap.mmap(-1, size, flags=anonymous | getattr(mmap, "MAP_POPULATE", 0)))
-    memory = mmap.mmap(-1, size, flags=anonymous)
-    for advice in (mmap.MADV_HUGEPAGE, MADV_POPULATE_WRITE):
-        with contextlib.suppress(OSError):  # not offered here: 4 KiB pages, or faults as they are written
-            memory.madvise(advice)
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        with contextlib.suppress(OSError):  # not offered here: 4 KiB pages
+            memory.madvise(mmap.MADV_HUGEPAGE)
     return memoryview(memory)
 
 
@@ -176,14 +169,13 @@ def decrypt_file_to_memory(
     keyring: Keyring,
     *,
     allocate: Callable[[int], Buffer] = anonymous_memory,
-    on_plaintext: Observer | None = None,
 ) -> Buffer:
     """The plaintext of `src` in memory only, in one buffer: `allocate(size)` makes it once at the
     plaintext's final size (known from the file's length) and every chunk is opened straight into
-    its place. Peak memory is the plaintext plus one batch of ciphertext. The default buffer is a
-    memoryview of anonymous memory (compares equal to the same bytes, hashes, slices); the edge
-    runtime allocates one that ONNX Runtime can load without a copy. `on_plaintext` (a hash's
-    `update`, say) sees the plaintext in order, in a helper thread, while decryption goes on."""
+    its place, by a worker per CPU (`stream.open_into`). Peak memory is the plaintext plus one
+    batch of ciphertext per worker. The default buffer is a memoryview of anonymous memory
+    (compares equal to the same bytes, hashes, slices); the edge runtime allocates a memory file
+    that ONNX Runtime opens by path."""
     path = Path(src)
     with open_source(path) as source:
         header = parse_header(source, str(path))
@@ -192,8 +184,7 @@ def decrypt_file_to_memory(
         buffer = allocate(plaintext_size)
         view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
         try:
-            place = lambda offset, length: view[offset : offset + length]  # noqa: E731
-            open_into(source, header, data_cipher, plaintext_size, place, str(path), on_plaintext)
+            open_into(source, header, data_cipher, view, str(path))
         finally:
             view.release()  # so that an mmap buffer can be closed by its owner
     log.debug("decrypted %s in memory under key id %s", path, header.key_id)

@@ -5,7 +5,8 @@ sealed or opened with pyca's `encrypt_into`/`decrypt_into` straight into its pla
 preallocated output batch, so no chunk is ever copied by Python. While one batch is being read and
 processed, a writer thread writes the previous one: the cipher and the disk work at the same time.
 Memory is two batches (a few MiB) whatever the file size. `open_into` fills a caller's buffer of
-the plaintext's final size instead (the edge runtime's in-memory path).
+the plaintext's final size instead (the edge runtime's in-memory path), with a worker per CPU:
+there is no disk to wait for, so the cipher and the page faults are what take the time.
 
 Decrypting to a stream writes a batch once all its chunks are authenticated, but truncation and
 trailing data show only at the end: a caller that writes to a stream it cannot take back must
@@ -14,13 +15,13 @@ discard the output on error (the file functions in `files` do this with temp + r
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
 import queue
 import stat
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -177,46 +178,67 @@ def open_stream(
     return StreamResult(header.key_id, chunk_size, index, plaintext_size, header.ciphertext_size(plaintext_size))
 
 
-Target = Callable[[int, int], memoryview]  # (offset, length) -> writable memory for those output bytes
+MAX_WORKERS = 4  # AES-GCM runs at several GB/s per core: beyond a few, memory bandwidth is the limit
 
 
 def open_into(
-    src: BinaryIO,
+    source: BinaryIO,
     header: Header,
     data_cipher: AESGCM,
-    plaintext_size: int,
-    target: Target,
+    plaintext: memoryview,
     name: str,
-    on_plaintext: Observer | None = None,
+    *,
+    workers: int | None = None,
 ) -> int:
-    """Open the chunks that follow `header` in `src` straight into the memory `target` gives for
-    each batch's place in a plaintext of `plaintext_size` bytes (from `Header.layout`): a buffer
-    of the final size, or the output file's own pages. Returns the chunk count. Nothing but one
-    batch of ciphertext is held besides. `on_plaintext` sees each opened batch, in order, in a
-    helper thread while the next batch is opened (a hash then costs almost no time of its own);
-    its memory must stay valid until this returns."""
+    """Open the chunks that follow `header` in the regular file `source` straight into their
+    places in `plaintext`, a buffer of the plaintext's final size (from `Header.layout`). Returns
+    the chunk count.
+
+    The batches are shared out among `workers` threads (default: one per CPU this process may run
+    on, at most MAX_WORKERS), each reading its own batches at their offsets and opening them into
+    place: pyca releases the GIL while it decrypts, so the reads, the cipher and the first touch
+    of each fresh output page (the kernel zeroing it) run on every core at once. Each worker holds
+    one batch of ciphertext. When chunks fail, the error raised is the one of the first failing
+    chunk, as a single reader would have found it.
+    """
     chunk_size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
-    per_batch = _chunks_per_batch(chunk_size, plaintext_size, chunk_size)
-    sealed = memoryview(bytearray(per_batch * sealed_size))
-    # never read past the length the layout was computed from (a file growing meanwhile)
-    remaining = header.ciphertext_size(plaintext_size) - header.size
-    index = written = 0
-    with contextlib.ExitStack() as stack:
-        observer = stack.enter_context(_InOrder(on_plaintext)) if on_plaintext is not None else None
-        while True:
-            count = read_into(src, sealed[: min(len(sealed), remaining)])
-            remaining -= count
-            at_end = count < len(sealed) or remaining == 0
-            plain = target(written, min(per_batch * chunk_size, plaintext_size - written))
-            opened, index = _open_batch(data_cipher, header, sealed[:count], plain, index, at_end, name)
-            if observer is not None:
-                observer.submit(plain[:opened])
-            written += opened
-            if at_end:
-                break
-    if written != plaintext_size:  # the file changed length while it was read
-        raise CorruptedDataError(f"{name}: truncated: {written} of {plaintext_size} plaintext bytes", chunk=index)
-    return index
+    per_batch = _chunks_per_batch(chunk_size, len(plaintext), chunk_size)
+    chunks = len(plaintext) // chunk_size + 1  # the final chunk is short, possibly empty
+    batches = -(-chunks // per_batch)
+    end = header.ciphertext_size(len(plaintext))  # never read past the length the layout came from
+    read_at = _positional_reader(source)
+    failures = _FirstFailure()
+
+    def work(first_batch: int, stride: int) -> None:
+        sealed = memoryview(bytearray(per_batch * sealed_size))
+        for batch in range(first_batch, batches, stride):
+            if failures.found_before(batch):
+                return
+            first, at_end = batch * per_batch, batch == batches - 1
+            offset = header.size + first * sealed_size
+            try:
+                wanted = min(len(sealed), end - offset)
+                if read_at(sealed[:wanted], offset) < wanted:  # the file shrank since its length was taken
+                    raise CorruptedDataError(f"{name}: truncated while it was read", chunk=first)
+                _open_batch(data_cipher, header, sealed[:wanted], plaintext[first * chunk_size :], first, at_end, name)
+            except BaseException as exc:  # the caller's thread raises the first one
+                failures.record(batch, exc)
+                return
+
+    stride = max(1, min(batches, workers or _usable_cpus(), MAX_WORKERS))
+    helpers = [
+        threading.Thread(target=work, args=(first, stride), name="edge-deploy-crypto-worker", daemon=True)
+        for first in range(1, stride)
+    ]
+    for helper in helpers:
+        helper.start()
+    try:
+        work(0, stride)  # the caller's thread is a worker too
+    finally:
+        for helper in helpers:
+            helper.join()
+    failures.raise_first()
+    return chunks
 
 
 def decrypt_to_bytes(src: BinaryIO, keyring: Keyring, *, name: str = "<stream>") -> bytes:
@@ -440,3 +462,57 @@ class _WriteBehind:
         if self._on_target is not None:
             self._on_target(target)
         write_all(self._write, target)
+
+
+class _FirstFailure:
+    """The error of the lowest-numbered batch that failed, shared by the workers: a worker stops at
+    a batch past a failure, but batches before it still run, so the error raised is the first one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batch: int | None = None
+        self._error: BaseException | None = None
+
+    def record(self, batch: int, error: BaseException) -> None:
+        # the failed frames held views of the caller's buffer: an mmap with views left cannot close
+        traceback.clear_frames(error.__traceback__)
+        with self._lock:
+            if self._batch is None or batch < self._batch:
+                self._batch, self._error = batch, error
+
+    def found_before(self, batch: int) -> bool:
+        return self._batch is not None and self._batch < batch
+
+    def raise_first(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _positional_reader(source: BinaryIO) -> Callable[[memoryview, int], int]:
+    """`read_at(view, offset)`: fill `view` from `offset` of the file; less than full only at its end.
+    Threads may read at once: `os.preadv` has no shared file position (elsewhere, a lock does)."""
+    descriptor = source.fileno()
+    if hasattr(os, "preadv"):
+        read_once = lambda view, offset: os.preadv(descriptor, [view], offset)  # noqa: E731
+    else:
+        lock = threading.Lock()
+
+        def read_once(view: memoryview, offset: int) -> int:
+            with lock:
+                source.seek(offset)
+                return source.readinto(view) or 0
+
+    def read_at(view: memoryview, offset: int) -> int:
+        filled = 0
+        while filled < len(view) and (count := read_once(view[filled:], offset + filled)):
+            filled += count
+        return filled
+
+    return read_at
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container's cpuset counts, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -7,7 +7,6 @@ boundaries (where a chunk could be lost, doubled or mistaken for the final one).
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import subprocess
@@ -155,8 +154,9 @@ def test_decrypting_into_memory_allocates_the_plaintext_once(tmp_path: Path, key
         tracemalloc.stop()
 
     assert sizes == [len(data)] and opened == data
-    # the plaintext once, plus one batch of ciphertext (the old path held the plaintext twice)
-    assert peak < len(data) + stream.BATCH_BYTES + MIB
+    # the plaintext once, plus one batch of ciphertext per worker (the old path held the plaintext twice)
+    workers = min(stream.MAX_WORKERS, stream._usable_cpus())
+    assert peak < len(data) + workers * (stream.BATCH_BYTES + 64 * 1024) + 64 * 1024
 
 
 def test_file_to_file_memory_stays_at_a_few_batches(tmp_path: Path, keyring: crypto.Keyring) -> None:
@@ -175,18 +175,49 @@ def test_file_to_file_memory_stays_at_a_few_batches(tmp_path: Path, keyring: cry
 
 
 @pytest.mark.usefixtures("small_batches")
-def test_an_observer_of_the_in_memory_plaintext_sees_every_byte_in_order(seal, keyring: crypto.Keyring) -> None:
-    data = os.urandom(CHUNK * 11 + 3)
+@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+def test_workers_opening_into_memory_put_every_chunk_in_its_place(
+    workers: int, seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "_usable_cpus", lambda: workers)
+    for size in [*SIZES, CHUNK * PER_BATCH * 7 + 5]:  # up to 8 batches: every worker takes several
+        data = os.urandom(size)
+        assert crypto.decrypt_file_to_memory(seal(data, chunk_size=CHUNK), keyring) == data
+    assert worker_threads() == []
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_with_several_workers_the_first_failing_chunk_is_the_one_named(
+    seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers run batches out of order; the error must still be the one a single reader finds."""
+    monkeypatch.setattr(stream, "_usable_cpus", lambda: 3)
+    sealed = seal(os.urandom(CHUNK * PER_BATCH * 6), chunk_size=CHUNK)
+    raw = sealed.read_bytes()
+    header_size = crypto.read_header(sealed).size
+    for first, second in [(2, 16), (4, 5), (16, 17), (9, 18)]:  # 18: the final (empty) chunk
+        edited = bytearray(raw)
+        for chunk in (first, second):
+            edited[header_size + chunk * (CHUNK + 16) + (1 if chunk < 18 else 0)] ^= 0x01
+        sealed.write_bytes(edited)
+        with pytest.raises(crypto.CorruptedDataError) as caught:
+            crypto.decrypt_file_to_memory(sealed, keyring)
+        assert caught.value.chunk == first
+    assert worker_threads() == []
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_a_file_that_shrinks_after_its_length_was_taken_is_refused(seal, keyring: crypto.Keyring) -> None:
+    """The plaintext's size comes from the file's length; a file cut while it is opened must not
+    leave the rest of the buffer silently zero."""
+    data = os.urandom(CHUNK * PER_BATCH * 3)
     sealed = seal(data, chunk_size=CHUNK)
-    digest = hashlib.sha256()
-    assert crypto.decrypt_file_to_memory(sealed, keyring, on_plaintext=digest.update) == data
-    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
-
-    def refuse(view: memoryview) -> None:
-        raise ValueError("observer failed")
-
-    with pytest.raises(ValueError, match="observer failed"):
-        crypto.decrypt_file_to_memory(sealed, keyring, on_plaintext=refuse)
+    with sealed.open("rb", buffering=0) as source:
+        header = crypto.format.parse_header(source, "model")
+        data_cipher = stream.open_data_key(header, keyring, "model")
+        larger = memoryview(bytearray(len(data) + CHUNK * PER_BATCH))  # as if the file had been longer
+        with pytest.raises(crypto.CorruptedDataError, match="model: truncated while it was read"):
+            stream.open_into(source, header, data_cipher, larger, "model", workers=2)
     assert worker_threads() == []
 
 
