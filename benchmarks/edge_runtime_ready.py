@@ -7,6 +7,8 @@ seeded), seals it as an edge image holds it (model.onnx.enc + model.json), then,
 in new processes:
   runtime   `python -m edge_deploy.runtime` from process start until GET /readyz answers 200:
             interpreter, imports, keys, decrypt into memory, sha256 check, session, HTTP server;
+            once as it runs by default (EDGE_DECRYPT_TO=memory: a memory file) and once with
+            EDGE_DECRYPT_TO=pipe (no plaintext buffer, for devices short of memory);
   ORT       a new interpreter that imports onnxruntime and creates a session on the plain model
             file, from process start until the session exists (what serving the model costs
             without any encryption);
@@ -14,9 +16,9 @@ in new processes:
 Prints the medians, the ratio runtime / ORT (target <= 1.3) and each process's peak RSS (VmHWM,
 read from /proc while it runs). Memory is then taken apart in two more processes that record
 their RSS after their imports and their peak after loading the model: the runtime's `load_model`
-and ORT's session on the plain file. What the runtime needs above its own baseline, minus what
-ORT needs above its own, is what opening a sealed model costs (target: the model's size plus a
-few chunks). The temp directory is deleted at the end.
+(in both modes) and ORT's session on the plain file. What the runtime needs above its own
+baseline, minus what ORT needs above its own, is what opening a sealed model costs (target: the
+model's size plus a few chunks). The temp directory is deleted at the end.
 """
 
 from __future__ import annotations
@@ -119,11 +121,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def runtime_ready(model_dir: Path, env: dict[str, str]) -> dict[str, float]:
+def runtime_ready(model_dir: Path, env: dict[str, str], decrypt_to: str) -> dict[str, float]:
     """Seconds from process start until GET /readyz answers 200. The runtime's "serving" log line
     says when to ask, so no polling loop competes with it for the CPU while it loads."""
     port = free_port()
     environment = {**env, "EDGE_MODEL_DIR": str(model_dir), "EDGE_HOST": "127.0.0.1", "EDGE_PORT": str(port)}
+    environment["EDGE_DECRYPT_TO"] = decrypt_to
     os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -192,7 +195,8 @@ def main() -> None:
         size = plain.stat().st_size
         print(f"model: {size / MIB:.0f} MiB ONNX, sha256 {hashlib.sha256(plain.read_bytes()).hexdigest()[:12]}...")
         operations = {
-            "edge runtime, sealed": lambda: runtime_ready(model_dir, env),
+            "edge runtime, sealed": lambda: runtime_ready(model_dir, env, "memory"),
+            "  the same, via a pipe": lambda: runtime_ready(model_dir, env, "pipe"),
             "ORT session, plain": lambda: ort_session(plain, env),
             "python -c pass": lambda: interpreter(env),
         }
@@ -200,7 +204,10 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, operation in operations.items():
                 runs[name].append(operation())
-        runtime_load = load_memory(RUNTIME_LOAD, [], {**env, "EDGE_MODEL_DIR": str(model_dir)})
+        runtime_env = {**env, "EDGE_MODEL_DIR": str(model_dir)}
+        runtime_load = {
+            mode: load_memory(RUNTIME_LOAD, [], {**runtime_env, "EDGE_DECRYPT_TO": mode}) for mode in ("memory", "pipe")
+        }
         ort_load = load_memory(ORT_LOAD, [str(plain)], env)
     medians = {name: statistics.median(run["seconds"] for run in results) for name, results in runs.items()}
     peaks = {name: max(run.get("peak_rss_mib", 0.0) for run in results) for name, results in runs.items()}
@@ -211,11 +218,13 @@ def main() -> None:
     for name, seconds in medians.items():
         peak = f"{peaks[name]:>13.0f}" if peaks[name] else f"{'-':>13}"
         print(f"  {name:<22} {seconds:>8.2f} {seconds / baseline:>7.2f} {peak}")
-    print(
-        f"loading the model, peak RSS above the process's own baseline: edge runtime {runtime_load:.0f} MiB, "
-        f"ORT on the plain file {ort_load:.0f} MiB;\n  the difference, {runtime_load - ort_load:.0f} MiB, "
-        f"is {(runtime_load - ort_load) * MIB / size:.2f}x the model ({size / MIB:.0f} MiB)"
-    )
+    print(f"loading the model, peak RSS above the process's own baseline (ORT on the plain file: {ort_load:.0f} MiB):")
+    for mode, load in runtime_load.items():
+        extra = load - ort_load
+        print(
+            f"  edge runtime, EDGE_DECRYPT_TO={mode + ':':<7} {load:.0f} MiB, {extra:.0f} MiB more than ORT "
+            f"= {extra * MIB / size:.2f}x the model ({size / MIB:.0f} MiB)"
+        )
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; temp files deleted")
 
 

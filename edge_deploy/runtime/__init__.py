@@ -4,8 +4,8 @@ It imports only the standard library, numpy, onnxruntime and `edge_deploy.crypto
 mmcv/mmdeploy, flytekit or boto3), so an image is its base plus the ONNX Runtime layer. At start it
 loads the key-encryption keys (EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE, or one file per key id in
 EDGE_KEY_DIR, default /run/secrets/edge-keys; no other setting is read), decrypts the sealed model
-straight into ONNX Runtime (through a pipe, or one memory file when a provider may need a second
-read; see `plaintext`: the plaintext never touches a disk), creates the session with the
+into one memory file ONNX Runtime opens (or, with EDGE_DECRYPT_TO=pipe, through a pipe it reads
+while parsing; see `plaintext`: the plaintext never touches a disk), creates the session with the
 platform's execution providers (falling back to CPU with one warning), and serves HTTP only once
 every chunk is authenticated and the sha256 matches model.json. Without a usable key
 it exits with status 2 and one line naming the key id.
@@ -15,6 +15,8 @@ Environment (the image sets the first three):
     EDGE_PROVIDERS        execution providers, comma-separated, preferred first
     EDGE_PORT             TCP port (8080); EDGE_HOST the address (0.0.0.0)
     EDGE_MAX_BODY_BYTES   largest request body accepted (64 MiB)
+    EDGE_DECRYPT_TO       memory: the fastest start, the model's size in memory while loading;
+                          pipe: no plaintext buffer at all, a slower start (CPU sessions)
     EDGE_LOG_LEVEL        INFO
 
 HTTP API:

@@ -1,7 +1,7 @@
 """Open the sealed model and run it with ONNX Runtime, checking every input first.
 
-How the plaintext reaches ONNX Runtime (streamed through a pipe, or one memory file; never a
-disk) is `plaintext`'s business; the session is used only once that says every chunk was
+How the plaintext reaches ONNX Runtime (one memory file, or a pipe with EDGE_DECRYPT_TO=pipe;
+never a disk) is `plaintext`'s business; the session is used only once that says every chunk was
 authenticated and the sha256 matches model.json.
 """
 
@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from edge_deploy.crypto import Keyring, read_header
 from edge_deploy.errors import ConfigError, EdgeDeployError
-from edge_deploy.runtime.plaintext import Plaintext, open_plaintext
+from edge_deploy.runtime.plaintext import DECRYPT_TO, Plaintext, open_plaintext
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class RuntimeConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 64 * 1024 * 1024
+    decrypt_to: str = "memory"  # or "pipe": see `plaintext`
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds key variables: never shown
 
     @classmethod
@@ -96,6 +97,7 @@ class RuntimeConfig:
             host=env.get("EDGE_HOST", "0.0.0.0"),
             port=_int_setting(env, "EDGE_PORT", 8080, minimum=0),  # 0: any free port
             max_body_bytes=_int_setting(env, "EDGE_MAX_BODY_BYTES", 64 * 1024 * 1024),
+            decrypt_to=_choice_setting(env, "EDGE_DECRYPT_TO", DECRYPT_TO),
             env=env,
         )
 
@@ -227,7 +229,8 @@ def create_session(model: str | bytes, usable: list[str], requested: Sequence[st
 
 def _opened(sealed: Path, config: RuntimeConfig, *, read_twice: bool) -> Plaintext:
     try:
-        return open_plaintext(sealed, Keyring.load(config.key_dir, config.env), read_twice=read_twice)
+        keyring = Keyring.load(config.key_dir, config.env)
+        return open_plaintext(sealed, keyring, decrypt_to=config.decrypt_to, read_twice=read_twice)
     except EdgeDeployError as exc:
         raise _cannot_open(sealed, config, exc) from None
 
@@ -265,6 +268,14 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise ModelLoadError(f"{path}: expected a JSON object")
     return metadata
+
+
+def _choice_setting(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
+    """One of `choices` (the first when unset)."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

@@ -1,18 +1,20 @@
-"""How the decrypted model reaches ONNX Runtime: never on a disk, and without a plaintext copy of
-its own where that can be avoided.
+"""How the decrypted model reaches ONNX Runtime: never on a disk, in at most one plaintext copy.
 
 ONNX Runtime's Python API opens a model from a path or from `bytes`, and `bytes` cannot be filled
 in place (a buffer would have to be copied into one), so both ways below give it a path under
 /proc/self/fd:
 
-- streamed, when the session is created once (CPU only): a thread decrypts the sealed model into
-  a pipe that ONNX Runtime reads while it parses. No plaintext buffer exists at all, and the
-  decryption runs while ONNX Runtime parses. ONNX Runtime reads a model file once, front to back,
-  which a pipe allows. Only `finish()` says whether every chunk was authenticated and what the
-  sha256 is: the caller must not use the session before it returns.
-- in a memory file, when the session may be created twice (a GPU or NPU provider that fails is
-  retried on the CPU, and reads the model again): decrypted into an anonymous memory file
-  (memfd) of the model's size, closed once the session exists.
+- `memory` (the default): decrypted into an anonymous memory file (memfd) of the model's size, a
+  worker per CPU opening chunks into their places, then closed once the session exists. Every
+  chunk is authenticated before ONNX Runtime reads a byte, and the sha256 is taken in a thread
+  while ONNX Runtime parses (both hashlib and ONNX Runtime release the GIL). It costs the model's
+  size in memory while the session is created, and the memory file can be read again (a GPU or
+  NPU provider that fails is retried on the CPU).
+- `pipe` (EDGE_DECRYPT_TO=pipe, for devices short of memory, CPU sessions only): a thread decrypts
+  into a pipe that ONNX Runtime reads while it parses. No plaintext buffer exists at all, but
+  ONNX Runtime reads a pipe in small pieces, so the session takes longer (see
+  benchmarks/edge_runtime_ready.py). ONNX Runtime reads a model file once, front to back, which a
+  pipe allows. Only `finish()` says whether every chunk was authenticated.
 Where /proc/self/fd or memfd is missing (not Linux), the plaintext goes over as `bytes`, which
 costs a second copy for a moment.
 """
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 PROC_FD = Path("/proc/self/fd")
 PIPE_BYTES = 1024 * 1024  # 16 times fewer hand-overs between the decrypting thread and ONNX Runtime
+DECRYPT_TO = ("memory", "pipe")
 
 
 class Plaintext:
@@ -61,13 +64,32 @@ class Plaintext:
         self.close()
 
 
-def open_plaintext(sealed: Path, keyring: Keyring, *, read_twice: bool) -> Plaintext:
-    """The sealed model, decrypted for ONNX Runtime; `read_twice` when the session may be created again."""
-    if not PROC_FD.is_dir():
+def open_plaintext(sealed: Path, keyring: Keyring, *, decrypt_to: str = "memory", read_twice: bool) -> Plaintext:
+    """The sealed model, decrypted for ONNX Runtime; `read_twice` when the session may be created
+    again (which a pipe cannot serve)."""
+    if not PROC_FD.is_dir() or not hasattr(os, "memfd_create"):
         return _InBytes(sealed, keyring)
-    if read_twice and hasattr(os, "memfd_create"):
-        return _InMemoryFile(sealed, keyring)
-    return _Streamed(sealed, keyring)
+    if decrypt_to == "pipe" and not read_twice:
+        return _Streamed(sealed, keyring)
+    return _InMemoryFile(sealed, keyring)
+
+
+class _Sha256InBackground:
+    """The sha256 of `data`, taken in a thread: one `update` call, for which hashlib releases the
+    GIL, so it runs beside ONNX Runtime's parse (which releases it too) on another core."""
+
+    def __init__(self, data: memoryview) -> None:
+        self._digest = hashlib.sha256()
+        self._thread = threading.Thread(target=self._run, args=(data,), name="edge-runtime-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self, data: memoryview) -> None:
+        with data:  # released here, so that its memory can be unmapped once this is joined
+            self._digest.update(data)
+
+    def hexdigest(self) -> str:
+        self._thread.join()
+        return self._digest.hexdigest()
 
 
 class _Streamed(Plaintext):
@@ -116,27 +138,30 @@ class _InMemoryFile(Plaintext):
     def __init__(self, sealed: Path, keyring: Keyring) -> None:
         self._descriptor = os.memfd_create("edge-model", os.MFD_CLOEXEC)
         self._map: mmap.mmap | None = None
+        self._sha256: _Sha256InBackground | None = None
         self.source = f"{PROC_FD}/{self._descriptor}"
-        digest = hashlib.sha256()  # taken while the next chunks are decrypted, not after
         try:
-            decrypt_file_to_memory(sealed, keyring, allocate=self._allocate, on_plaintext=digest.update)
+            decrypt_file_to_memory(sealed, keyring, allocate=self._allocate)
         except BaseException:
             self.close()
             raise
-        self._sha256 = digest.hexdigest()
+        self._sha256 = _Sha256InBackground(memoryview(self._map))  # type: ignore[arg-type]
 
     def _allocate(self, size: int) -> mmap.mmap:
         if size == 0:
             raise EdgeDeployError("the sealed model is empty")
         os.ftruncate(self._descriptor, size)
-        # every page at once (one call instead of a fault per page): they are all written next
-        self._map = mmap.mmap(self._descriptor, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        # not populated up front: the decrypting workers fault the pages in, on every core at once
+        self._map = mmap.mmap(self._descriptor, size, flags=mmap.MAP_SHARED)
         return self._map
 
     def finish(self) -> str:
-        return self._sha256
+        assert self._sha256 is not None  # set once the model is decrypted, before `source` is read
+        return self._sha256.hexdigest()
 
     def close(self) -> None:
+        if self._sha256 is not None:
+            self._sha256.hexdigest()  # the hashing thread still reads the mapping
         if self._map is not None:
             self._map.close()
             self._map = None
@@ -147,9 +172,8 @@ class _InMemoryFile(Plaintext):
 
 class _InBytes(Plaintext):
     def __init__(self, sealed: Path, keyring: Keyring) -> None:
-        digest = hashlib.sha256()
-        self.source = bytes(decrypt_file_to_memory(sealed, keyring, on_plaintext=digest.update))
-        self._sha256 = digest.hexdigest()
+        self.source = bytes(decrypt_file_to_memory(sealed, keyring))
+        self._sha256 = _Sha256InBackground(memoryview(self.source))
 
     def finish(self) -> str:
-        return self._sha256
+        return self._sha256.hexdigest()

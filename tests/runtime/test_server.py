@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from edge_deploy.crypto import read_header
+from edge_deploy.errors import ConfigError
 from edge_deploy.runtime import model as model_module
 from edge_deploy.runtime import plaintext as plaintext_module
 from edge_deploy.runtime.model import ModelLoadError, load_model
@@ -169,23 +170,40 @@ def sessions(monkeypatch):
     return created
 
 
-def test_a_cpu_session_reads_the_plaintext_through_a_pipe_and_nothing_stays_open(sealed_model, edge_key, sessions):
-    before = open_links("pipe:")
+def test_by_default_the_session_reads_one_memory_file_closed_once_it_exists(sealed_model, edge_key, sessions):
     model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
 
     [(source, target)] = sessions
     assert isinstance(source, str) and source.startswith("/proc/self/fd/")  # never a bytes copy
-    assert target.startswith("pipe:")  # no plaintext buffer: decrypted while ONNX Runtime reads
-    assert open_links("pipe:") == before
-    assert not [t for t in threading.enumerate() if t.name == "edge-runtime-decrypt"]
+    assert "memfd:edge-model" in target
+    assert open_links("memfd:") == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("edge-runtime-")]
     assert model.model_sha256 == sealed_model.model_sha256
 
 
+def test_a_cpu_session_can_read_the_plaintext_through_a_pipe_and_nothing_stays_open(sealed_model, edge_key, sessions):
+    before = open_links("pipe:")
+    model = load_model(runtime_config(sealed_model.model_dir, {**edge_key.env, "EDGE_DECRYPT_TO": "pipe"}))
+
+    [(source, target)] = sessions
+    assert isinstance(source, str) and source.startswith("/proc/self/fd/")
+    assert target.startswith("pipe:")  # no plaintext buffer: decrypted while ONNX Runtime reads
+    assert open_links("pipe:") == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("edge-runtime-")]
+    assert model.model_sha256 == sealed_model.model_sha256
+
+
+def test_an_unknown_decrypt_to_setting_is_named_with_its_choices(sealed_model, edge_key):
+    with pytest.raises(ConfigError, match=r"EDGE_DECRYPT_TO must be one of memory, pipe, got 'disk'"):
+        runtime_config(sealed_model.model_dir, {**edge_key.env, "EDGE_DECRYPT_TO": "disk"})
+
+
 def test_a_session_that_may_be_created_twice_reads_one_memory_file_twice(sealed_model, edge_key, sessions, monkeypatch):
-    """A preferred provider that fails is retried on the CPU: the model must be readable again."""
+    """A preferred provider that fails is retried on the CPU: the model must be readable again
+    (so a memory file, even where a pipe was asked for)."""
     monkeypatch.setattr(model_module, "usable_providers", lambda _: ["NoSuchExecutionProvider", "CPUExecutionProvider"])
     with pytest.warns(UserWarning, match="NoSuchExecutionProvider"):  # ONNX Runtime's own, about the name
-        model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+        model = load_model(runtime_config(sealed_model.model_dir, {**edge_key.env, "EDGE_DECRYPT_TO": "pipe"}))
 
     [(first, first_target), (second, second_target)] = sessions
     assert first == second and first_target == second_target and "memfd:edge-model" in first_target
@@ -194,8 +212,11 @@ def test_a_session_that_may_be_created_twice_reads_one_memory_file_twice(sealed_
     assert model.model_sha256 == sealed_model.model_sha256
 
 
+@pytest.mark.parametrize("decrypt_to", ["memory", "pipe"])
 @pytest.mark.parametrize("where", ["first chunk", "last chunk"])
-def test_a_tampered_chunk_stops_the_load_even_when_the_stream_parses(sealed_model, edge_key, tmp_path, where):
+def test_a_tampered_chunk_stops_the_load_even_when_the_stream_parses(
+    sealed_model, edge_key, tmp_path, where, decrypt_to
+):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     raw = bytearray((sealed_model.model_dir / "model.onnx.enc").read_bytes())
@@ -203,8 +224,8 @@ def test_a_tampered_chunk_stops_the_load_even_when_the_stream_parses(sealed_mode
     (model_dir / "model.onnx.enc").write_bytes(raw)
     (model_dir / "model.json").write_text((sealed_model.model_dir / "model.json").read_text())
     with pytest.raises(ModelLoadError, match=r"chunk \d+ \(.*\) failed authentication"):
-        load_model(runtime_config(model_dir, edge_key.env))
-    assert not [t for t in threading.enumerate() if t.name == "edge-runtime-decrypt"]
+        load_model(runtime_config(model_dir, {**edge_key.env, "EDGE_DECRYPT_TO": decrypt_to}))
+    assert not [t for t in threading.enumerate() if t.name.startswith("edge-runtime-")]
 
 
 def test_without_proc_the_model_loads_from_bytes(sealed_model, edge_key, sessions, monkeypatch):
