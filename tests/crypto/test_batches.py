@@ -187,6 +187,18 @@ def test_workers_opening_into_memory_put_every_chunk_in_its_place(
 
 
 @pytest.mark.usefixtures("small_batches")
+def test_without_positional_reads_the_workers_share_the_file_under_a_lock(
+    seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where `os.preadv` is missing (not Linux or BSD), seek + read under a lock serves every worker."""
+    monkeypatch.delattr(os, "preadv")
+    monkeypatch.setattr(stream, "_usable_cpus", lambda: 3)
+    data = os.urandom(CHUNK * PER_BATCH * 7 + 5)
+    assert crypto.decrypt_file_to_memory(seal(data, chunk_size=CHUNK), keyring) == data
+    assert worker_threads() == []
+
+
+@pytest.mark.usefixtures("small_batches")
 def test_with_several_workers_the_first_failing_chunk_is_the_one_named(
     seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
