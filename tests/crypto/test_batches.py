@@ -175,26 +175,18 @@ def test_file_to_file_memory_stays_at_a_few_batches(tmp_path: Path, keyring: cry
 
 
 @pytest.mark.usefixtures("small_batches")
-@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+@pytest.mark.parametrize(("workers", "positional"), [(1, True), (2, True), (3, True), (4, True), (3, False)])
 def test_workers_opening_into_memory_put_every_chunk_in_its_place(
-    workers: int, seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
+    workers: int, positional: bool, seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`positional=False`: where `os.preadv` is missing (not Linux or BSD), seek + read under a
+    lock serves every worker."""
     monkeypatch.setattr(stream, "_usable_cpus", lambda: workers)
+    if not positional:
+        monkeypatch.delattr(os, "preadv")
     for size in [*SIZES, CHUNK * PER_BATCH * 7 + 5]:  # up to 8 batches: every worker takes several
         data = os.urandom(size)
         assert crypto.decrypt_file_to_memory(seal(data, chunk_size=CHUNK), keyring) == data
-    assert worker_threads() == []
-
-
-@pytest.mark.usefixtures("small_batches")
-def test_without_positional_reads_the_workers_share_the_file_under_a_lock(
-    seal, keyring: crypto.Keyring, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Where `os.preadv` is missing (not Linux or BSD), seek + read under a lock serves every worker."""
-    monkeypatch.delattr(os, "preadv")
-    monkeypatch.setattr(stream, "_usable_cpus", lambda: 3)
-    data = os.urandom(CHUNK * PER_BATCH * 7 + 5)
-    assert crypto.decrypt_file_to_memory(seal(data, chunk_size=CHUNK), keyring) == data
     assert worker_threads() == []
 
 
