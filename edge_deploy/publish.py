@@ -1,7 +1,8 @@
 """Assemble what a deployment publishes to `{branch}/edge/`: the model, its reports and records.
 
-The directory holds the SDK metadata (deploy.json, pipeline.json, detail.json), conversion.json,
-validation.json and validation.html, images.json (the per-platform images and the index) and
+The directory holds the SDK metadata (deploy.json, pipeline.json, detail.json), the runtime's
+serving.json, conversion.json, validation.json and validation.html, images.json (the per-platform
+images and the index) and
 record.json (the deployment record, so a MongoDB outage never loses it), plus the model: the
 plaintext ONNX only when the source model was plaintext too; when the source was encrypted the
 sealed copy (`.onnx.enc`) is published instead, so publishing never leaks what was protected.
@@ -29,6 +30,7 @@ METADATA_FILES = (
     "deploy.json",
     "pipeline.json",
     "detail.json",
+    "serving.json",
     "conversion.json",
     "validation.json",
     "validation.html",

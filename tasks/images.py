@@ -8,6 +8,7 @@ takes all the per-target results, so it runs only when each of them succeeded.
 from pathlib import Path
 
 from flytekit import Resources, task
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from edge_deploy.config import Settings
@@ -44,6 +45,7 @@ def build_image(
     target: str,
     sealed_model: FlyteFile,
     seal: SealedFile,
+    serving: FlyteDirectory,
     report: ValidationReport,
     provenance: Provenance,
     repository: str,
@@ -56,7 +58,7 @@ def build_image(
     """
     with reported_stage("build"):
         run_id, settings = current_run_id(), Settings.from_env()
-        request = release_request(sealed_model, seal, report, provenance, repository, release_tag, base_images)
+        request = release_request(sealed_model, seal, serving, report, provenance, repository, release_tag, base_images)
         lock = LockTarget(provenance.repo, provenance.commit_id, target)
         with open_locks(settings).hold(lock, run_id, wait=LOCK_WAIT_SECONDS):
             return build_target(request, detect_targets([target], BACKEND)[0], settings)
@@ -79,6 +81,7 @@ def push_release_index(repository: str, release_tag: str, results: list[TargetRe
 def release_request(
     sealed_model: FlyteFile,
     seal: SealedFile,
+    serving: FlyteDirectory,
     report: ValidationReport,
     provenance: Provenance,
     repository: str,
@@ -90,6 +93,8 @@ def release_request(
         sealed_path=Path(sealed_model.download()),
         model_sha256=seal.plaintext_sha256,
         key_id=seal.key_id,
+        serving_dir=Path(serving.download()),
+        custom_ops=tuple(report.structure.custom_ops),
     )
     # The image's source is the model version it ships: its lakeFS location, at its commit.
     image_provenance = ImageProvenance(

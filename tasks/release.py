@@ -1,6 +1,7 @@
 """The image stage's fan-out: one `build_image` per target, then the release index over all of them."""
 
 from flytekit import Resources, dynamic
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from edge_deploy.crypto import SealedFile
@@ -22,6 +23,7 @@ def build_release(
     targets: list[str],
     sealed_model: FlyteFile,
     seal: SealedFile,
+    serving: FlyteDirectory,
     report: ValidationReport,
     provenance: Provenance,
     repository: str,
@@ -37,6 +39,7 @@ def build_release(
             target=target,
             sealed_model=sealed_model,
             seal=seal,
+            serving=serving,
             report=report,
             provenance=provenance,
             repository=repository,

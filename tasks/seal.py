@@ -1,5 +1,6 @@
 """Task `seal_model`: the validated ONNX model encrypted for the edge under the edge key."""
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -11,6 +12,7 @@ from flytekit.types.file import FlyteFile
 from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, SealedFile, encrypt_file, seal_key_id_from_env
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.files import ONNX_FILE_NAME
+from edge_deploy.images.context import SERVING_FILES
 from tasks.cluster import BUILDER_IMAGE, KEY_POD, STATUS_SECRETS
 from tasks.stage import reported_stage
 
@@ -18,6 +20,7 @@ from tasks.stage import reported_stage
 class SealOutputs(NamedTuple):
     sealed_model: FlyteFile
     seal: SealedFile
+    serving: FlyteDirectory  # serving.json and the SDK metadata that ship beside the sealed model
 
 
 @task(
@@ -30,6 +33,7 @@ class SealOutputs(NamedTuple):
 )
 def seal_model(model_dir: FlyteDirectory, file_name: str = ONNX_FILE_NAME, key_id: str = "") -> SealOutputs:
     """Encrypt `model_dir/file_name` under KEK `key_id` (default: EDGE_SEAL_KEY_ID); the name gains `.enc`.
+    The serving recipe and SDK metadata beside it come along unchanged (they hold no weights).
 
     The result names the key id only; the key itself never leaves the keyring.
     """
@@ -40,4 +44,8 @@ def seal_model(model_dir: FlyteDirectory, file_name: str = ONNX_FILE_NAME, key_i
             raise EdgeDeployError(f"nothing to seal: {file_name} is not in the validated model directory")
         target = Path(tempfile.mkdtemp(prefix="sealed-")) / (source.name + ENCRYPTED_SUFFIX)
         seal = encrypt_file(source, target, Keyring.from_env(), key_id, checksums=True)
-        return SealOutputs(FlyteFile(str(target)), seal)
+        serving = Path(tempfile.mkdtemp(prefix="serving-"))
+        for name in SERVING_FILES:
+            if (source.parent / name).is_file():
+                shutil.copyfile(source.parent / name, serving / name)
+        return SealOutputs(FlyteFile(str(target)), seal, FlyteDirectory(str(serving)))

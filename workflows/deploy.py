@@ -56,11 +56,12 @@ def deploy_model(
         settings=options.validation,
     )
     build_targets = plan_targets(model_dir=plain_dir, targets=targets)
-    sealed_model, seal = seal_model(model_dir=validated_dir, file_name=report.shipped_onnx)
+    sealed_model, seal, serving = seal_model(model_dir=validated_dir, file_name=report.shipped_onnx)
     release = build_release(
         targets=build_targets,
         sealed_model=sealed_model,
         seal=seal,
+        serving=serving,
         report=report,
         provenance=provenance,
         repository=repository,

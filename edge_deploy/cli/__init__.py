@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "serve": "edge_deploy.cli.service:serve",
     "worker": "edge_deploy.cli.service:worker",
     "api-token": "edge_deploy.cli.service:api_token",
+    "runtime": "edge_deploy.cli.runtime:runtime",
 }
 
 EXIT_FAILED = 1  # any other failure (and Python's own code for a bug's traceback)

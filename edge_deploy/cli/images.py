@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -102,6 +103,9 @@ def build_command(
             sealed = open_sealed_model(model, keyring, name)
         else:
             sealed = seal_model(model, keyring, key_id or seal_key_id_from_env(), scratch, name)
+        # what ships beside the model: serving.json and the SDK metadata next to MODEL, and the
+        # operator library the gate needed (validation.json's custom_ops)
+        sealed = replace(sealed, serving_dir=model.parent, custom_ops=_gate_custom_ops(model.parent))
         request = ReleaseRequest(
             model=sealed,
             targets=detect_targets(targets, backend),
@@ -123,6 +127,13 @@ def build_command(
         )
     if result.index_reference:
         click.echo(f"index {result.index_reference} {result.index_digest}")
+
+
+def _gate_custom_ops(directory: Path) -> tuple[str, ...]:
+    report = directory / "validation.json"
+    if not report.is_file():
+        return ()
+    return tuple(json.loads(report.read_text()).get("structure", {}).get("custom_ops") or ())
 
 
 def _pair(item: str) -> tuple[str, str]:

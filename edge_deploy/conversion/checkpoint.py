@@ -26,24 +26,7 @@ KEYS_QUOTED = 5
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a checkpoint file; an unreadable file is a named error."""
-    import torch
-
-    if not Path(path).is_file():
-        raise ConversionError("checkpoint load", f"checkpoint {Path(path).name} does not exist")
-    try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise _corrupt(path, exc) from exc
-        # Training checkpoints keep mmengine objects (message hub, dataset meta) beside the
-        # weights; those need full unpickling. Model directories come from the team's own store.
-        log.warning("%s holds Python objects beside its weights; unpickling it fully", Path(path).name)
-        try:
-            checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as inner:
-            raise _corrupt(path, inner) from inner
-    except Exception as exc:
-        raise _corrupt(path, exc) from exc
+    checkpoint = _load(path)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state or not all(hasattr(v, "shape") for v in state.values()):
         raise ConversionError(
@@ -52,6 +35,34 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         )
     # Weights saved from a (Distributed)DataParallel wrapper carry a `module.` prefix (mmengine strips it too).
     return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def checkpoint_meta(path: Path) -> dict:
+    """The checkpoint's `meta` (mmengine keeps `dataset_meta` there), or {} when it has none."""
+    checkpoint = _load(path)
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _load(path: Path) -> object:
+    import torch
+
+    if not Path(path).is_file():
+        raise ConversionError("checkpoint load", f"checkpoint {Path(path).name} does not exist")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise _corrupt(path, exc) from exc
+        # Training checkpoints keep mmengine objects (message hub, dataset meta) beside the
+        # weights; those need full unpickling. Model directories come from the team's own store.
+        log.warning("%s holds Python objects beside its weights; unpickling it fully", Path(path).name)
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as inner:
+            raise _corrupt(path, inner) from inner
+    except Exception as exc:
+        raise _corrupt(path, exc) from exc
 
 
 def _corrupt(path: Path, exc: BaseException) -> ConversionError:

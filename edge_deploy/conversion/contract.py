@@ -91,6 +91,7 @@ class Manifest:
     tolerances: Tolerances | None = None
     config: str | None = None  # model config file name; default: the only other `.py` file
     checkpoint: str | None = None  # checkpoint file name; default: the only `.pth` file
+    classes: list[str] | None = None  # class names in label order; default: the checkpoint's or the config's
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as written to `manifest.yaml` (only the fields that are set)."""
@@ -115,6 +116,7 @@ class Manifest:
             tolerances=tolerances,
             config=data.get("config"),
             checkpoint=data.get("checkpoint"),
+            classes=data.get("classes"),
             **fields,
         )
 

@@ -171,6 +171,7 @@ class _ManifestFields(_Fields):
     tolerances: _ToleranceFields | None = None
     config: Any = None
     checkpoint: Any = None
+    classes: Any = None
 
     @field_validator("version")
     @classmethod
@@ -212,6 +213,15 @@ class _ManifestFields(_Fields):
             isinstance(value, list) and value and all(isinstance(name, str) and name for name in value)
         ):
             raise _refuse(f"{value!r} is not a list of output names, e.g. [dets, labels]")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: Any) -> list[str] | None:
+        if value is not None and not (
+            isinstance(value, list) and value and all(isinstance(name, str) and name for name in value)
+        ):
+            raise _refuse(f"{value!r} is not a list of class names in label order, e.g. [person, bicycle, car]")
         return value
 
     @field_validator("opset")
@@ -321,6 +331,7 @@ def load_with_manifest(root: Path, manifest_path: Path) -> ModelDir:
         tolerances=Tolerances(**fields.tolerances.model_dump()) if fields.tolerances else None,
         config=config_path.name,
         checkpoint=checkpoint_path.name,
+        classes=fields.classes,
     )
     check_against_profile(manifest, deploy_cfg, problems)
     problems.raise_if_any()

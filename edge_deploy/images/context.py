@@ -26,6 +26,7 @@ from pathlib import Path
 from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, encrypt_file, read_header
 from edge_deploy.files import DirectoryExistsError, atomic_directory, sha256_file
 from edge_deploy.images.errors import RuntimeLayerError
+from edge_deploy.images.operators import OperatorLibrary
 from edge_deploy.platforms import BuildTarget, RuntimePackages
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the edge_deploy package
 # What of edge_deploy goes into the image: the runtime, the crypto it decrypts with, and their stdlib-only deps.
 RUNTIME_CODE = ("__init__.py", "config.py", "errors.py", "files.py", "crypto", "runtime")
 PIP_TIMEOUT_SECONDS = 1800
+# What the runtime reads beside the sealed model (serving.json) and MMDeploy's SDK metadata for the device team
+SERVING_FILES = ("serving.json", "pipeline.json", "deploy.json", "detail.json")
+OPERATORS_DIR = "ops"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class SealedModel:
     sealed_path: Path
     model_sha256: str  # of the plaintext ONNX model
     key_id: str  # the KEK it is sealed under (a rewrap to a new key id makes a new image)
+    serving_dir: Path | None = None  # the conversion's serving.json and SDK metadata (SERVING_FILES)
+    custom_ops: tuple[str, ...] = ()  # "domain::Op" outside ONNX's domains, as the gate found them
+
+    def serving_files(self) -> dict[str, Path]:
+        """The files of SERVING_FILES that `serving_dir` holds, by name."""
+        if self.serving_dir is None:
+            return {}
+        return {name: self.serving_dir / name for name in SERVING_FILES if (self.serving_dir / name).is_file()}
 
 
 @dataclass(frozen=True)
@@ -96,26 +108,38 @@ def write_build_context(
     model: SealedModel,
     dockerfile: str,
     extra_metadata: Mapping[str, object] | None = None,
+    operators: OperatorLibrary | None = None,
 ) -> BuildContext:
     """Lay out the context for one image in `directory` (which must not exist)."""
     directory.mkdir(parents=True)
     _link_tree(layer.path, directory / "site-packages")
     code_digest = copy_runtime_code(directory / "app" / "edge_deploy")
-    (directory / "model").mkdir()
-    shutil.copyfile(model.sealed_path, directory / "model" / "model.onnx.enc")
-    os.chmod(directory / "model" / "model.onnx.enc", 0o644)  # ciphertext; the non-root user must read it
-    metadata = model_metadata(target, model, extra_metadata)
-    (directory / "model" / "model.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+    model_dir = directory / "model"
+    model_dir.mkdir()
+    shutil.copyfile(model.sealed_path, model_dir / "model.onnx.enc")
+    for name, path in model.serving_files().items():
+        shutil.copyfile(path, model_dir / name)
+    if operators is not None:
+        (model_dir / OPERATORS_DIR).mkdir()
+        shutil.copyfile(operators.path, model_dir / OPERATORS_DIR / operators.file_name)
+    for path in model_dir.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)  # the non-root user reads them; the model is ciphertext
+    metadata = model_metadata(target, model, extra_metadata, operators)
+    (model_dir / "model.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
     (directory / "Dockerfile").write_text(dockerfile)
     log.debug("build context for %s in %s", target.name, directory)
     return BuildContext(directory, dockerfile, code_digest, metadata)
 
 
 def model_metadata(
-    target: BuildTarget, model: SealedModel, extra: Mapping[str, object] | None = None
+    target: BuildTarget,
+    model: SealedModel,
+    extra: Mapping[str, object] | None = None,
+    operators: OperatorLibrary | None = None,
 ) -> dict[str, object]:
-    """model.json: what the runtime reads (sha256 to verify, providers) and what /v1/model shows."""
-    return {
+    """model.json: what the runtime reads (sha256 to verify, providers, operator libraries) and what
+    /v1/model shows. Every shipped file's sha256 is in it, so the content tag changes with any of them."""
+    metadata: dict[str, object] = {
         **dict(extra or {}),
         "name": model.name,
         "model_sha256": model.model_sha256,
@@ -123,7 +147,13 @@ def model_metadata(
         "platform": str(target.platform),
         "device_class": target.name,
         "execution_providers": list(target.spec.execution_providers),
+        "serving_files": {name: sha256_file(path) for name, path in model.serving_files().items()},
     }
+    if operators is not None:
+        metadata["operator_libraries"] = [f"{OPERATORS_DIR}/{operators.file_name}"]
+        metadata["operator_library_sha256"] = operators.sha256
+        metadata["custom_ops"] = list(model.custom_ops)
+    return metadata
 
 
 def render_dockerfile(target: BuildTarget, template: Path = DOCKERFILE) -> str:

@@ -22,6 +22,10 @@ class RuntimeLayerError(ImageError):
     """The target platform's runtime wheels cannot be fetched or installed on the build host."""
 
 
+class OperatorLibraryError(ImageError):
+    """The model needs custom operators whose library does not exist for a target's platform."""
+
+
 class BuildError(ImageError):
     """The engine failed to build an image (nothing of that build is left behind)."""
 

@@ -34,6 +34,7 @@ from edge_deploy.images.context import (
     write_build_context,
 )
 from edge_deploy.images.errors import RegistryAuthError, RegistryError, RegistryUnavailableError
+from edge_deploy.images.operators import operator_library
 from edge_deploy.images.registry import IndexEntry, RegistryClient
 from edge_deploy.images.tags import TagInputs, check_tag, content_tag, dockerfile_sha256
 from edge_deploy.platforms import BuildTarget, OciPlatform, build_mode
@@ -176,9 +177,11 @@ def _one_target(
     started = time.monotonic()
     mode = build_mode(target, host)
     base = engine.resolve_base(client, request.base_images.get(target.name, target.spec.base_image), target.platform)
+    # before anything is built: a platform that cannot have the model's operators is refused here
+    operators = operator_library(request.model.custom_ops, target.spec.runtime, str(target.platform), settings.work_dir)
     layer = prepare_runtime_layer(target.spec.runtime, str(target.platform), settings.work_dir)
     dockerfile = render_dockerfile(target, request.dockerfile)
-    metadata = model_metadata(target, request.model, _provenance_metadata(request.provenance))
+    metadata = model_metadata(target, request.model, _provenance_metadata(request.provenance), operators)
     labels = image_labels(request, target)
     inputs = TagInputs(
         device_class=target.name,
@@ -213,7 +216,7 @@ def _one_target(
             return result(existing, manifest.image_size, built=False, pushed=False)
 
     build_started = time.monotonic()
-    image_id, built = _local_or_built(client, request, target, layer, base, labels, reference, settings)
+    image_id, built = _local_or_built(client, request, target, layer, base, labels, reference, settings, operators)
     build_seconds = time.monotonic() - build_started
     if registry is None:
         size = int(client.images.get(image_id).attrs.get("Size", 0))
@@ -227,7 +230,7 @@ def _one_target(
     return result(digest, manifest.image_size, built=built, pushed=True, image_id=image_id, **timings)
 
 
-def _local_or_built(client, request, target, layer, base, labels, reference, settings) -> tuple[str, bool]:
+def _local_or_built(client, request, target, layer, base, labels, reference, settings, operators) -> tuple[str, bool]:
     """The image already tagged `reference` in the engine (same content tag: same content), else a new build."""
     try:
         return client.images.get(reference).id, False
@@ -243,6 +246,7 @@ def _local_or_built(client, request, target, layer, base, labels, reference, set
             request.model,
             dockerfile=render_dockerfile(target, request.dockerfile),
             extra_metadata=_provenance_metadata(request.provenance),
+            operators=operators,
         )
         build_args = {"EDGE_PROVIDERS": ",".join(target.spec.execution_providers)}
         built = engine.build_image(client, context, base, labels, build_args)

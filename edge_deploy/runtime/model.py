@@ -7,6 +7,7 @@ authenticated and the sha256 matches model.json.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -20,7 +21,9 @@ import onnxruntime as ort
 
 from edge_deploy.crypto import Keyring, read_header
 from edge_deploy.errors import ConfigError, EdgeDeployError
+from edge_deploy.files import ONNX_FILE_NAME, sha256_file
 from edge_deploy.runtime.plaintext import DECRYPT_TO, Plaintext, open_plaintext
+from edge_deploy.runtime.refusals import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ SEALED_MODEL_NAME = "model.onnx.enc"
 METADATA_NAME = "model.json"
 DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
 CPU_PROVIDER = "CPUExecutionProvider"
+MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
 
 # ONNX tensor element types -> numpy dtypes (what ORT's NodeArg.type reports)
 ONNX_DTYPES = {
@@ -50,10 +54,6 @@ class ModelLoadError(EdgeDeployError):
     """The model cannot be opened or loaded; the runtime exits with this one line."""
 
 
-class BadInput(EdgeDeployError):
-    """A request's inputs do not fit the model; answered with 400 and this reason."""
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -73,6 +73,36 @@ class TensorSpec:
             "dtype": dtype.name if dtype is not None else self.onnx_type,
         }
 
+    @property
+    def dims(self) -> list[int]:
+        """The shape with -1 for every dynamic dimension (the Open Inference Protocol's way)."""
+        return [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in self.shape]
+
+    def check(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        """Refuse (`BadInput`) an array of this shape and dtype, before it is created."""
+        if self.dtype is not None and dtype != self.dtype:
+            raise BadInput(f"input {self.name!r}: dtype {dtype.name}, the model takes {self.dtype.name}")
+        if len(shape) != len(self.shape):
+            raise BadInput(f"input {self.name!r}: shape {list(shape)} has {len(shape)} dimensions, {_expects(self)}")
+        for axis, (got, want) in enumerate(zip(shape, self.shape, strict=True)):
+            if isinstance(want, int) and want >= 0 and got != want:
+                raise BadInput(
+                    f"input {self.name!r}: shape {list(shape)}, dimension {axis} must be {want}; {_expects(self)}"
+                )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost; each is an EDGE_* variable (see the package docstring)."""
+
+    max_body_bytes: int = 64 * 1024 * 1024  # a body, and what an .npz unpacks to
+    max_json_elements: int = 4 * 1024 * 1024  # numbers in a JSON body (~32 bytes of memory each)
+    max_image_pixels: int = 40_000_000  # a photo's width x height, read from its header
+    max_inflight: int = 8  # requests being read or run at once; more get 503 + Retry-After
+    max_connections: int = 64  # open connections; more are answered 503 and closed
+    idle_timeout_s: float = 15.0  # a keep-alive connection with no request for this long is closed
+    body_timeout_s: float = 10.0  # a body that stops arriving for this long gets 408
+
 
 @dataclass(frozen=True)
 class RuntimeConfig:
@@ -81,7 +111,8 @@ class RuntimeConfig:
     providers: tuple[str, ...] | None  # None: what model.json says, else CPU
     host: str = "0.0.0.0"
     port: int = 8080
-    max_body_bytes: int = 64 * 1024 * 1024
+    limits: Limits = field(default_factory=Limits)
+    model_name: str | None = None  # the Open Inference Protocol's name; None: model.json's, else "model"
     decrypt_to: str = "memory"  # or "pipe": see `plaintext`
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds key variables: never shown
 
@@ -96,7 +127,16 @@ class RuntimeConfig:
             providers=tuple(providers) or None,
             host=env.get("EDGE_HOST", "0.0.0.0"),
             port=_int_setting(env, "EDGE_PORT", 8080, minimum=0),  # 0: any free port
-            max_body_bytes=_int_setting(env, "EDGE_MAX_BODY_BYTES", 64 * 1024 * 1024),
+            limits=Limits(
+                max_body_bytes=_int_setting(env, "EDGE_MAX_BODY_BYTES", Limits.max_body_bytes),
+                max_json_elements=_int_setting(env, "EDGE_MAX_JSON_ELEMENTS", Limits.max_json_elements),
+                max_image_pixels=_int_setting(env, "EDGE_MAX_IMAGE_PIXELS", Limits.max_image_pixels),
+                max_inflight=_int_setting(env, "EDGE_MAX_INFLIGHT", Limits.max_inflight),
+                max_connections=_int_setting(env, "EDGE_MAX_CONNECTIONS", Limits.max_connections),
+                idle_timeout_s=_seconds_setting(env, "EDGE_IDLE_TIMEOUT_S", Limits.idle_timeout_s),
+                body_timeout_s=_seconds_setting(env, "EDGE_BODY_TIMEOUT_S", Limits.body_timeout_s),
+            ),
+            model_name=env.get("EDGE_MODEL_NAME", "").strip() or None,
             decrypt_to=_choice_setting(env, "EDGE_DECRYPT_TO", DECRYPT_TO),
             env=env,
         )
@@ -147,15 +187,9 @@ class LoadedModel:
 
 
 def check_array(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
-    if spec.dtype is not None and array.dtype != spec.dtype:
-        raise BadInput(f"input {spec.name!r}: dtype {array.dtype.name}, the model takes {spec.dtype.name}")
-    if array.ndim != len(spec.shape):
-        raise BadInput(f"input {spec.name!r}: shape {list(array.shape)} has {array.ndim} dimensions, {_expects(spec)}")
-    for axis, (got, want) in enumerate(zip(array.shape, spec.shape, strict=True)):
-        if isinstance(want, int) and got != want:
-            raise BadInput(
-                f"input {spec.name!r}: shape {list(array.shape)}, dimension {axis} must be {want}; {_expects(spec)}"
-            )
+    spec.check(array.shape, array.dtype)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise BadInput(f"input {spec.name!r} holds NaN or infinite values; the runtime takes finite numbers only")
     return np.ascontiguousarray(array)
 
 
@@ -164,14 +198,20 @@ def _expects(spec: TensorSpec) -> str:
 
 
 def load_model(config: RuntimeConfig) -> LoadedModel:
-    """Decrypt, verify and load the model. Every failure is a `ModelLoadError` naming what to fix."""
+    """Decrypt, verify and load the model. Every failure is a `ModelLoadError` naming what to fix.
+
+    A directory without a sealed model but with the conversion's plaintext `end2end.onnx` (what
+    `edge-deploy runtime` serves on a development machine) is loaded as it is."""
     sealed = config.model_dir / SEALED_MODEL_NAME
+    if not sealed.is_file() and (config.model_dir / ONNX_FILE_NAME).is_file():
+        return _load_plaintext(config, config.model_dir / ONNX_FILE_NAME)
     metadata = _read_metadata(config.model_dir / METADATA_NAME)
     requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
     usable = usable_providers(requested)
+    libraries = operator_libraries(config.model_dir, metadata)
     with _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
         try:
-            session = create_session(plaintext.source, usable, requested)
+            session = create_session(plaintext.source, usable, requested, libraries)
         except BaseException:
             _finish(plaintext, sealed, config)  # a failed decryption explains a failed session best
             raise
@@ -179,6 +219,21 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     expected = metadata.get("model_sha256")
     if expected and expected != digest:
         raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
+    return _loaded(session, metadata, digest, requested)
+
+
+def _load_plaintext(config: RuntimeConfig, path: Path) -> LoadedModel:
+    metadata_path = config.model_dir / METADATA_NAME
+    metadata = _read_metadata(metadata_path) if metadata_path.is_file() else {"name": config.model_dir.name}
+    requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
+    libraries = operator_libraries(config.model_dir, metadata) or installed_mmdeploy_ops()
+    session = create_session(str(path), usable_providers(requested), requested, libraries)
+    return _loaded(session, metadata, sha256_file(path), requested)
+
+
+def _loaded(
+    session: ort.InferenceSession, metadata: dict[str, Any], digest: str, requested: Sequence[str]
+) -> LoadedModel:
     log.info("model %s (sha256 %s) loaded with providers %s", metadata.get("name"), digest, session.get_providers())
     return LoadedModel(
         session=session,
@@ -190,16 +245,37 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     )
 
 
+def operator_libraries(model_dir: Path, metadata: Mapping[str, Any]) -> list[Path]:
+    """The custom-operator libraries model.json names (relative to the model directory), which must exist."""
+    libraries = [model_dir / str(name) for name in metadata.get("operator_libraries") or ()]
+    missing = [str(path) for path in libraries if not path.is_file()]
+    if missing:
+        raise ModelLoadError(f"model.json names operator libraries that are missing: {', '.join(missing)}")
+    return libraries
+
+
+def installed_mmdeploy_ops() -> list[Path]:
+    """MMDeploy's ONNX Runtime operator library where mmdeploy is installed (a development machine),
+    found without importing mmdeploy."""
+    spec = importlib.util.find_spec("mmdeploy")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    found = [Path(location) / "lib" / MMDEPLOY_OPS_LIBRARY for location in spec.submodule_search_locations]
+    return [path for path in found if path.is_file()][:1]
+
+
 def usable_providers(requested: Sequence[str]) -> list[str]:
     """The requested providers this onnxruntime build has, CPU last."""
     available = ort.get_available_providers()
     return [p for p in requested if p in available and p != CPU_PROVIDER] + [CPU_PROVIDER]
 
 
-def create_session(model: str | bytes, usable: list[str], requested: Sequence[str]) -> ort.InferenceSession:
-    """A session on `model` (a path or the serialized model) with the `usable` providers; one
-    warning when any requested provider is missing or fails to initialise (then the model is
-    read a second time, for a CPU session)."""
+def create_session(
+    model: str | bytes, usable: list[str], requested: Sequence[str], libraries: Sequence[Path] = ()
+) -> ort.InferenceSession:
+    """A session on `model` (a path or the serialized model) with the `usable` providers and the
+    custom-operator `libraries` registered; one warning when any requested provider is missing or
+    fails to initialise (then the model is read a second time, for a CPU session)."""
     if "CUDAExecutionProvider" in usable and hasattr(ort, "preload_dlls"):
         # onnxruntime-gpu with the nvidia-* wheels: load CUDA/cuDNN from site-packages first
         try:
@@ -207,6 +283,13 @@ def create_session(model: str | bytes, usable: list[str], requested: Sequence[st
         except Exception as exc:  # a missing library shows as a provider failure below
             log.debug("onnxruntime.preload_dlls failed: %s", exc)
     options = ort.SessionOptions()
+    for library in libraries:
+        try:
+            options.register_custom_ops_library(str(library))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot register the operator library {library}: {str(exc).splitlines()[0]}"
+            ) from None
     try:
         # our own fallback below warns once; ORT's would print to stdout and read the model again
         session = ort.InferenceSession(model, options, providers=usable, enable_fallback=0)
@@ -289,3 +372,16 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int =
     if number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {number}")
     return number
+
+
+def _seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not 0 < seconds < 86400:
+        raise ConfigError(f"{name} must be between 0 and 86400 seconds, got {value!r}")
+    return seconds

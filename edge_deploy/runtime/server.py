@@ -1,157 +1,250 @@
-"""The runtime's HTTP server (stdlib ThreadingHTTPServer) and its process entry point.
+"""The runtime's HTTP transport (stdlib, HTTP/1.1 with keep-alive) and its process entry point.
 
-HTTP/1.0, one request per connection: a shutdown then only waits for requests in flight, never for
-idle keep-alive clients.
+A thin layer: it parses requests, enforces the limits on what a request may cost, and hands the
+bytes to the routes in `routes`, which use the codecs and the data plane. Every answer, refusals
+included, is one `sendall` of the status line, headers and body (no small writes for Nagle's
+algorithm to delay), and after every refusal the connection still answers its next request unless
+the body was left unread, in which case the connection is closed (`Connection: close`).
+
+Limits (`Limits`, from EDGE_* variables): open connections (more are answered 503 and closed),
+requests in flight (more get 503 with Retry-After), the idle time of a keep-alive connection, the
+time a body may stall (408), and the body's size (413). A body must come with Content-Length
+(411 otherwise, also for chunked uploads).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.runtime import tensors
-from edge_deploy.runtime.model import BadInput, LoadedModel, RuntimeConfig, load_model
+from edge_deploy.runtime.codecs import json_values
+from edge_deploy.runtime.dataplane import DataPlane
+from edge_deploy.runtime.model import RuntimeConfig, load_model
+from edge_deploy.runtime.routes import Reply, Request, route
 
 log = logging.getLogger("edge_deploy.runtime")
 
 EXIT_STARTUP_FAILED = 2
+RETRY_AFTER_SECONDS = "1"
 
 
 class EdgeServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the handler threads: requests in flight finish
     block_on_close = True
+    request_queue_size = 128
 
-    def __init__(self, config: RuntimeConfig, model: LoadedModel) -> None:
-        self.config, self.model = config, model
-        self.ready = threading.Event()
+    def __init__(self, config: RuntimeConfig, plane: DataPlane) -> None:
+        self.config, self.plane, self.limits = config, plane, config.limits
+        self.inflight = threading.BoundedSemaphore(self.limits.max_inflight)
+        self._connections: set[_Handler] = set()
+        self._connections_lock = threading.Lock()
+        self.closing = threading.Event()
         super().__init__((config.host, config.port), _Handler)
-        self.ready.set()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        if len(self._connections) >= self.limits.max_connections:
+            # no thread for it: one canned answer, then close
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(_raw_reply(HTTPStatus.SERVICE_UNAVAILABLE, _too_many("open connections"), close=True))
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def opened(self, handler: _Handler) -> None:
+        with self._connections_lock:
+            self._connections.add(handler)
+
+    def closed(self, handler: _Handler) -> None:
+        with self._connections_lock:
+            self._connections.discard(handler)
+
     def begin_shutdown(self) -> None:
-        """Stop being ready and stop the serve loop (callable from a signal handler)."""
-        self.ready.clear()
+        """Stop being ready, stop accepting, and close idle keep-alive connections (callable from a
+        signal handler); requests in flight finish, then their connections close."""
+        self.closing.set()
+        self.plane.stop()
+        with self._connections_lock:
+            for handler in list(self._connections):
+                handler.close_if_idle()
         threading.Thread(target=self.shutdown, name="edge-runtime-shutdown", daemon=True).start()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: EdgeServer
+    protocol_version = "HTTP/1.1"
     server_version = "edge-runtime"
-    timeout = 60  # a client that stops sending cannot hold a handler thread (or the shutdown) forever
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._idle = True
+        self._state_lock = threading.Lock()
+        self.server.opened(self)
+
+    def finish(self) -> None:
+        self.server.closed(self)
+        super().finish()
+
+    def close_if_idle(self) -> None:
+        with self._state_lock:
+            if self._idle:
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_one_request(self) -> None:
+        # the wait for a request line is the idle time of a keep-alive connection
+        self.connection.settimeout(self.server.limits.idle_timeout_s)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        with self._state_lock:
+            self._idle = False
+        return super().parse_request()
 
     def do_GET(self) -> None:
-        routes = {
-            "/healthz": lambda: self._json(HTTPStatus.OK, {"status": "ok"}),
-            "/readyz": self._readyz,
-            "/v1/model": lambda: self._json(HTTPStatus.OK, self.server.model.describe()),
-        }
-        self._route(routes, allowed_elsewhere={"/v1/infer": "POST"})
+        self._serve(read_body=False)
 
     def do_POST(self) -> None:
-        self._route(
-            {"/v1/infer": self._infer}, allowed_elsewhere=dict.fromkeys(("/healthz", "/readyz", "/v1/model"), "GET")
-        )
+        self._serve(read_body=True)
 
-    def _route(self, routes: dict[str, Any], allowed_elsewhere: dict[str, str]) -> None:
-        path = self.path.split("?", 1)[0]
-        if path in routes:
-            routes[path]()
-        elif path in allowed_elsewhere:
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes {allowed_elsewhere[path]}")
-        else:
-            self._error(HTTPStatus.NOT_FOUND, f"no such path {path}; see /v1/model and /v1/infer")
-
-    def _readyz(self) -> None:
-        if self.server.ready.is_set():
-            self._json(HTTPStatus.OK, {"status": "ready", "model_sha256": self.server.model.model_sha256})
-        else:
-            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "shutting down"})
-
-    def _infer(self) -> None:
-        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if content_type not in tensors.CONTENT_TYPES:
-            return self._error(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                f"Content-Type {content_type or '(none)'} is not accepted; "
-                f"use one of {', '.join(tensors.CONTENT_TYPES)}",
-            )
-        body = self._read_body()
-        if body is None:
-            return None
-        reply_type = self._reply_type(content_type)
+    def _serve(self, read_body: bool) -> None:
         try:
-            inputs = tensors.decode_inputs(body, content_type, self.server.model)
-            outputs = self.server.model.run(inputs)
-        except BadInput as exc:
-            return self._error(HTTPStatus.BAD_REQUEST, str(exc))
-        self._send(
-            HTTPStatus.OK, tensors.encode_outputs(outputs, reply_type, self.server.model.model_sha256), reply_type
-        )
-        return None
+            if not read_body:
+                self._answer(route(self.server.plane, self._request(b"")))
+                return
+            if not self.server.inflight.acquire(blocking=False):
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, _too_many("requests in flight"), close=True)
+                return
+            try:
+                body = self._read_body()
+                if body is not None:
+                    self._answer(route(self.server.plane, self._request(body)))
+            finally:
+                self.server.inflight.release()
+        finally:
+            with self._state_lock:
+                self._idle = True
+            if self.server.closing.is_set():
+                self.close_connection = True
+
+    def _request(self, body: bytes) -> Request:
+        parts = urlsplit(self.path)
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        return Request(self.command, parts.path, query, self.headers, body)
+
+    def _answer(self, reply: Reply) -> None:
+        self._reply(reply.status, reply.body, reply.content_type, reply.headers)
 
     def _read_body(self) -> bytes | None:
+        limits = self.server.limits
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._refuse(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted: send a Content-Length")
+            return None
         length_header = self.headers.get("Content-Length")
         if length_header is None:
-            self._error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header")
+            self._refuse(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header")
             return None
-        try:
-            length = int(length_header)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self._error(HTTPStatus.BAD_REQUEST, f"Content-Length {length_header!r} is not a byte count")
+        if not length_header.strip().isdigit():
+            self._refuse(HTTPStatus.BAD_REQUEST, f"Content-Length {length_header!r} is not a byte count")
             return None
-        limit = self.server.config.max_body_bytes
-        if length > limit:
-            # the body is never read: the connection closes after this answer (HTTP/1.0)
-            self._error(
+        length = int(length_header)
+        if length > limits.max_body_bytes:
+            self._refuse(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"the body is {length} bytes; the limit is {limit} (EDGE_MAX_BODY_BYTES)",
+                f"the body is {length} bytes; the limit is {limits.max_body_bytes} (EDGE_MAX_BODY_BYTES)",
             )
             return None
-        return self.rfile.read(length)
+        self.connection.settimeout(limits.body_timeout_s)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            body = None
+        if body is None or len(body) < length:
+            received = 0 if body is None else len(body)
+            self._refuse(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"the body stopped after {received} of its {length} bytes "
+                f"(nothing for {limits.body_timeout_s:g} s: EDGE_BODY_TIMEOUT_S)",
+            )
+            return None
+        return body
 
-    def _reply_type(self, content_type: str) -> str:
-        accept = self.headers.get("Accept", "")
-        if tensors.NPZ in accept:
-            return tensors.NPZ
-        if tensors.JSON in accept:
-            return tensors.JSON
-        return tensors.JSON if content_type == tensors.JSON else tensors.NPZ
-
-    def _json(self, status: HTTPStatus, document: dict[str, Any]) -> None:
-        self._send(status, json.dumps(document).encode(), tensors.JSON)
-
-    def _error(self, status: HTTPStatus, reason: str) -> None:
+    def _refuse(self, status: HTTPStatus, reason: str) -> None:
+        """A refusal before the body was read: the connection closes after it."""
         log.info("%s %s -> %d: %s", self.command, self.path, status, reason)
-        self._json(status, {"error": reason})
+        self._reply(status, json_values.dumps({"error": reason}), close=True)
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def _reply(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = json_values.JSON,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        close = close or self.close_connection
+        self.close_connection = close
+        with contextlib.suppress(OSError):  # a client that left does not need its answer
+            self.connection.sendall(_raw_reply(status, body, content_type, headers, close))
+        self.log_request(status, len(body))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (bad request line, 414, 431, an unknown method) as JSON
+        self.close_connection = True
+        reason = message or HTTPStatus(code).phrase
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, reason = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} is not served; use GET or POST"
+        self._reply(code, json_values.dumps({"error": reason}), close=True)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def serve(config: RuntimeConfig, model: LoadedModel) -> None:
+def _raw_reply(
+    status: int,
+    body: bytes,
+    content_type: str = json_values.JSON,
+    headers: dict[str, str] | None = None,
+    close: bool = False,
+) -> bytes:
+    lines = [
+        f"HTTP/1.1 {int(status)} {HTTPStatus(status).phrase}",
+        f"Server: {_Handler.server_version}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+    ]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        lines.append(f"Retry-After: {RETRY_AFTER_SECONDS}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _too_many(what: str) -> bytes:
+    return json_values.dumps({"error": f"too many {what}; retry in {RETRY_AFTER_SECONDS} s"})
+
+
+def serve(config: RuntimeConfig, plane: DataPlane, announce: Callable[[str], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then finish the requests in flight and return."""
-    server = EdgeServer(config, model)
+    server = EdgeServer(config, plane)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("%s: shutting down after the requests in flight", signal.Signals(signum).name)
@@ -159,7 +252,9 @@ def serve(config: RuntimeConfig, model: LoadedModel) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("serving %s on %s:%d", model.metadata.get("name"), config.host, server.server_address[1])
+    log.info("serving %s on %s:%d", plane.name, config.host, server.server_address[1])
+    if announce is not None:
+        announce(server.url)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -171,12 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         config = RuntimeConfig.from_env()
-        model = load_model(config)
+        plane = DataPlane.open(config, load_model(config))
     except EdgeDeployError as exc:
         # one line, naming what to fix; never a traceback that could show a key variable
         print(f"edge-runtime: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_STARTUP_FAILED
-    serve(config, model)
+    serve(config, plane)
     return 0
 
 

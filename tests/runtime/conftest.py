@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_deploy.crypto import Keyring, encode_key, generate_key, key_env_var
+from edge_deploy.runtime.dataplane import DataPlane
 from edge_deploy.runtime.model import LoadedModel, RuntimeConfig, load_model
 from edge_deploy.runtime.server import EdgeServer
 from tests.runtime.onnx_models import SealedTestModel, write_sealed_model
@@ -56,7 +57,7 @@ def runtime_url(sealed_model: SealedTestModel, edge_key: EdgeKey, loaded_model: 
         sealed_model.model_dir,
         {**edge_key.env, "EDGE_HOST": "127.0.0.1", "EDGE_PORT": "0", "EDGE_MAX_BODY_BYTES": str(MAX_BODY_BYTES)},
     )
-    server = EdgeServer(config, loaded_model)
+    server = EdgeServer(config, DataPlane.open(config, loaded_model))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

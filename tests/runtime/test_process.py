@@ -26,7 +26,7 @@ def test_the_runtime_imports_only_numpy_onnxruntime_and_the_crypto_module(sealed
     script = (
         "import sys, json\n"
         "from edge_deploy.runtime.model import RuntimeConfig, load_model\n"
-        "from edge_deploy.runtime import server, tensors\n"
+        "from edge_deploy.runtime import server, routes\n"
         "model = load_model(RuntimeConfig.from_env())\n"
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
     )

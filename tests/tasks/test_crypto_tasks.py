@@ -65,8 +65,13 @@ def test_decrypt_model_with_the_key_missing_names_the_key_id(keys, monkeypatch, 
 def test_seal_model_encrypts_under_the_edge_key(keys, tmp_path):
     (tmp_path / "validated").mkdir()
     onnx = _write(tmp_path / "validated" / "end2end.onnx", os.urandom(50_000))
+    _write(tmp_path / "validated" / "serving.json", b'{"format": 1}')
+    _write(tmp_path / "validated" / "conversion.json", b"{}")
 
-    sealed, seal = seal_model(model_dir=FlyteDirectory(str(tmp_path / "validated")))
+    sealed, seal, serving = seal_model(model_dir=FlyteDirectory(str(tmp_path / "validated")))
+
+    # the serving recipe travels with the sealed model; the plaintext model and other files do not
+    assert sorted(p.name for p in Path(serving.download()).iterdir()) == ["serving.json"]
 
     assert Path(sealed.path).name == "end2end.onnx.enc" and is_encrypted(sealed.path)
     assert seal.key_id == "edge-2026"

@@ -1,0 +1,183 @@
+"""The model's outputs as the task's answer, in the photo's own pixels, with class names.
+
+Each builder mirrors what MMDeploy's Python wrapper of the same ONNX model does to give the
+OpenMMLab codebase's answer (mmdeploy/codebase/*/deploy/*_model.py):
+- classification: scores per class -> the top k;
+- detection: `dets` [1, K, 5] (x1, y1, x2, y2, score) and `labels` [1, K], in the model input's
+  pixels -> divided by the resize's scale factor, clipped to the photo;
+- instance segmentation: also `masks` [1, K, h, w], either whole-input masks (RTMDet-Ins, CondInst;
+  cropped, resized bilinearly as mmdet does in PyTorch, cut to the photo) or per-box masks (Mask
+  R-CNN; pasted into the box as mmdeploy's grid_sample does), thresholded, as COCO RLE;
+- semantic segmentation: a label map (or per-class logits) at the input's size -> the padding cut
+  off, resized to the photo (logits bilinearly, then argmax; labels with nearest), as a PNG.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_deploy.runtime import resize
+from edge_deploy.runtime.preprocess import Prepared
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    classes: tuple[str, ...]
+    score_threshold: float  # the model config's test_cfg score_thr (0.0 when it has none)
+    max_detections: int  # test_cfg max_per_img
+    top_k: int
+    per_box_masks: bool  # Mask R-CNN style masks (pasted into boxes) rather than whole-input ones
+    mask_threshold: float = 0.5
+    align_corners: bool = False
+
+
+def class_name(classes: Sequence[str], label: int) -> str:
+    return classes[label] if 0 <= label < len(classes) else str(label)
+
+
+def classification(outputs: Mapping[str, np.ndarray], settings: AnswerSettings, top_k: int | None) -> dict[str, Any]:
+    scores = np.asarray(next(iter(outputs.values())), dtype=np.float64).reshape(-1)
+    k = min(top_k or settings.top_k, scores.size)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return {
+        "classes": [
+            {"label": int(i), "name": class_name(settings.classes, int(i)), "score": _finite(scores[i])} for i in order
+        ]
+    }
+
+
+def detection(
+    outputs: Mapping[str, np.ndarray],
+    prepared: Prepared,
+    settings: AnswerSettings,
+    score_threshold: float | None,
+    max_detections: int | None,
+    with_masks: bool,
+) -> dict[str, Any]:
+    dets, labels = outputs["dets"][0], outputs["labels"][0]
+    threshold = settings.score_threshold if score_threshold is None else score_threshold
+    keep = np.flatnonzero((dets[:, 4] > 0) & (dets[:, 4] >= threshold))
+    keep = keep[np.argsort(-dets[keep, 4], kind="stable")][: max_detections or settings.max_detections]
+    height, width = prepared.original_hw
+    w_scale, h_scale = prepared.scale_factor
+    boxes = dets[keep, :4].astype(np.float64) / np.array([w_scale, h_scale, w_scale, h_scale])
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    masks = _masks(outputs["masks"][0][keep], boxes, prepared, settings) if with_masks else None
+    found = []
+    for row, index in enumerate(keep):
+        label = int(labels[index])
+        found.append(
+            {
+                "box": [round(float(v), 2) for v in boxes[row]],
+                "score": _finite(dets[index, 4]),
+                "label": label,
+                "name": class_name(settings.classes, label),
+            }
+        )
+        if masks is not None:
+            found[-1]["mask"] = coco_rle(masks[row])
+    return {"detections": found}
+
+
+def _masks(raw: np.ndarray, boxes: np.ndarray, prepared: Prepared, settings: AnswerSettings) -> np.ndarray:
+    height, width = prepared.original_hw
+    result = np.zeros((len(raw), height, width), dtype=bool)
+    if settings.per_box_masks:
+        for row, (mask, box) in enumerate(zip(raw, boxes, strict=True)):
+            _paste_in_box(mask.astype(np.float32), box, result[row], settings.mask_threshold)
+        return result
+    img_h, img_w = prepared.image_hw
+    w_scale, h_scale = prepared.scale_factor
+    for row, mask in enumerate(raw):
+        cropped = np.asarray(mask[:img_h, :img_w], dtype=np.float32)
+        size = (math.ceil(cropped.shape[1] / w_scale), math.ceil(cropped.shape[0] / h_scale))
+        resized = resize.bilinear_float(cropped, *size)[:height, :width]
+        result[row, : resized.shape[0], : resized.shape[1]] = resized >= settings.mask_threshold
+    return result
+
+
+def _paste_in_box(mask: np.ndarray, box: np.ndarray, into: np.ndarray, threshold: float) -> None:
+    """A per-box mask resampled into the photo as mmdeploy pastes it (grid_sample, bilinear, zeros
+    outside), computed only around the box: elsewhere it is zero anyway."""
+    height, width = into.shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    left, top = max(0, math.floor(x0) - 1), max(0, math.floor(y0) - 1)
+    right, bottom = min(width, math.ceil(x1) + 1), min(height, math.ceil(y1) + 1)
+    if right <= left or bottom <= top or x1 <= x0 or y1 <= y0:
+        return
+    mask_h, mask_w = mask.shape
+    xs = ((np.arange(left, right, dtype=np.float32) + 0.5 - x0) / (x1 - x0)) * mask_w - 0.5
+    ys = ((np.arange(top, bottom, dtype=np.float32) + 0.5 - y0) / (y1 - y0)) * mask_h - 0.5
+    into[top:bottom, left:right] = resize.sample_bilinear(mask, xs, ys) >= threshold
+
+
+def segmentation(outputs: Mapping[str, np.ndarray], prepared: Prepared, settings: AnswerSettings) -> dict[str, Any]:
+    output = next(iter(outputs.values()))[0]  # [1, H, W] labels or [C, H, W] logits
+    img_h, img_w = prepared.image_hw
+    height, width = prepared.original_hw
+    if output.shape[0] > 1 and output.dtype.kind == "f":
+        logits = output[:, :img_h, :img_w].transpose(1, 2, 0)
+        labels = resize.bilinear_float(logits, width, height, settings.align_corners).argmax(axis=2)
+    else:
+        labels = resize.nearest(output[0, :img_h, :img_w], width, height)
+    return {
+        "segmentation": {"format": "png", "width": width, "height": height, "label_map": label_map_png(labels)},
+        "classes": class_shares(labels, settings.classes),
+    }
+
+
+def label_map_png(labels: np.ndarray) -> str:
+    """A label map as a base64 PNG: 8-bit greyscale, or 16-bit when a label is above 255."""
+    from PIL import Image
+
+    wide = labels.max(initial=0) > 255
+    image = Image.fromarray(labels.astype(np.uint16 if wide else np.uint8), mode="I;16" if wide else "L")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def class_shares(labels: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
+    present, counts = np.unique(labels, return_counts=True)
+    return [
+        {"label": int(label), "name": class_name(classes, int(label)), "share": round(int(count) / labels.size, 6)}
+        for label, count in zip(present, counts, strict=True)
+    ]
+
+
+def coco_rle(mask: np.ndarray) -> dict[str, Any]:
+    """A binary mask as COCO's compressed RLE ({"size": [h, w], "counts": str}), as pycocotools writes it."""
+    flat = mask.reshape(-1, order="F").astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate(([0], changes, [flat.size])))
+    if flat.size and flat[0]:
+        counts = np.concatenate(([0], counts))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _rle_string(counts.tolist())}
+
+
+def _rle_string(counts: list[int]) -> str:
+    out = bytearray()
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = (x != -1) if c & 0x10 else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(c + 48)
+    return out.decode("ascii")
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

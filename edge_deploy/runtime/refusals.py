@@ -1,0 +1,33 @@
+"""Why a request is refused: one exception per HTTP status, each with a reason that names what to fix.
+
+The data plane and the codecs raise these; the transport turns them into `{"error": reason}` with
+the status. Nothing else a request can cause becomes a 4xx: anything else is a bug (500).
+"""
+
+from __future__ import annotations
+
+from edge_deploy.errors import EdgeDeployError
+
+
+class Refused(EdgeDeployError):
+    """A request the runtime will not serve; `status` is its HTTP status."""
+
+    status = 400
+
+
+class BadInput(Refused):
+    """The request's content does not fit the model (shape, dtype, values, a corrupt image)."""
+
+
+class NotFound(Refused):
+    status = 404
+
+
+class TooLarge(Refused):
+    """The request (or what it would unpack to) exceeds a stated limit."""
+
+    status = 413
+
+
+class UnsupportedMediaType(Refused):
+    status = 415
