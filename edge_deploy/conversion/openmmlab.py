@@ -43,6 +43,7 @@ def load_configs(model_dir: ModelDir):
     except Exception as exc:
         raise ConversionError("config load", f"model config {model_dir.config_path.name}: {describe(exc)}") from exc
     apply_manifest(deploy_cfg, model_dir)
+    follow_test_cfg(deploy_cfg, model_cfg)
     return deploy_cfg, model_cfg
 
 
@@ -63,6 +64,28 @@ def apply_manifest(deploy_cfg, model_dir: ModelDir) -> None:
     if not {2, 3} & set(spec.dynamic_axes):
         height, width = spec.height_width
         onnx_cfg.input_shape = [width, height]
+
+
+def follow_test_cfg(deploy_cfg, model_cfg) -> None:
+    """A detector's exported NMS keeps what its PyTorch model keeps: the deploy config's post_processing
+    takes the model config's test_cfg (final stage: `rcnn` for two-stage detectors) score threshold,
+    IoU threshold and detections per image. MMDeploy's stock configs carry fixed values instead (IoU 0.5,
+    100 per image), so the ONNX model would answer otherwise than the model it was converted from."""
+    post = deploy_cfg.get("codebase_config", {}).get("post_processing")
+    test_cfg = model_cfg.get("model", {}).get("test_cfg") or {}
+    stage = test_cfg.get("rcnn") or test_cfg
+    if post is None or not stage:
+        return
+    wanted = {
+        "score_threshold": stage.get("score_thr"),
+        "iou_threshold": (stage.get("nms") or {}).get("iou_threshold"),
+        "keep_top_k": stage.get("max_per_img"),
+        "max_output_boxes_per_class": stage.get("max_per_img"),  # mmdet's NMS has no per-class cap
+    }
+    changed = {key: value for key, value in wanted.items() if value is not None and post.get(key) != value}
+    if changed:
+        log.info("the export's post_processing follows the model's test_cfg: %s", changed)
+        post.update(changed)
 
 
 def build_pytorch_model(deploy_cfg, model_cfg, checkpoint: Path, device: str = "cpu"):

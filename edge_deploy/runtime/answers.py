@@ -4,7 +4,7 @@ Each builder mirrors what MMDeploy's Python wrapper of the same ONNX model does 
 OpenMMLab codebase's answer (mmdeploy/codebase/*/deploy/*_model.py):
 - classification: scores per class -> the top k;
 - detection: `dets` [1, K, 5] (x1, y1, x2, y2, score) and `labels` [1, K], in the model input's
-  pixels -> divided by the resize's scale factor, clipped to the photo;
+  pixels -> clipped to the transformed image and divided by the resize's scale factor, as mmdet does;
 - instance segmentation: also `masks` [1, K, h, w], either whole-input masks (RTMDet-Ins, CondInst;
   cropped, resized bilinearly as mmdet does in PyTorch, cut to the photo) or per-box masks (Mask
   R-CNN; pasted into the box as mmdeploy's grid_sample does), thresholded, as COCO RLE;
@@ -65,11 +65,14 @@ def detection(
     threshold = settings.score_threshold if score_threshold is None else score_threshold
     keep = np.flatnonzero((dets[:, 4] > 0) & (dets[:, 4] >= threshold))
     keep = keep[np.argsort(-dets[keep, 4], kind="stable")][: max_detections or settings.max_detections]
-    height, width = prepared.original_hw
     w_scale, h_scale = prepared.scale_factor
-    boxes = dets[keep, :4].astype(np.float64) / np.array([w_scale, h_scale, w_scale, h_scale])
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    # clipped as mmdet clips (to the transformed image, before rescaling): a letterboxed image's
+    # extent reaches past the photo's edge, so a box may too (a trained model rarely puts one there)
+    img_h, img_w = prepared.image_hw
+    boxes = dets[keep, :4].astype(np.float64)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, img_w)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, img_h)
+    boxes /= np.array([w_scale, h_scale, w_scale, h_scale])
     masks = _masks(outputs["masks"][0][keep], boxes, prepared, settings) if with_masks else None
     found = []
     for row, index in enumerate(keep):

@@ -40,6 +40,8 @@ class ServingModel:
     preprocess: Preprocess
     settings: answers.AnswerSettings
     classes_source: str
+    transforms: list[dict[str, Any]]  # the recorded pipeline, as /v1/model shows it
+    pipeline_source: str
 
     def predict(self, frame: np.ndarray, options: Any, run: Run) -> dict[str, Any]:
         prepared = self.preprocess(frame)
@@ -64,6 +66,8 @@ class ServingModel:
             "task": self.task,
             "classes": list(self.settings.classes),
             "classes_source": self.classes_source,
+            "pipeline": self.transforms,
+            "pipeline_source": self.pipeline_source,
             "defaults": {
                 "score_threshold": self.settings.score_threshold,
                 "max_detections": self.settings.max_detections,
@@ -118,8 +122,16 @@ def _build(recipe: Mapping[str, Any], model: LoadedModel) -> ServingModel:
         align_corners=bool(post.get("align_corners", False)),
     )
     _check_outputs(task, [spec.name for spec in model.outputs])
-    preprocess = Preprocess(recipe["transforms"], normalization)
-    return ServingModel(task, input_name, preprocess, settings, str(recipe.get("classes_source") or "none"))
+    transforms = list(recipe["transforms"])
+    return ServingModel(
+        task,
+        input_name,
+        Preprocess(transforms, normalization),
+        settings,
+        str(recipe.get("classes_source") or "none"),
+        transforms,
+        str(recipe.get("pipeline_source") or ""),
+    )
 
 
 def _check_outputs(task: str, names: list[str]) -> None:
