@@ -152,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, reply: Reply) -> None:
         self._reply(reply.status, reply.body, reply.content_type, reply.headers)
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self) -> bytearray | None:
         limits = self.server.limits
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._refuse(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted: send a Content-Length")
@@ -172,12 +172,17 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return None
         self.connection.settimeout(limits.body_timeout_s)
+        body = bytearray(length)  # one buffer, filled in place: no copies of a large body
+        view, received = memoryview(body), 0
         try:
-            body = self.rfile.read(length)
+            while received < length:
+                got = self.rfile.readinto1(view[received:])
+                if not got:
+                    break
+                received += got
         except TimeoutError:
-            body = None
-        if body is None or len(body) < length:
-            received = 0 if body is None else len(body)
+            pass
+        if received < length:
             self._refuse(
                 HTTPStatus.REQUEST_TIMEOUT,
                 f"the body stopped after {received} of its {length} bytes "
