@@ -233,5 +233,12 @@ def _check_id(key_id: str, variable: str) -> None:
 def _read_key_file(path: Path, source: str) -> bytes:
     try:
         return path.read_bytes()
+    except PermissionError:
+        # the usual cause in a container: a 0600 root-owned file and a runtime that is not root
+        uid, gid = os.getuid(), os.getgid()
+        raise ConfigError(
+            f"{source}: cannot read {path}: permission denied to uid {uid}; make the file readable to that user "
+            f"(chmod 0444, or chown {uid}; in Kubernetes, a secret volume's defaultMode 0440 with fsGroup {gid})"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read {path}: {exc.strerror}") from None

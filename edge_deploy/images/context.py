@@ -121,7 +121,8 @@ def write_build_context(
         shutil.copyfile(path, model_dir / name)
     if operators is not None:
         (model_dir / OPERATORS_DIR).mkdir()
-        shutil.copyfile(operators.path, model_dir / OPERATORS_DIR / operators.file_name)
+        for path in operators.files:
+            shutil.copyfile(path, model_dir / OPERATORS_DIR / path.name)
     for path in model_dir.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)  # the non-root user reads them; the model is ciphertext
     metadata = model_metadata(target, model, extra_metadata, operators)

@@ -29,21 +29,23 @@ from edge_deploy.platforms import RuntimePackages
 log = logging.getLogger(__name__)
 
 MMDEPLOY_REQUIREMENT = "mmdeploy==1.3.1"  # the release requirements/install.sh converts with
-MMDEPLOY_LIBRARY = "mmdeploy/lib/libmmdeploy_onnxruntime_ops.so"
-# operator domain -> (the wheel that carries its library, the library's path inside the wheel)
-LIBRARIES = {"mmdeploy": (MMDEPLOY_REQUIREMENT, MMDEPLOY_LIBRARY)}
+# the library, then what it needs beside it: it links the ONNX Runtime its wheel carries (RPATH
+# $ORIGIN), though the operators run on the API of the ONNX Runtime that registers them
+MMDEPLOY_FILES = ("mmdeploy/lib/libmmdeploy_onnxruntime_ops.so", "mmdeploy/lib/libonnxruntime.so.1.15.1")
+# operator domain -> (the wheel that carries its library, the files to take from it, library first)
+LIBRARIES = {"mmdeploy": (MMDEPLOY_REQUIREMENT, MMDEPLOY_FILES)}
 PIP_TIMEOUT_SECONDS = 600
 
 
 @dataclass(frozen=True)
 class OperatorLibrary:
-    path: Path
-    sha256: str
+    files: tuple[Path, ...]  # the library the runtime registers, then the libraries it loads
+    sha256: str  # over every file, in order
     domain: str
 
     @property
     def file_name(self) -> str:
-        return self.path.name
+        return self.files[0].name
 
 
 def operator_library(
@@ -60,16 +62,19 @@ def operator_library(
             f"domain(s) {', '.join(LIBRARIES)}, so no image can run it"
         )
     domain = domains[0]
-    requirement, member = LIBRARIES[domain]
-    key = hashlib.sha256(json.dumps([requirement, member, platform, list(runtime.wheel_platforms)]).encode())
+    requirement, members = LIBRARIES[domain]
+    key = hashlib.sha256(json.dumps([requirement, members, platform, list(runtime.wheel_platforms)]).encode())
     final = cache_root / "operator-libraries" / f"{platform.replace('/', '-')}-{key.hexdigest()[:16]}"
-    library = final / Path(member).name
-    if not library.is_file():
-        _fetch(requirement, member, runtime, platform, custom_ops, final)
-    return OperatorLibrary(library, sha256_file(library), domain)
+    files = tuple(final / Path(member).name for member in members)
+    if not all(path.is_file() for path in files):
+        _fetch(requirement, members, runtime, platform, custom_ops, final)
+    digest = hashlib.sha256("".join(sha256_file(path) for path in files).encode()).hexdigest()
+    return OperatorLibrary(files, digest, domain)
 
 
-def _fetch(requirement: str, member: str, runtime: RuntimePackages, platform: str, ops, final: Path) -> None:
+def _fetch(
+    requirement: str, members: tuple[str, ...], runtime: RuntimePackages, platform: str, ops, final: Path
+) -> None:
     with tempfile.TemporaryDirectory(prefix="operator-wheel-") as scratch:
         argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--no-deps",
                 "--only-binary=:all:", "--python-version", runtime.python_version, "--implementation", "cp",
@@ -85,18 +90,16 @@ def _fetch(requirement: str, member: str, runtime: RuntimePackages, platform: st
         wheels = sorted(Path(scratch).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             raise OperatorLibraryError(
-                f"{platform}: the model uses {', '.join(ops)}, which ONNX Runtime runs only with {Path(member).name}; "
+                f"{platform}: the model uses {', '.join(ops)}, which ONNX Runtime runs only with "
+                f"{Path(members[0]).name}; "
                 f"{requirement} publishes no wheel (and so no library) for {platform} "
                 f"({', '.join(runtime.wheel_platforms)}), so an image for it could not start: leave this target out"
             )
-        try:
-            with (
-                atomic_directory(final) as work,
-                zipfile.ZipFile(wheels[0]) as wheel,
-                wheel.open(member) as source,
-                open(work / Path(member).name, "wb") as target,
-            ):
-                shutil.copyfileobj(source, target)
-        except KeyError:
-            raise OperatorLibraryError(f"{platform}: {wheels[0].name} has no {member}") from None
+        with atomic_directory(final, replace=True) as work, zipfile.ZipFile(wheels[0]) as wheel:
+            for member in members:
+                try:
+                    with wheel.open(member) as source, open(work / Path(member).name, "wb") as target:
+                        shutil.copyfileobj(source, target)
+                except KeyError:
+                    raise OperatorLibraryError(f"{platform}: {wheels[0].name} has no {member}") from None
     log.info("operator library for %s taken from %s", platform, wheels[0].name)

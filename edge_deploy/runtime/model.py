@@ -161,6 +161,7 @@ class LoadedModel:
             "outputs": [spec.describe() for spec in self.outputs],
             "providers": self.session.get_providers(),
             "requested_providers": list(self.requested_providers),
+            "operator_libraries": list(self.metadata.get("operator_libraries") or ()),
             "onnxruntime_version": ort.__version__,
         }
 
