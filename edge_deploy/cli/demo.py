@@ -157,6 +157,21 @@ def _last_line(exc: BaseException) -> str:
     return text.splitlines()[-1][:300]
 
 
+def _ask_the_image(reference: str, settings: Settings) -> list[str]:
+    """How to run the image the demo built and ask it about a photo (docs/device-guide.md has more)."""
+    import matplotlib
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    key_dir = Path(os.environ["EDGE_KEY_DIR"])  # set by _demo_env
+    return [
+        "run the image as a device would (the key file stays 0600: the container runs as you), then ask it:",
+        f'  docker run -d --rm --name edge-demo -p 8080:8080 --user "$(id -u):$(id -g)" '
+        f"-v {key_dir / DEMO_KEY_ID}:/run/secrets/edge-keys/{DEMO_KEY_ID}:ro {reference}",
+        f"  curl -s -H 'Content-Type: image/jpeg' --data-binary @{photo} localhost:8080/v1/predict",
+        "  docker stop edge-demo",
+    ]
+
+
 def _summary(run_id: str, settings: Settings, log_path: Path | None) -> list[str]:
     """The lines that tell what the run produced, read back from its record."""
     from edge_deploy.records import open_record_store
@@ -178,6 +193,7 @@ def _summary(run_id: str, settings: Settings, log_path: Path | None) -> list[str
     if record.images:
         for image in record.images.platforms:
             lines.append(f"image {image.platform}: {image.reference} ({image.digest}, {image.size / 2**20:.0f} MiB)")
+        lines += _ask_the_image(record.images.platforms[0].reference, settings)
     else:
         lines.append("images: none built")
     lines.append(f"validation report: {artifacts / 'validation.html'}")

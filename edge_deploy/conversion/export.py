@@ -172,12 +172,14 @@ def _convert_into(model_dir: ModelDir, work_dir: Path) -> ConversionResult:
         with _stage("config load", stages):
             deploy_cfg, model_cfg = load_configs(model_dir)
             pristine_cfg = copy.deepcopy(model_cfg)  # MMDeploy's SDK export edits the test pipeline in place
+        from edge_deploy.conversion.serving import write_serving_recipe  # numpy: not in the builder image
+
         with mmdeploy_environment():
             _export_onnx(model_dir, deploy_cfg, model_cfg, work_dir, stages)
             with _stage("SDK metadata", stages):
                 _export_sdk_metadata(model_dir, deploy_cfg, model_cfg, work_dir)
             with _stage("serving recipe", stages):
-                _write_serving_recipe(model_dir, deploy_cfg, pristine_cfg, work_dir)
+                write_serving_recipe(model_dir, deploy_cfg, pristine_cfg, work_dir)
         deploy_cfg.dump(str(work_dir / DEPLOY_CONFIG_COPY))
     seconds = time.perf_counter() - started
     onnx_path = work_dir / ONNX_FILE_NAME
@@ -293,16 +295,6 @@ def _export_sdk_metadata(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: P
     if isinstance(codebase, dict) and codebase.get("config"):
         codebase["config"] = Path(str(codebase["config"])).name
     detail_path.write_text(json.dumps(detail, indent=4) + "\n")
-
-
-def _write_serving_recipe(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: Path) -> None:
-    from edge_deploy.conversion.serving import write_serving_recipe
-    from edge_deploy.runtime.preprocess import PipelineError
-
-    try:
-        write_serving_recipe(model_dir, deploy_cfg, model_cfg, work_dir)
-    except PipelineError as exc:
-        raise ConversionError("serving recipe", f"the model's test pipeline cannot be served: {exc}") from exc
 
 
 def onnx_signature(onnx_path: Path) -> tuple[dict[str, list[int | str]], dict[str, list[int | str]]]:

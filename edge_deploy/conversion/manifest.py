@@ -209,20 +209,12 @@ class _ManifestFields(_Fields):
     @field_validator("outputs")
     @classmethod
     def _outputs(cls, value: Any) -> list[str] | None:
-        if value is not None and not (
-            isinstance(value, list) and value and all(isinstance(name, str) and name for name in value)
-        ):
-            raise _refuse(f"{value!r} is not a list of output names, e.g. [dets, labels]")
-        return value
+        return _names(value, "output names, e.g. [dets, labels]")
 
     @field_validator("classes")
     @classmethod
     def _classes(cls, value: Any) -> list[str] | None:
-        if value is not None and not (
-            isinstance(value, list) and value and all(isinstance(name, str) and name for name in value)
-        ):
-            raise _refuse(f"{value!r} is not a list of class names in label order, e.g. [person, bicycle, car]")
-        return value
+        return _names(value, "class names in label order, e.g. [person, bicycle, car]")
 
     @field_validator("opset")
     @classmethod
@@ -248,6 +240,13 @@ class _ManifestFields(_Fields):
         if value is not None and not isinstance(value, dict):
             raise _refuse(f"{value!r} is not a mapping with atol, rtol (and optional min_task_agreement)")
         return value
+
+
+def _names(value: Any, what: str) -> list[str] | None:
+    """None, or a non-empty list of non-empty strings."""
+    if value is not None and not (isinstance(value, list) and value and all(isinstance(n, str) and n for n in value)):
+        raise _refuse(f"{value!r} is not a list of {what}")
+    return value
 
 
 def _supported_opset(opset: int) -> int:

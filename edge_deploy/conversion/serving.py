@@ -46,19 +46,31 @@ def write_serving_recipe(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: P
 
 
 def serving_recipe(model_dir: ModelDir, deploy_cfg, model_cfg) -> dict[str, Any]:
+    """The recipe; for a pipeline the runtime cannot replay, one that says why (`unservable`): the
+    model still converts and serves tensors, and /v1/predict answers with that reason."""
     manifest = model_dir.manifest
     spec = manifest.inputs[0]
-    static_hw = None if {2, 3} & set(spec.dynamic_axes) else tuple(spec.height_width)
-    transforms, normalization, source = _transforms(
-        model_cfg, deploy_cfg, manifest.codebase, _normalization(model_cfg, manifest.codebase), static_hw
-    )
     classes, classes_source = _classes(model_dir, model_cfg)
-    return {
+    recipe: dict[str, Any] = {
         "format": SERVING_FORMAT,
         "task": manifest.task.value,
         "codebase": manifest.codebase,
         "model_type": str(model_cfg.model.get("type", "")),
         "input": spec.name,
+        "classes": classes,
+        "classes_source": classes_source,
+        "postprocess": _postprocess(model_cfg, manifest.task),
+    }
+    static_hw = None if {2, 3} & set(spec.dynamic_axes) else tuple(spec.height_width)
+    try:
+        transforms, normalization, source = _transforms(
+            model_cfg, deploy_cfg, manifest.codebase, _normalization(model_cfg, manifest.codebase), static_hw
+        )
+    except PipelineError as exc:
+        log.warning("%s: /v1/predict will be off: %s", model_dir.root.name, exc)
+        return {**recipe, "unservable": str(exc)}
+    return {
+        **recipe,
         "transforms": transforms,
         "pipeline_source": source,
         "normalization": {
@@ -69,9 +81,6 @@ def serving_recipe(model_dir: ModelDir, deploy_cfg, model_cfg) -> dict[str, Any]
             "pad_value": normalization.pad_value,
             "pad_size": list(normalization.pad_size) if normalization.pad_size else None,
         },
-        "postprocess": _postprocess(model_cfg, manifest.task),
-        "classes": classes,
-        "classes_source": classes_source,
     }
 
 

@@ -19,7 +19,7 @@ from edge_deploy import __version__
 from edge_deploy.runtime.codecs import oip
 from edge_deploy.runtime.model import Limits, LoadedModel, RuntimeConfig, TensorSpec
 from edge_deploy.runtime.refusals import BadInput, NotFound
-from edge_deploy.runtime.serving import ServingModel, load_serving
+from edge_deploy.runtime.serving import ServingModel, Unservable, load_serving
 
 OIP_EXTENSIONS = ["binary_tensor_data"]
 DEFAULT_MODEL_NAME = "model"
@@ -59,7 +59,7 @@ def _number(query: Mapping[str, str], name: str, kind: type, low: float, high: f
 
 
 class DataPlane:
-    def __init__(self, model: LoadedModel, limits: Limits, name: str, serving: ServingModel | None) -> None:
+    def __init__(self, model: LoadedModel, limits: Limits, name: str, serving: ServingModel | Unservable) -> None:
         self.model, self.limits, self.name, self.serving = model, limits, name, serving
         self._ready = threading.Event()
         self._ready.set()
@@ -94,18 +94,18 @@ class DataPlane:
         return self.model.run(arrays)
 
     def predict(self, frame: np.ndarray, options: PredictOptions) -> dict[str, Any]:
-        if self.serving is None:
+        if isinstance(self.serving, Unservable):
             raise NotFound(
-                "this model has no recorded pipeline (pipeline.json), so /v1/predict cannot prepare a photo "
-                "for it; send tensors to /v1/infer or /v2/models/{name}/infer"
+                f"/v1/predict is off for this model: {self.serving}; send tensors to /v1/infer or "
+                f"/v2/models/{self.name}/infer"
             )
         return self.serving.predict(frame, options, self.model.run)
 
     def describe(self) -> dict[str, Any]:
         described = {**self.model.describe(), "served_as": self.name}
-        if self.serving is not None:
-            described.update(self.serving.describe())
-        return described
+        if isinstance(self.serving, Unservable):
+            return {**described, "predict": f"off: {self.serving}"}
+        return {**described, **self.serving.describe()}
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "edge-runtime", "version": __version__, "extensions": OIP_EXTENSIONS}

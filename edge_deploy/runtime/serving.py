@@ -76,14 +76,21 @@ class ServingModel:
         }
 
 
-def load_serving(model_dir: Path, model: LoadedModel) -> ServingModel | None:
-    """The model's serving recipe, checked against the model; None when the directory has none."""
+class Unservable(str):
+    """Why /v1/predict is off for this model (no recipe, or one the conversion could not make)."""
+
+
+def load_serving(model_dir: Path, model: LoadedModel) -> ServingModel | Unservable:
+    """The model's serving recipe, checked against the model; `Unservable` saying why there is none."""
     path = model_dir / SERVING_FILE
     if not path.is_file():
         log.info("no %s in %s: /v1/predict is off, tensors only", SERVING_FILE, model_dir)
-        return None
+        return Unservable(f"the model directory has no {SERVING_FILE}, so there is no recorded pipeline")
     try:
         recipe = json.loads(path.read_text())
+        if recipe.get("unservable"):
+            log.warning("/v1/predict is off: %s", recipe["unservable"])
+            return Unservable(f"the conversion could not record a pipeline the runtime replays: {recipe['unservable']}")
         serving = _build(recipe, model)
     except (OSError, ValueError, KeyError, TypeError, PipelineError) as exc:
         raise ModelLoadError(f"{path}: {exc}") from None

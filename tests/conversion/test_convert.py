@@ -47,8 +47,9 @@ def test_output_directory_holds_sdk_metadata_and_a_portable_record(converted_sam
     converted = converted_sample(name)
     names = sorted(path.name for path in converted.out_dir.iterdir())
     assert names == sorted(
-        ["end2end.onnx", "deploy.json", "pipeline.json", "detail.json", "deploy_config.py", "conversion.json"]
-    )
+        ["end2end.onnx", "deploy.json", "pipeline.json", "detail.json", "serving.json", "deploy_config.py",
+         "conversion.json"]
+    )  # fmt: skip
     deploy = json.loads((converted.out_dir / "deploy.json").read_text())
     assert deploy["models"][0]["net"] == "end2end.onnx" and deploy["models"][0]["backend"] == "onnxruntime"
     pipeline = json.loads((converted.out_dir / "pipeline.json").read_text())
@@ -58,10 +59,13 @@ def test_output_directory_holds_sdk_metadata_and_a_portable_record(converted_sam
     assert converted.result.sdk_files == ["deploy.json", "pipeline.json", "detail.json"]
     # Published metadata names files, never this machine's paths.
     machine_root = str(converted.out_dir.parent.parent)
-    for metadata in ("deploy.json", "pipeline.json", "detail.json", "conversion.json"):
+    for metadata in ("deploy.json", "pipeline.json", "detail.json", "serving.json", "conversion.json"):
         assert machine_root not in (converted.out_dir / metadata).read_text(), metadata
     stored = ConversionResult.read(converted.out_dir)
     assert stored == converted.result
+    serving = json.loads((converted.out_dir / "serving.json").read_text())
+    assert serving["task"] == converted.model_dir.manifest.task.value and serving["transforms"]
+    assert serving["classes"] and serving["classes_source"]  # every family's config names a dataset
 
 
 def test_dynamic_batch_classifier_has_a_named_batch_axis(converted_sample):
