@@ -1,7 +1,49 @@
-"""`python3 -m edge_deploy.runtime`: the edge image's entry point (see edge_deploy.runtime)."""
+"""`python3 -m edge_deploy.runtime`: the edge image's entry point (see edge_deploy.runtime).
 
+Start-up is on the device's clock: the HTTP stack (http.server, the codecs, the task pipeline) is
+imported in a thread while the model is decrypted and ONNX Runtime creates its session, which
+releases the GIL, so the two overlap instead of adding up.
+"""
+
+import importlib
+import logging
+import os
 import sys
+import threading
 
-from edge_deploy.runtime.server import main
+EXIT_STARTUP_FAILED = 2
+TRANSPORT_MODULES = ("edge_deploy.runtime.server", "edge_deploy.runtime.dataplane")
 
-sys.exit(main())
+
+def main() -> int:
+    level = getattr(logging, os.environ.get("EDGE_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    transport = threading.Thread(target=_import_transport, name="edge-runtime-imports", daemon=True)
+    transport.start()
+    from edge_deploy.errors import EdgeDeployError
+    from edge_deploy.runtime.model import RuntimeConfig, load_model
+
+    try:
+        config = RuntimeConfig.from_env()
+        model = load_model(config)
+        transport.join()
+        from edge_deploy.runtime.dataplane import DataPlane
+
+        plane = DataPlane.open(config, model)
+    except EdgeDeployError as exc:
+        # one line, naming what to fix; never a traceback that could show a key variable
+        print(f"edge-runtime: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP_FAILED
+    from edge_deploy.runtime.server import serve
+
+    serve(config, plane)
+    return 0
+
+
+def _import_transport() -> None:
+    for name in TRANSPORT_MODULES:
+        importlib.import_module(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

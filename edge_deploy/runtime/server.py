@@ -1,4 +1,4 @@
-"""The runtime's HTTP transport (stdlib, HTTP/1.1 with keep-alive) and its process entry point.
+"""The runtime's HTTP transport (stdlib, HTTP/1.1 with keep-alive); `__main__` is the process entry point.
 
 A thin layer: it parses requests, enforces the limits on what a request may cost, and hands the
 bytes to the routes in `routes`, which use the codecs and the data plane. Every answer, refusals
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -27,15 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from edge_deploy.errors import EdgeDeployError
 from edge_deploy.runtime.codecs import json_values
 from edge_deploy.runtime.dataplane import DataPlane
-from edge_deploy.runtime.model import RuntimeConfig, load_model
+from edge_deploy.runtime.model import RuntimeConfig
 from edge_deploy.runtime.routes import Reply, Request, route
 
 log = logging.getLogger("edge_deploy.runtime")
 
-EXIT_STARTUP_FAILED = 2
 RETRY_AFTER_SECONDS = "1"
 
 
@@ -265,20 +261,3 @@ def serve(config: RuntimeConfig, plane: DataPlane, announce: Callable[[str], Non
     finally:
         server.server_close()
         log.info("stopped")
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        config = RuntimeConfig.from_env()
-        plane = DataPlane.open(config, load_model(config))
-    except EdgeDeployError as exc:
-        # one line, naming what to fix; never a traceback that could show a key variable
-        print(f"edge-runtime: error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_STARTUP_FAILED
-    serve(config, plane)
-    return 0
-
-
-def _log_level() -> int:
-    return getattr(logging, os.environ.get("EDGE_LOG_LEVEL", "INFO").upper(), logging.INFO)
