@@ -104,7 +104,7 @@ def test_a_dynamic_export_that_does_not_hold_at_other_sizes_goes_static_and_says
     assert why in result.profile_reason
     assert result.inputs == {"input": model_dir.manifest.inputs[0].shape}
     assert sorted(path.name for path in (tmp_path / "onnx").iterdir()) == sorted(
-        ["end2end.onnx", "conversion.json", "deploy_config.py", *result.sdk_files]
+        ["end2end.onnx", "conversion.json", "deploy_config.py", "serving.json", *result.sdk_files]
     )
 
 
