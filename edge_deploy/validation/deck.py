@@ -62,6 +62,11 @@ def _summary(report: ValidationReport) -> str:
         ("model sha256", model.model_sha256[:16] + "…"),
         ("validation time", f"{report.seconds:.1f} s"),
     ]
+    if report.serving is not None:
+        serving = report.serving
+        rows.append(("class names", f"{serving.classes}, from {serving.classes_source}"))
+        rows.append(("photos (/v1/predict)", f"off: {serving.unservable}" if serving.unservable
+                     else f"prepared by {serving.pipeline_source}"))  # fmt: skip
     failure = f"<p class='fail'>{_e(report.failure)}</p>" if report.failure else ""
     return f"<h2>ONNX validation <span class='verdict {verdict.lower()}'>{verdict}</span></h2>{failure}" + _table(
         ["", ""], rows, header=False

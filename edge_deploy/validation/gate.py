@@ -26,6 +26,7 @@ from edge_deploy.validation.report import (
     Check,
     OptimizationReport,
     ParityReport,
+    ServingSummary,
     SpeedReport,
     StructureReport,
     ValidatedModel,
@@ -203,6 +204,7 @@ def run_gate(
         optimization=optimization,
         versions=package_versions(),
         seconds=time.perf_counter() - start,
+        serving=ServingSummary.read(onnx_path.parent),
     )
     report_path = write_report(report, out_dir)
     if failure is not None:

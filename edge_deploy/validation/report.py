@@ -241,6 +241,31 @@ class ValidatedModel:
     onnx_bytes: int
 
 
+@dataclass
+class ServingSummary:
+    """What the edge image will answer with (the conversion's serving.json), for the reader of the report."""
+
+    task: str
+    classes: int  # how many class names the answers carry
+    classes_source: str  # where they came from: the manifest, the checkpoint, the config, the dataset class
+    pipeline_source: str | None  # the test pipeline, letterboxed, or MMDeploy's fitted one
+    unservable: str | None = None  # why /v1/predict is off, when it is
+
+    @classmethod
+    def read(cls, directory: Path) -> ServingSummary | None:
+        path = directory / "serving.json"
+        if not path.is_file():
+            return None
+        recipe = json.loads(path.read_text())
+        return cls(
+            task=recipe.get("task", ""),
+            classes=len(recipe.get("classes") or ()),
+            classes_source=recipe.get("classes_source", ""),
+            pipeline_source=recipe.get("pipeline_source"),
+            unservable=recipe.get("unservable"),
+        )
+
+
 @with_config(codec.STRICT)
 @dataclass
 class ValidationReport:
@@ -257,6 +282,7 @@ class ValidationReport:
     optimization: OptimizationReport | None
     versions: dict[str, str]
     seconds: float
+    serving: ServingSummary | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self, indent: int | None = 2) -> str:
