@@ -139,10 +139,9 @@ def _json_inputs(plane: DataPlane, body: bytes) -> dict:
     arrays = {}
     for name, value in document["inputs"].items():
         spec = plane.model.input_spec(name)
-        array = json_values.to_array(value, spec.dtype, f"input {name!r}") if spec.dtype else None
-        if array is None:
+        if spec.dtype is None:
             raise BadInput(f"input {name!r} of type {spec.onnx_type} cannot be sent as JSON")
-        arrays[name] = array
+        arrays[name] = json_values.to_array(value, spec.dtype, f"input {name!r}")
     return arrays
 
 
