@@ -61,7 +61,8 @@ RUNTIME_LOAD = (
     + """
 import json
 from edge_deploy.runtime import server
-from edge_deploy.runtime.model import RuntimeConfig, load_model
+from edge_deploy.runtime.config import RuntimeConfig
+from edge_deploy.runtime.model import load_model
 baseline = status_mib("VmRSS")
 model = load_model(RuntimeConfig.from_env())
 print(json.dumps({"baseline_mib": baseline, "peak_rss_mib": status_mib("VmHWM")}))

@@ -21,8 +21,9 @@ import click
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (0: any free one).")
 def runtime(model_dir: Path, host: str, port: int) -> None:
     """Serve MODEL_DIR as an edge image would: /v1/predict, /v1/infer and the Open Inference Protocol."""
+    from edge_deploy.runtime.config import RuntimeConfig
     from edge_deploy.runtime.dataplane import DataPlane
-    from edge_deploy.runtime.model import RuntimeConfig, load_model
+    from edge_deploy.runtime.model import load_model
     from edge_deploy.runtime.server import serve
 
     env = {**os.environ, "EDGE_MODEL_DIR": str(model_dir), "EDGE_HOST": host, "EDGE_PORT": str(port)}

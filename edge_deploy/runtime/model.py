@@ -10,9 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,14 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_deploy.crypto import Keyring, read_header
-from edge_deploy.errors import ConfigError, EdgeDeployError
+from edge_deploy.errors import EdgeDeployError
 from edge_deploy.files import ONNX_FILE_NAME, sha256_file
-from edge_deploy.runtime.plaintext import DECRYPT_TO, Plaintext, open_plaintext
+from edge_deploy.runtime.config import DEFAULT_KEY_DIR, METADATA_NAME, SEALED_MODEL_NAME, RuntimeConfig
+from edge_deploy.runtime.plaintext import Opening, Plaintext, open_plaintext
 from edge_deploy.runtime.refusals import BadInput
 
 log = logging.getLogger(__name__)
 
-SEALED_MODEL_NAME = "model.onnx.enc"
-METADATA_NAME = "model.json"
-DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
 CPU_PROVIDER = "CPUExecutionProvider"
 MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
 
@@ -91,57 +88,6 @@ class TensorSpec:
                 )
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one request may cost; each is an EDGE_* variable (see the package docstring)."""
-
-    max_body_bytes: int = 64 * 1024 * 1024  # a body, and what an .npz unpacks to
-    max_json_elements: int = 4 * 1024 * 1024  # numbers in a JSON body (~32 bytes of memory each)
-    max_image_pixels: int = 40_000_000  # a photo's width x height, read from its header
-    max_inflight: int = 8  # requests being read or run at once; more get 503 + Retry-After
-    max_connections: int = 64  # open connections; more are answered 503 and closed
-    idle_timeout_s: float = 15.0  # a keep-alive connection with no request for this long is closed
-    body_timeout_s: float = 10.0  # a body that stops arriving for this long gets 408
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    model_dir: Path
-    key_dir: Path | None
-    providers: tuple[str, ...] | None  # None: what model.json says, else CPU
-    host: str = "0.0.0.0"
-    port: int = 8080
-    limits: Limits = field(default_factory=Limits)
-    model_name: str | None = None  # the Open Inference Protocol's name; None: model.json's, else "model"
-    decrypt_to: str = "memory"  # or "pipe": see `plaintext`
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds key variables: never shown
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeConfig:
-        env = dict(os.environ if env is None else env)
-        key_dir = env.get("EDGE_KEY_DIR", "").strip()
-        providers = [p.strip() for p in env.get("EDGE_PROVIDERS", "").split(",") if p.strip()]
-        return cls(
-            model_dir=Path(env.get("EDGE_MODEL_DIR", "/opt/edge/model")),
-            key_dir=Path(key_dir) if key_dir else (DEFAULT_KEY_DIR if DEFAULT_KEY_DIR.is_dir() else None),
-            providers=tuple(providers) or None,
-            host=env.get("EDGE_HOST", "0.0.0.0"),
-            port=_int_setting(env, "EDGE_PORT", 8080, minimum=0),  # 0: any free port
-            limits=Limits(
-                max_body_bytes=_int_setting(env, "EDGE_MAX_BODY_BYTES", Limits.max_body_bytes),
-                max_json_elements=_int_setting(env, "EDGE_MAX_JSON_ELEMENTS", Limits.max_json_elements),
-                max_image_pixels=_int_setting(env, "EDGE_MAX_IMAGE_PIXELS", Limits.max_image_pixels),
-                max_inflight=_int_setting(env, "EDGE_MAX_INFLIGHT", Limits.max_inflight),
-                max_connections=_int_setting(env, "EDGE_MAX_CONNECTIONS", Limits.max_connections),
-                idle_timeout_s=_seconds_setting(env, "EDGE_IDLE_TIMEOUT_S", Limits.idle_timeout_s),
-                body_timeout_s=_seconds_setting(env, "EDGE_BODY_TIMEOUT_S", Limits.body_timeout_s),
-            ),
-            model_name=env.get("EDGE_MODEL_NAME", "").strip() or None,
-            decrypt_to=_choice_setting(env, "EDGE_DECRYPT_TO", DECRYPT_TO),
-            env=env,
-        )
-
-
 @dataclass
 class LoadedModel:
     session: ort.InferenceSession
@@ -198,11 +144,12 @@ def _expects(spec: TensorSpec) -> str:
     return f"the model takes {spec.describe()['shape']} (a name or null: any size)"
 
 
-def load_model(config: RuntimeConfig) -> LoadedModel:
+def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedModel:
     """Decrypt, verify and load the model. Every failure is a `ModelLoadError` naming what to fix.
 
-    A directory without a sealed model but with the conversion's plaintext `end2end.onnx` (what
-    `edge-deploy runtime` serves on a development machine) is loaded as it is."""
+    `opening`: the decryption `plaintext.start_opening` started. A directory without a sealed model but with
+    the conversion's plaintext `end2end.onnx` (what `edge-deploy runtime` serves on a development
+    machine) is loaded as it is."""
     sealed = config.model_dir / SEALED_MODEL_NAME
     if not sealed.is_file() and (config.model_dir / ONNX_FILE_NAME).is_file():
         return _load_plaintext(config, config.model_dir / ONNX_FILE_NAME)
@@ -210,7 +157,8 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
     usable = usable_providers(requested)
     libraries = operator_libraries(config.model_dir, metadata)
-    with _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
+    opened = _finished_opening(opening, sealed, config) if opening else None
+    with opened or _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
         try:
             session = create_session(plaintext.source, usable, requested, libraries)
         except BaseException:
@@ -319,6 +267,13 @@ def _opened(sealed: Path, config: RuntimeConfig, *, read_twice: bool) -> Plainte
         raise _cannot_open(sealed, config, exc) from None
 
 
+def _finished_opening(opening: Opening, sealed: Path, config: RuntimeConfig) -> Plaintext:
+    try:
+        return opening.result()
+    except EdgeDeployError as exc:
+        raise _cannot_open(sealed, config, exc) from None
+
+
 def _finish(plaintext: Plaintext, sealed: Path, config: RuntimeConfig) -> str:
     try:
         return plaintext.finish()
@@ -352,37 +307,3 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise ModelLoadError(f"{path}: expected a JSON object")
     return metadata
-
-
-def _choice_setting(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
-    """One of `choices` (the first when unset)."""
-    value = env.get(name, "").strip().lower() or choices[0]
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    value = env.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
-    return number
-
-
-def _seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if not 0 < seconds < 86400:
-        raise ConfigError(f"{name} must be between 0 and 86400 seconds, got {value!r}")
-    return seconds

@@ -37,12 +37,12 @@ from edge_deploy.crypto.files import open_source
 from edge_deploy.crypto.format import parse_header
 from edge_deploy.crypto.stream import open_data_key, open_stream
 from edge_deploy.errors import EdgeDeployError
+from edge_deploy.runtime.config import SEALED_MODEL_NAME, RuntimeConfig
 
 log = logging.getLogger(__name__)
 
 PROC_FD = Path("/proc/self/fd")
 PIPE_BYTES = 1024 * 1024  # 16 times fewer hand-overs between the decrypting thread and ONNX Runtime
-DECRYPT_TO = ("memory", "pipe")
 
 
 class Plaintext:
@@ -72,6 +72,42 @@ def open_plaintext(sealed: Path, keyring: Keyring, *, decrypt_to: str = "memory"
     if decrypt_to == "pipe" and not read_twice:
         return _Streamed(sealed, keyring)
     return _InMemoryFile(sealed, keyring)
+
+
+def start_opening(config: RuntimeConfig) -> Opening | None:
+    """Start decrypting the sealed model in the background (see `Opening`); None where there is
+    nothing to start early: a pipe is fed while ONNX Runtime reads it, a plaintext directory is not sealed."""
+    sealed = config.model_dir / SEALED_MODEL_NAME
+    if config.decrypt_to != "memory" or not sealed.is_file():
+        return None
+    return Opening(sealed, lambda: Keyring.load(config.key_dir, config.env))
+
+
+class Opening:
+    """The sealed model being opened into memory (keys loaded, every chunk decrypted) in a thread,
+    started before numpy and ONNX Runtime are imported: imports hold the GIL, decryption releases it,
+    so the two overlap. `result()` waits, then returns the Plaintext or raises what opening raised."""
+
+    def __init__(self, sealed: Path, load_keyring: Callable[[], Keyring]) -> None:
+        self._plaintext: Plaintext | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(sealed, load_keyring), name="edge-runtime-open", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, sealed: Path, load_keyring: Callable[[], Keyring]) -> None:
+        try:
+            self._plaintext = open_plaintext(sealed, load_keyring(), decrypt_to="memory", read_twice=True)
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+
+    def result(self) -> Plaintext:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._plaintext is not None
+        return self._plaintext
 
 
 class _Sha256InBackground:

@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edge_deploy.runtime.codecs import json_values
+from edge_deploy.runtime.config import RuntimeConfig
 from edge_deploy.runtime.dataplane import DataPlane
-from edge_deploy.runtime.model import RuntimeConfig
 from edge_deploy.runtime.routes import Reply, Request, route
 
 log = logging.getLogger("edge_deploy.runtime")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from edge_deploy.crypto import Keyring, encode_key, generate_key, key_env_var
+from edge_deploy.runtime.config import RuntimeConfig
 from edge_deploy.runtime.dataplane import DataPlane
-from edge_deploy.runtime.model import LoadedModel, RuntimeConfig, load_model
+from edge_deploy.runtime.model import LoadedModel, load_model
 from edge_deploy.runtime.server import EdgeServer
 from tests.runtime.onnx_models import SealedTestModel, write_sealed_model
 

@@ -25,7 +25,7 @@ def runtime_env(model_dir: Path, extra: dict[str, str]) -> dict[str, str]:
 def test_the_runtime_imports_only_numpy_onnxruntime_and_the_crypto_module(sealed_model, edge_key):
     script = (
         "import sys, json\n"
-        "from edge_deploy.runtime.model import RuntimeConfig, load_model\n"
+        "from edge_deploy.runtime.config import RuntimeConfig\nfrom edge_deploy.runtime.model import load_model\n"
         "from edge_deploy.runtime import server, routes\n"
         "model = load_model(RuntimeConfig.from_env())\n"
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
@@ -85,7 +85,7 @@ def test_the_code_an_edge_image_ships_is_enough_to_serve(sealed_model, edge_key,
     script = (
         "import sys\n"  # an editable install would find the checkout's modules: an image has none
         "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
-        "from edge_deploy.runtime.model import RuntimeConfig, load_model\n"
+        "from edge_deploy.runtime.config import RuntimeConfig\nfrom edge_deploy.runtime.model import load_model\n"
         "from edge_deploy.runtime import server\n"
         "print(load_model(RuntimeConfig.from_env()).model_sha256)\n"
     )

@@ -1,0 +1,104 @@
+"""The runtime's one configuration object, read from the environment and validated once.
+
+Standard library only: `__main__` reads it before numpy and ONNX Runtime are imported, to start
+decrypting the model meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_deploy.errors import ConfigError
+
+DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
+SEALED_MODEL_NAME = "model.onnx.enc"
+METADATA_NAME = "model.json"
+DECRYPT_TO = ("memory", "pipe")  # see `plaintext`
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost; each is an EDGE_* variable (see the package docstring)."""
+
+    max_body_bytes: int = 64 * 1024 * 1024  # a body, and what an .npz unpacks to
+    max_json_elements: int = 4 * 1024 * 1024  # numbers in a JSON body (~32 bytes of memory each)
+    max_image_pixels: int = 40_000_000  # a photo's width x height, read from its header
+    max_inflight: int = 8  # requests being read or run at once; more get 503 + Retry-After
+    max_connections: int = 64  # open connections; more are answered 503 and closed
+    idle_timeout_s: float = 15.0  # a keep-alive connection with no request for this long is closed
+    body_timeout_s: float = 10.0  # a body that stops arriving for this long gets 408
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    model_dir: Path
+    key_dir: Path | None
+    providers: tuple[str, ...] | None  # None: what model.json says, else CPU
+    host: str = "0.0.0.0"
+    port: int = 8080
+    limits: Limits = field(default_factory=Limits)
+    model_name: str | None = None  # the Open Inference Protocol's name; None: model.json's, else "model"
+    decrypt_to: str = "memory"  # or "pipe": see `plaintext`
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds key variables: never shown
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeConfig:
+        env = dict(os.environ if env is None else env)
+        key_dir = env.get("EDGE_KEY_DIR", "").strip()
+        providers = [p.strip() for p in env.get("EDGE_PROVIDERS", "").split(",") if p.strip()]
+        return cls(
+            model_dir=Path(env.get("EDGE_MODEL_DIR", "/opt/edge/model")),
+            key_dir=Path(key_dir) if key_dir else (DEFAULT_KEY_DIR if DEFAULT_KEY_DIR.is_dir() else None),
+            providers=tuple(providers) or None,
+            host=env.get("EDGE_HOST", "0.0.0.0"),
+            port=_int_setting(env, "EDGE_PORT", 8080, minimum=0),  # 0: any free port
+            limits=Limits(
+                max_body_bytes=_int_setting(env, "EDGE_MAX_BODY_BYTES", Limits.max_body_bytes),
+                max_json_elements=_int_setting(env, "EDGE_MAX_JSON_ELEMENTS", Limits.max_json_elements),
+                max_image_pixels=_int_setting(env, "EDGE_MAX_IMAGE_PIXELS", Limits.max_image_pixels),
+                max_inflight=_int_setting(env, "EDGE_MAX_INFLIGHT", Limits.max_inflight),
+                max_connections=_int_setting(env, "EDGE_MAX_CONNECTIONS", Limits.max_connections),
+                idle_timeout_s=_seconds_setting(env, "EDGE_IDLE_TIMEOUT_S", Limits.idle_timeout_s),
+                body_timeout_s=_seconds_setting(env, "EDGE_BODY_TIMEOUT_S", Limits.body_timeout_s),
+            ),
+            model_name=env.get("EDGE_MODEL_NAME", "").strip() or None,
+            decrypt_to=_choice_setting(env, "EDGE_DECRYPT_TO", DECRYPT_TO),
+            env=env,
+        )
+
+
+def _choice_setting(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
+    """One of `choices` (the first when unset)."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def _seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not 0 < seconds < 86400:
+        raise ConfigError(f"{name} must be between 0 and 86400 seconds, got {value!r}")
+    return seconds
