@@ -3,7 +3,9 @@
 serving.json holds the task, the model config's test pipeline and data preprocessor, the
 postprocessing values of its test_cfg and the class names (with where they came from). At load the
 pipeline is replayed on probe frames of two shapes to prove that it yields tensors the model takes;
-a model whose pipeline cannot feed it fails to start, naming the transform or the size.
+a model whose pipeline cannot feed it fails to start, naming the transform or the size. A recipe
+the conversion marked `unservable` (a transform the runtime does not replay) turns /v1/predict off,
+with that reason; tensors are still served.
 """
 
 from __future__ import annotations
