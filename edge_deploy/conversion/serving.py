@@ -59,7 +59,7 @@ def serving_recipe(model_dir: ModelDir, deploy_cfg, model_cfg) -> dict[str, Any]
         "input": spec.name,
         "classes": classes,
         "classes_source": classes_source,
-        "postprocess": _postprocess(model_cfg, manifest.task),
+        "postprocess": _postprocess(model_cfg, deploy_cfg, manifest.task),
     }
     static_hw = None if {2, 3} & set(spec.dynamic_axes) else tuple(spec.height_width)
     try:
@@ -154,7 +154,7 @@ def _normalization(model_cfg, codebase: str) -> Normalization:
     )
 
 
-def _postprocess(model_cfg, task: Task) -> dict[str, Any]:
+def _postprocess(model_cfg, deploy_cfg, task: Task) -> dict[str, Any]:
     test_cfg = model_cfg.model.get("test_cfg") or {}
     stage = test_cfg.get("rcnn") or test_cfg  # two-stage detectors keep the final values under rcnn
     post: dict[str, Any] = {}
@@ -163,7 +163,10 @@ def _postprocess(model_cfg, task: Task) -> dict[str, Any]:
         post["max_detections"] = int(stage.get("max_per_img", 100) or 100)
     if task == Task.INSTANCE_SEGMENTATION:
         post["mask_threshold"] = float(stage.get("mask_thr_binary", stage.get("mask_thr", 0.5)))
-        post["per_box_masks"] = str(model_cfg.model.get("type", "")) not in WHOLE_INPUT_MASK_MODELS
+        # as mmdeploy's End2EndModel decides: some heads, or the deploy config, export whole-input masks
+        post_processing = deploy_cfg.get("codebase_config", {}).get("post_processing") or {}
+        whole = post_processing.get("export_postprocess_mask", False)
+        post["per_box_masks"] = not whole and str(model_cfg.model.get("type", "")) not in WHOLE_INPUT_MASK_MODELS
     if task == Task.SEGMENTATION:
         head = model_cfg.model.get("decode_head") or {}
         head = head[-1] if isinstance(head, list) else head
