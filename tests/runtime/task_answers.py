@@ -51,8 +51,13 @@ def _openmmlab() -> None:
 
 def check_answers(task: str, url: str, source: Path) -> int:
     """Compare the server at `url` with the OpenMMLab API on `source`; the number of answers compared."""
+    from mmengine.registry import DefaultScope
+
     _openmmlab()
-    return CHECKS[task](url, source)
+    # mmengine keeps one default registry scope per process: an earlier mmdet call would make
+    # mmpretrain's inferencer look for its transforms in mmdet's registry
+    with DefaultScope.overwrite_default_scope(SCOPES[task]):
+        return CHECKS[task](url, source)
 
 
 def _classification(url: str, source: Path) -> int:
@@ -134,6 +139,12 @@ def _segmentation(url: str, source: Path) -> int:
     return len(photos())
 
 
+SCOPES = {
+    "classification": "mmpretrain",
+    "detection": "mmdet",
+    "instance-segmentation": "mmdet",
+    "segmentation": "mmseg",
+}
 CHECKS = {
     "classification": _classification,
     "detection": _detection,
