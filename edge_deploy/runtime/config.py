@@ -6,6 +6,7 @@ decrypting the model meanwhile.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,18 @@ DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
 SEALED_MODEL_NAME = "model.onnx.enc"
 METADATA_NAME = "model.json"
 DECRYPT_TO = ("memory", "pipe")  # see `plaintext`
+MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
+
+
+def find_mmdeploy_ops_library() -> Path | None:
+    """MMDeploy's ONNX Runtime operator library where mmdeploy is installed (a development machine,
+    the validation gate), found without importing mmdeploy (and torch)."""
+    spec = importlib.util.find_spec("mmdeploy")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "lib" / MMDEPLOY_OPS_LIBRARY
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ authenticated and the sha256 matches model.json.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -21,14 +20,19 @@ import onnxruntime as ort
 from edge_deploy.crypto import Keyring, read_header
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.files import ONNX_FILE_NAME, sha256_file
-from edge_deploy.runtime.config import DEFAULT_KEY_DIR, METADATA_NAME, SEALED_MODEL_NAME, RuntimeConfig
+from edge_deploy.runtime.config import (
+    DEFAULT_KEY_DIR,
+    METADATA_NAME,
+    SEALED_MODEL_NAME,
+    RuntimeConfig,
+    find_mmdeploy_ops_library,
+)
 from edge_deploy.runtime.plaintext import Opening, Plaintext, open_plaintext
 from edge_deploy.runtime.refusals import BadInput
 
 log = logging.getLogger(__name__)
 
 CPU_PROVIDER = "CPUExecutionProvider"
-MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
 
 # ONNX tensor element types -> numpy dtypes (what ORT's NodeArg.type reports)
 ONNX_DTYPES = {
@@ -175,7 +179,8 @@ def _load_plaintext(config: RuntimeConfig, path: Path) -> LoadedModel:
     metadata_path = config.model_dir / METADATA_NAME
     metadata = _read_metadata(metadata_path) if metadata_path.is_file() else {"name": config.model_dir.name}
     requested = config.providers or tuple(metadata.get("execution_providers") or (CPU_PROVIDER,))
-    libraries = operator_libraries(config.model_dir, metadata) or installed_mmdeploy_ops()
+    installed = find_mmdeploy_ops_library()
+    libraries = operator_libraries(config.model_dir, metadata) or ([installed] if installed else [])
     session = create_session(str(path), usable_providers(requested), requested, libraries)
     return _loaded(session, metadata, sha256_file(path), requested)
 
@@ -201,16 +206,6 @@ def operator_libraries(model_dir: Path, metadata: Mapping[str, Any]) -> list[Pat
     if missing:
         raise ModelLoadError(f"model.json names operator libraries that are missing: {', '.join(missing)}")
     return libraries
-
-
-def installed_mmdeploy_ops() -> list[Path]:
-    """MMDeploy's ONNX Runtime operator library where mmdeploy is installed (a development machine),
-    found without importing mmdeploy."""
-    spec = importlib.util.find_spec("mmdeploy")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    found = [Path(location) / "lib" / MMDEPLOY_OPS_LIBRARY for location in spec.submodule_search_locations]
-    return [path for path in found if path.is_file()][:1]
 
 
 def usable_providers(requested: Sequence[str]) -> list[str]:

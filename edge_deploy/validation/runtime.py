@@ -10,7 +10,6 @@ from stock packages: the structure check names the operators so that is known be
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,20 +23,7 @@ STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 ORT_CONTRIB_DOMAINS = frozenset({"com.microsoft"})
 # Domains the MMDeploy custom-op library registers.
 MMDEPLOY_DOMAINS = frozenset({"mmdeploy", "mmcv"})
-MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
 CPU_PROVIDER = "CPUExecutionProvider"
-
-
-def find_mmdeploy_ops_library() -> Path | None:
-    """The custom-op library inside the installed mmdeploy package, without importing mmdeploy (and torch)."""
-    spec = importlib.util.find_spec("mmdeploy")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "lib" / MMDEPLOY_OPS_LIBRARY
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def optimization_level(name: str) -> onnxruntime.GraphOptimizationLevel:

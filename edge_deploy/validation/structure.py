@@ -15,15 +15,9 @@ from typing import Protocol
 
 import onnx
 
+from edge_deploy.runtime.config import MMDEPLOY_OPS_LIBRARY, find_mmdeploy_ops_library
 from edge_deploy.validation.report import Check, StructureReport
-from edge_deploy.validation.runtime import (
-    MMDEPLOY_DOMAINS,
-    MMDEPLOY_OPS_LIBRARY,
-    ORT_CONTRIB_DOMAINS,
-    STANDARD_DOMAINS,
-    find_mmdeploy_ops_library,
-    open_session,
-)
+from edge_deploy.validation.runtime import MMDEPLOY_DOMAINS, ORT_CONTRIB_DOMAINS, STANDARD_DOMAINS, open_session
 
 Dim = int | str
 

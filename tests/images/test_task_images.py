@@ -25,7 +25,7 @@ from edge_deploy.images.errors import OperatorLibraryError
 from edge_deploy.images.operators import operator_library
 from edge_deploy.images.push import ImageProvenance, ReleaseRequest, build_and_push
 from edge_deploy.platforms import PlatformMatrix, detect_targets
-from edge_deploy.runtime.model import installed_mmdeploy_ops
+from edge_deploy.runtime.config import find_mmdeploy_ops_library
 from edge_deploy.samples import write_shipped_config
 from edge_deploy.validation.structure import custom_ops_of
 from tests.fixtures.processes import free_port
@@ -154,7 +154,7 @@ def test_a_model_with_an_mmdeploy_operator_ships_its_library_and_starts(image_of
     assert described["operator_libraries"] == ["ops/libmmdeploy_onnxruntime_ops.so"]
     # the same answer as ONNX Runtime on the build host with MMDeploy's library
     options = ort.SessionOptions()
-    options.register_custom_ops_library(str(installed_mmdeploy_ops()[0]))
+    options.register_custom_ops_library(str(find_mmdeploy_ops_library()))
     session = ort.InferenceSession(str(onnx_dir / "end2end.onnx"), options, providers=["CPUExecutionProvider"])
     expected = dict(zip(["dets", "labels"], session.run(None, {"input": batch}), strict=True))
     outputs = {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in infer.json()["outputs"]}

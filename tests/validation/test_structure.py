@@ -3,8 +3,8 @@
 import onnx
 
 from edge_deploy.conversion import InputSpec
+from edge_deploy.runtime.config import find_mmdeploy_ops_library
 from edge_deploy.validation.gate import gate_failure_message
-from edge_deploy.validation.runtime import find_mmdeploy_ops_library
 from edge_deploy.validation.structure import ExpectedSignature, check_structure
 from tests.validation.tiny_models import custom_op_model, export_classifier, relu_model
 
