@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/edge_runtime_ready.py [--size-mib 1024] [--repeat 5] [--dir D]
 
 Makes an ONNX model of about --size-mib of weights (one MatMul with a square float32 initializer,
-seeded), seals it as an edge image holds it (model.onnx.enc + model.json), then, in rounds, each
+seeded), seals it as an edge image holds it (model.onnx.enc + model.json), lays out the runtime's
+code as an image does (the files `images.context` copies, byte-compiled), then, in rounds, each
 in new processes:
   runtime   `python -m edge_deploy.runtime` from process start until GET /readyz answers 200:
             interpreter, imports, keys, decrypt into memory, sha256 check, session, HTTP server;
@@ -46,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout, installed or not
 
 from edge_deploy import crypto  # noqa: E402
+from edge_deploy.images.context import byte_compile, copy_runtime_code  # noqa: E402
 
 MIB = 1024 * 1024
 KEY_ID = "bench"
@@ -187,9 +189,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="where the temp files go (default: the system temp directory)")
     args = parser.parse_args()
     key = crypto.generate_key()
-    env = {**os.environ, "PYTHONPATH": str(REPO), crypto.key_env_var(KEY_ID): crypto.encode_key(key)}
     print(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="runtime-bench-", dir=args.dir) as directory:
+        app = Path(directory, "app")  # the runtime's code as an edge image holds it
+        copy_runtime_code(app / "edge_deploy")
+        byte_compile(app, f"{sys.version_info.major}.{sys.version_info.minor}")
+        env = {**os.environ, "PYTHONPATH": str(app), "PYTHONDONTWRITEBYTECODE": "1"}
+        env[crypto.key_env_var(KEY_ID)] = crypto.encode_key(key)
         plain, model_dir = Path(directory, "model.onnx"), Path(directory, "model")
         make_model(plain, args.size_mib * MIB)
         seal(plain, model_dir, crypto.Keyring({KEY_ID: key}))

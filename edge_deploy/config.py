@@ -35,9 +35,6 @@ from urllib.parse import urlsplit
 
 from edge_deploy.errors import ConfigError
 
-KEY_ENV_PREFIX = "EDGE_KEY_"
-_KEY_ENV_NOT_KEYS = {"EDGE_KEY_DIR"}
-
 
 class Secret:
     """A secret value that never shows itself in a repr, str, log line or traceback."""
@@ -225,21 +222,6 @@ class _Reader:
             registry_ca_bundle=self.path("EDGE_REGISTRY_CA_BUNDLE", must_exist=True),
             work_dir=self.path("EDGE_WORK_DIR") or Path.home() / ".cache" / "edge-deploy",
         )
-
-
-def key_env_vars(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Key-encryption keys given as EDGE_KEY_<ID> variables: {key id: variable name}.
-
-    The id is the suffix lower-cased with `_` read as `-` (EDGE_KEY_EDGE_2026 -> edge-2026), so
-    the ids that files in EDGE_KEY_DIR carry can be given as variables too. Only the names are
-    returned; the crypto module reads the values where it uses them.
-    """
-    env = os.environ if env is None else env
-    return {
-        name[len(KEY_ENV_PREFIX) :].lower().replace("_", "-"): name
-        for name in env
-        if name.startswith(KEY_ENV_PREFIX) and name not in _KEY_ENV_NOT_KEYS and not name.endswith("_FILE")
-    }
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

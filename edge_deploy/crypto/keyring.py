@@ -2,7 +2,7 @@
 
 A KEK is 32 random bytes, written as base64 text (`edge-deploy keygen` makes one). Sources:
 - `EDGE_KEY_<ID>`: the key in a variable; the id is the suffix lower-cased with `_` read as `-`
-  (EDGE_KEY_EDGE_2026 -> edge-2026, see `edge_deploy.config.key_env_vars`).
+  (EDGE_KEY_EDGE_2026 -> edge-2026, see `key_env_vars`).
 - `EDGE_KEY_<ID>_FILE`: the path of a file holding that key.
 - `EDGE_KEY_DIR`: a directory with one file per key, the file name being the key id (a Kubernetes
   secret mounted as a volume). Names starting with `.` are skipped: Kubernetes keeps its
@@ -25,13 +25,11 @@ import binascii
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edge_deploy.config import KEY_ENV_PREFIX, key_env_vars
 from edge_deploy.crypto.errors import UnknownKeyIdError
 from edge_deploy.crypto.format import KEY_ID_RULE, KEY_SIZE, is_valid_key_id
 from edge_deploy.errors import ConfigError
@@ -40,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _FILE_SUFFIX = "_FILE"
 KEY_DIR_VARIABLE = "EDGE_KEY_DIR"
+KEY_ENV_PREFIX = "EDGE_KEY_"
+_KEY_ENV_NOT_KEYS = {KEY_DIR_VARIABLE}
 SEAL_KEY_ID_VARIABLE = "EDGE_SEAL_KEY_ID"
 
 
@@ -75,6 +75,8 @@ def write_key_file(path: Path, key: bytes, *, overwrite: bool = False) -> None:
     """
     if not overwrite and path.exists():
         raise ConfigError(f"{path} already exists; a key file is never overwritten without --force")
+    import tempfile  # imported where used: the edge runtime only reads, and starts faster without it
+
     try:
         descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as exc:
@@ -112,6 +114,21 @@ def seal_key_id_from_env(env: Mapping[str, str] | None = None) -> str:
     if not key_id:
         raise ConfigError(f"no edge sealing key is chosen: set {SEAL_KEY_ID_VARIABLE} to a loaded key id")
     return key_id
+
+
+def key_env_vars(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Key-encryption keys given as EDGE_KEY_<ID> variables: {key id: variable name}.
+
+    The id is the suffix lower-cased with `_` read as `-` (EDGE_KEY_EDGE_2026 -> edge-2026), so
+    the ids that files in EDGE_KEY_DIR carry can be given as variables too. Only the names are
+    returned; the crypto module reads the values where it uses them.
+    """
+    env = os.environ if env is None else env
+    return {
+        name[len(KEY_ENV_PREFIX) :].lower().replace("_", "-"): name
+        for name in env
+        if name.startswith(KEY_ENV_PREFIX) and name not in _KEY_ENV_NOT_KEYS and not name.endswith("_FILE")
+    }
 
 
 def key_env_var(key_id: str) -> str:

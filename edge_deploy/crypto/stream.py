@@ -21,7 +21,6 @@ import os
 import queue
 import stat
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -474,6 +473,8 @@ class _FirstFailure:
         self._error: BaseException | None = None
 
     def record(self, batch: int, error: BaseException) -> None:
+        import traceback  # imported where used: only a failed batch needs it, and the runtime starts faster
+
         # the failed frames held views of the caller's buffer: an mmap with views left cannot close
         traceback.clear_frames(error.__traceback__)
         with self._lock:

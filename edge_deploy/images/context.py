@@ -114,6 +114,7 @@ def write_build_context(
     directory.mkdir(parents=True)
     _link_tree(layer.path, directory / "site-packages")
     code_digest = copy_runtime_code(directory / "app" / "edge_deploy")
+    byte_compile(directory / "app", target.runtime.python_version)
     model_dir = directory / "model"
     model_dir.mkdir()
     shutil.copyfile(model.sealed_path, model_dir / "model.onnx.enc")
@@ -215,12 +216,17 @@ def _pip(runtime: RuntimePackages, platform: str, command: str, *arguments: str)
 def _finish_site_packages(site_packages: Path, runtime: RuntimePackages) -> None:
     # console scripts carry the build host's interpreter path in their shebang: useless in the image
     shutil.rmtree(site_packages / "bin", ignore_errors=True)
-    host_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if host_version == runtime.python_version:
-        # byte-compile once here, hash-checked (independent of file times), so the container starts
-        # fast even though its non-root user cannot write __pycache__
+    byte_compile(site_packages, runtime.python_version)
+
+
+def byte_compile(tree: Path, python_version: str) -> None:
+    """Byte-compile `tree` for the image's Python, where the build host runs the same version (a
+    .pyc is version-specific). Without it every container start compiles every module again: the
+    image's non-root user cannot write __pycache__. Unchecked-hash .pyc files do not depend on
+    file times, which a COPY into an image does not keep."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python_version:
         compileall.compile_dir(
-            str(site_packages), quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+            str(tree), quiet=2, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
         )
 
 

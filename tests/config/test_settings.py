@@ -5,7 +5,8 @@ import pickle
 
 import pytest
 
-from edge_deploy.config import Secret, Settings, key_env_vars
+from edge_deploy.config import Secret, Settings
+from edge_deploy.crypto.keyring import key_env_vars
 from edge_deploy.errors import ConfigError
 
 SECRET = "s3cr3t-value-that-must-never-leak"

@@ -77,21 +77,30 @@ def test_sigterm_finishes_gracefully_and_the_key_never_reaches_the_log(sealed_mo
     assert key_text not in text
 
 
-def test_the_code_an_edge_image_ships_is_enough_to_serve(sealed_model, edge_key, tmp_path):
-    """Only what `images.context` copies into an image is on the path: nothing else of edge_deploy."""
-    from edge_deploy.images.context import copy_runtime_code
+def test_the_code_an_edge_image_ships_is_enough_to_serve_and_starts_from_bytecode(sealed_model, edge_key, tmp_path):
+    """Only what `images.context` puts into an image is on the path: nothing else of edge_deploy, and
+    every module byte-compiled (unchecked hash), since the image's user cannot write __pycache__."""
+    from edge_deploy.images.context import byte_compile, copy_runtime_code
 
     copy_runtime_code(tmp_path / "app" / "edge_deploy")
+    byte_compile(tmp_path / "app", f"{sys.version_info.major}.{sys.version_info.minor}")
     script = (
-        "import sys\n"  # an editable install would find the checkout's modules: an image has none
+        "import sys, json, importlib.util\n"  # an editable install would find the checkout's modules: an image has none
         "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
         "from edge_deploy.runtime.config import RuntimeConfig\nfrom edge_deploy.runtime.model import load_model\n"
-        "from edge_deploy.runtime import server\n"
-        "print(load_model(RuntimeConfig.from_env()).model_sha256)\n"
+        "from edge_deploy.runtime import server, dataplane\n"
+        "sha = load_model(RuntimeConfig.from_env()).model_sha256\n"
+        "ours = [m for name, m in sys.modules.items() if name.startswith('edge_deploy')]\n"
+        "compiled = [m.__name__ for m in ours if open(m.__cached__, 'rb').read(8)[4:8] == b'\\x01\\0\\0\\0']\n"
+        "print(json.dumps({'sha256': sha, 'modules': [m.__name__ for m in ours], 'compiled': compiled}))\n"
     )
     env = {**runtime_env(sealed_model.model_dir, edge_key.env), "PYTHONPATH": str(tmp_path / "app")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # as in the image
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == sealed_model.model_sha256
+    result = json.loads(done.stdout)
+    assert result["sha256"] == sealed_model.model_sha256
+    assert "edge_deploy.runtime.dataplane" in result["modules"]
+    assert sorted(result["compiled"]) == sorted(result["modules"])  # flags 0b01: hash-based, source not checked
