@@ -115,6 +115,20 @@ SAMPLES: dict[str, Sample] = {
             description="mmdet RTMDet-tiny (COCO, 80 classes), 320x320, static, NMS in the graph",
         ),
         Sample(
+            name="ssdlite-mobilenetv2",
+            codebase="mmdet",
+            task=Task.DETECTION,
+            package_config="ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py",
+            height_width=(320, 320),
+            base_profile="detection_onnxruntime_static",
+            dynamic_axes={},
+            # With no threshold all 200 boxes of the test_cfg's max_per_img are kept, and random
+            # weights give scores so close that the last places are ties: a detector's answer is a set.
+            deploy_overrides={"codebase_config": {"post_processing": {"score_threshold": 0.0}}},
+            adapt_config=_resize_detector,
+            description="mmdet SSDLite MobileNetV2 (COCO, 80 classes), 320x320, static, 200 boxes kept",
+        ),
+        Sample(
             name="rtmdet-ins-tiny",
             codebase="mmdet",
             task=Task.INSTANCE_SEGMENTATION,
