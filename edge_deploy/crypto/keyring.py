@@ -209,6 +209,17 @@ class Keyring:
             ) from None
 
 
+def exported_key(key_id: str, env: Mapping[str, str] | None = None) -> str:
+    """The base64 text of one KEK, from the sources `Keyring.from_env` reads, for a process that
+    takes its key from a file (the acceptance stage mounts it into the image it runs, as a device
+    would). The caller keeps it out of logs and removes the file it writes."""
+    env = os.environ if env is None else env
+    for found_id, key, _ in [*_keys_from_env(env), *_keys_from_dir(key_dir_from_env(env))]:
+        if found_id == key_id:
+            return encode_key(key)
+    raise UnknownKeyIdError(f"no key with id {key_id!r}: set {key_env_var(key_id)} or put it in EDGE_KEY_DIR", key_id)
+
+
 def _keys_from_env(env: Mapping[str, str]) -> Iterable[tuple[str, bytes, str]]:
     for key_id, variable in sorted(key_env_vars(env).items()):
         _check_id(key_id, variable)

@@ -114,7 +114,7 @@ def write_build_context(
     directory.mkdir(parents=True)
     _link_tree(layer.path, directory / "site-packages")
     code_digest = copy_runtime_code(directory / "app" / "edge_deploy")
-    byte_compile(directory / "app", target.runtime.python_version)
+    byte_compile(directory / "app", target.spec.runtime.python_version)
     model_dir = directory / "model"
     model_dir.mkdir()
     shutil.copyfile(model.sealed_path, model_dir / "model.onnx.enc")

@@ -181,6 +181,25 @@ def _rle_string(counts: list[int]) -> str:
     return out.decode("ascii")
 
 
+def decode_coco_rle(rle: Mapping[str, Any]) -> np.ndarray:
+    """The binary mask of a compressed COCO RLE (the inverse of `coco_rle`, as pycocotools reads it)."""
+    height, width = (int(v) for v in rle["size"])
+    text, counts, at = str(rle["counts"]), [], 0
+    while at < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            c = ord(text[at]) - 48
+            value |= (c & 0x1F) << shift
+            more, at, shift = bool(c & 0x20), at + 1, shift + 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        counts.append(value + counts[-2] if len(counts) > 2 else value)
+    if sum(counts) != height * width or any(count < 0 for count in counts):
+        raise ValueError(f"an RLE of {sum(counts)} pixels for a {height}x{width} mask")
+    flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(bool)
+    return flat.reshape((width, height)).T
+
+
 def _finite(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None

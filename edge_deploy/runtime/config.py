@@ -17,6 +17,7 @@ from edge_deploy.errors import ConfigError
 DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
 SEALED_MODEL_NAME = "model.onnx.enc"
 METADATA_NAME = "model.json"
+DEFAULT_MODEL_NAME = "model"  # the Open Inference Protocol name, unless EDGE_MODEL_NAME or model.json says another
 DECRYPT_TO = ("memory", "pipe")  # see `plaintext`
 MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
 

@@ -17,13 +17,12 @@ import numpy as np
 
 from edge_deploy import __version__
 from edge_deploy.runtime.codecs import oip
-from edge_deploy.runtime.config import Limits, RuntimeConfig
+from edge_deploy.runtime.config import DEFAULT_MODEL_NAME, Limits, RuntimeConfig
 from edge_deploy.runtime.model import LoadedModel, TensorSpec
 from edge_deploy.runtime.refusals import BadInput, NotFound
 from edge_deploy.runtime.serving import ServingModel, Unservable, load_serving
 
 OIP_EXTENSIONS = ["binary_tensor_data"]
-DEFAULT_MODEL_NAME = "model"
 
 
 @dataclass(frozen=True)

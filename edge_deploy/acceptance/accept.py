@@ -1,0 +1,117 @@
+"""The verdict on one built image: run as a device on its platform, does it answer the gate's photos
+as PyTorch did? Only an accepted image may be labelled, pushed and released (`images.push`).
+
+A platform the build host cannot run is reported `not-run` with the reason: never a silent pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+
+from edge_deploy.acceptance.compare import PhotoAgreement, compare_answer, predict_query
+from edge_deploy.acceptance.device import DeviceRunError, DeviceSetup, run_as_device
+from edge_deploy.acceptance.reference import PhotoReference
+from edge_deploy.errors import EdgeDeployError
+from edge_deploy.platforms import OciPlatform
+from edge_deploy.runtime.config import DEFAULT_MODEL_NAME
+
+ACCEPTED, FAILED, NOT_RUN = "accepted", "failed", "not-run"
+NATIVE_REPEATS = 3  # requests per photo on a native platform, for the p50
+
+
+class AcceptanceFailed(EdgeDeployError):
+    """A built image did not answer as PyTorch did; it is not labelled, pushed or released."""
+
+    stage = "accept"
+
+
+@dataclass(frozen=True)
+class TargetAcceptance:
+    device_class: str
+    platform: str
+    status: str  # accepted | failed | not-run
+    mode: str  # native | emulated | none
+    photos: int  # photos asked
+    compared: int  # classes, detections or pixels compared over all photos
+    detail: str
+    startup_s: float = 0.0
+    p50_ms: float = 0.0
+    image_bytes: int = 0
+    open_inference_protocol: bool = False  # /v2 ready and the model's metadata answered
+    agreements: list[PhotoAgreement] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == ACCEPTED
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def device_setup(target_platform: str, host: OciPlatform) -> DeviceSetup | None:
+    """How this host runs an image of `target_platform`; None when it cannot."""
+    target = OciPlatform.parse(target_platform)
+    if (target.os, target.architecture) == (host.os, host.architecture):
+        return DeviceSetup(str(target))
+    return None
+
+
+def accept_image(
+    client: docker.DockerClient,
+    image: str,
+    device_class: str,
+    target_platform: str,
+    host: OciPlatform,
+    reference_dir: Path,
+    keys: dict[str, str],
+    model_name: str = DEFAULT_MODEL_NAME,
+) -> TargetAcceptance:
+    """Run `image` as a device and compare its answers with the gate's photo reference in `reference_dir`."""
+    reference, photos = PhotoReference.read(reference_dir)
+    size = int(client.images.get(image).attrs.get("Size", 0))
+    base = dict(device_class=device_class, platform=target_platform, photos=len(photos), image_bytes=size)
+    setup = device_setup(target_platform, host)
+    if setup is None:
+        why = f"this build host ({host}) cannot run {target_platform} images"
+        return TargetAcceptance(status=NOT_RUN, mode="none", compared=0, detail=why, **base)
+    try:
+        run = run_as_device(
+            client,
+            image,
+            keys,
+            photos,
+            predict_query(reference.task),
+            model_name,
+            setup=setup,
+            repeats=NATIVE_REPEATS,
+        )
+    except DeviceRunError as exc:
+        return TargetAcceptance(status=FAILED, mode="native", compared=0, detail=str(exc), **base)
+    agreements = []
+    for answer in reference.answers:
+        if answer.photo in run.errors:
+            agreements.append(PhotoAgreement(answer.photo, False, 0, run.errors[answer.photo]))
+        else:
+            agreements.append(compare_answer(reference.task, answer, run.answers[answer.photo]))
+    failed = [a for a in agreements if not a.passed]
+    oip = run.oip_ready and bool(run.oip_model) and run.oip_model.get("name") == model_name
+    if failed:
+        detail = f"photo {failed[0].photo}: {failed[0].detail}"
+    elif not oip:
+        detail = f"the Open Inference Protocol endpoint does not serve model {model_name!r} (ready: {run.oip_ready})"
+    else:
+        detail = f"{len(agreements)} photos answered as PyTorch did ({reference.source})"
+    return TargetAcceptance(
+        status=ACCEPTED if not failed and oip else FAILED,
+        mode="native",
+        compared=sum(a.compared for a in agreements),
+        detail=detail,
+        startup_s=run.startup_s,
+        p50_ms=run.p50_ms,
+        open_inference_protocol=oip,
+        agreements=agreements,
+        **base,
+    )

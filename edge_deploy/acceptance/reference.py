@@ -1,0 +1,181 @@
+"""The PyTorch reference on photos: the OpenMMLab codebase's own inference API, per photo.
+
+Run in the conversion environment (torch and the codebase installed) by the validation gate. The
+answers use the edge runtime's schema (`edge_deploy.runtime.answers`), in the photo's pixels:
+- classification: the top classes with their scores (one more than five, to see ties at the cut);
+- detection and instance segmentation: mmdet's `inference_detector` detections down to
+  `DETECTION_FLOOR`, each flagged `tied` when another detection's score is within `TIE` of its own
+  (NMS keeps either of two tied boxes, in PyTorch as in ONNX Runtime), with COCO RLE masks;
+- semantic segmentation: mmseg's `inference_model` label map as a PNG.
+The photos are decoded as OpenMMLab's LoadImageFromFile decodes them (OpenCV, BGR).
+
+Written as `photo-reference/reference.json` beside the photos it names, in the gate's output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_deploy.acceptance.photos import MEDIA_TYPES, Photo
+from edge_deploy.errors import EdgeDeployError
+from edge_deploy.files import atomic_directory
+
+REFERENCE_DIR = "photo-reference"
+REFERENCE_FILE = "reference.json"
+DETECTION_FLOOR = 0.05  # detections below this score are not recorded
+TIE = 1e-5
+TOP_CLASSES = 6
+SCOPES = {
+    "classification": "mmpretrain",
+    "detection": "mmdet",
+    "instance-segmentation": "mmdet",
+    "segmentation": "mmseg",
+}
+
+
+class ReferenceError(EdgeDeployError):
+    """The photo reference cannot be computed or read."""
+
+
+@dataclass(frozen=True)
+class PhotoAnswer:
+    photo: str  # the photo's file name
+    sha256: str
+    width: int
+    height: int
+    answer: dict[str, Any]  # the task's answer, in the runtime's schema
+
+
+@dataclass(frozen=True)
+class PhotoReference:
+    task: str
+    source: str  # which API answered
+    answers: list[PhotoAnswer]
+
+    def write(self, directory: Path, photos: Sequence[Photo]) -> Path:
+        """`directory/photo-reference/` (reference.json and the photos), complete or not at all."""
+        final = directory / REFERENCE_DIR
+        with atomic_directory(final, replace=True) as work:
+            for photo in photos:
+                (work / photo.name).write_bytes(photo.body)
+            (work / REFERENCE_FILE).write_text(json.dumps(asdict(self), indent=1, allow_nan=False) + "\n")
+        return final
+
+    @classmethod
+    def read(cls, directory: Path) -> tuple[PhotoReference, list[Photo]]:
+        path = directory / REFERENCE_FILE
+        try:
+            data = json.loads(path.read_text())
+            reference = cls(data["task"], data["source"], [PhotoAnswer(**a) for a in data["answers"]])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReferenceError(f"cannot read the photo reference {path}: {exc}") from None
+        photos = []
+        for answer in reference.answers:
+            body = (directory / answer.photo).read_bytes()
+            photos.append(Photo(answer.photo, MEDIA_TYPES[Path(answer.photo).suffix.lower()], body))
+            if photos[-1].sha256 != answer.sha256:
+                raise ReferenceError(f"{directory / answer.photo} changed after the gate answered it")
+        return reference, photos
+
+
+def reference_answers(
+    task: str, config: Path, checkpoint: Path, photos: Sequence[Photo], pipeline=None
+) -> PhotoReference:
+    """The codebase's inference API on each photo. `pipeline`: the test pipeline the conversion
+    recorded for serving (serving.json), which the segmentation API runs in place of the config's."""
+    if task not in SCOPES:
+        raise ReferenceError(f"no photo reference for task {task!r}")
+    from mmengine.registry import DefaultScope
+
+    from edge_deploy.conversion.environment import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    # mmengine keeps one default registry scope per process: set the codebase's for its API
+    with DefaultScope.overwrite_default_scope(SCOPES[task]):
+        answer_photo, source = _ANSWERERS[task](config, checkpoint, pipeline)
+        answers = []
+        for photo in photos:
+            frame = _frame(photo)
+            answers.append(
+                PhotoAnswer(photo.name, photo.sha256, int(frame.shape[1]), int(frame.shape[0]), answer_photo(frame))
+            )
+    return PhotoReference(task, source, answers)
+
+
+def _frame(photo: Photo) -> np.ndarray:
+    import cv2
+
+    frame = cv2.imdecode(np.frombuffer(photo.body, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise ReferenceError(f"photo {photo.name} cannot be decoded")
+    return frame
+
+
+def _classifier(config: Path, checkpoint: Path, pipeline):
+    from mmpretrain import ImageClassificationInferencer
+
+    inferencer = ImageClassificationInferencer(model=str(config), pretrained=str(checkpoint), device="cpu")
+
+    def answer(frame: np.ndarray) -> dict[str, Any]:
+        scores = np.asarray(inferencer(frame)[0]["pred_scores"], dtype=np.float64)
+        order = np.argsort(-scores, kind="stable")[:TOP_CLASSES]
+        return {"classes": [{"label": int(i), "score": float(scores[i])} for i in order]}
+
+    return answer, "mmpretrain ImageClassificationInferencer"
+
+
+def _detector(config: Path, checkpoint: Path, pipeline):
+    from mmdet.apis import inference_detector, init_detector
+
+    from edge_deploy.runtime.answers import coco_rle
+
+    model = init_detector(str(config), str(checkpoint), device="cpu")
+
+    def answer(frame: np.ndarray) -> dict[str, Any]:
+        found = inference_detector(model, frame).pred_instances
+        scores = found.scores.numpy().astype(np.float64)
+        detections = []
+        for index in np.flatnonzero(scores >= DETECTION_FLOOR):
+            detection = {
+                "box": [float(v) for v in found.bboxes[index].tolist()],
+                "score": float(scores[index]),
+                "label": int(found.labels[index]),
+                "tied": bool((np.abs(scores - scores[index]) < TIE).sum() > 1),
+            }
+            if "masks" in found:
+                detection["mask"] = coco_rle(found.masks[index].numpy().astype(bool))
+            detections.append(detection)
+        return {"detections": detections}
+
+    return answer, "mmdet inference_detector"
+
+
+def _segmentor(config: Path, checkpoint: Path, pipeline):
+    from mmengine.config import Config
+    from mmseg.apis import inference_model, init_model
+
+    from edge_deploy.runtime.answers import label_map_png
+
+    model = init_model(Config.fromfile(str(config)), str(checkpoint), device="cpu")
+    if pipeline:
+        model.cfg.test_pipeline = pipeline
+
+    def answer(frame: np.ndarray) -> dict[str, Any]:
+        labels = inference_model(model, frame).pred_sem_seg.data[0].numpy()
+        return {"segmentation": {"label_map": label_map_png(labels)}}
+
+    return answer, "mmseg inference_model"
+
+
+_ANSWERERS = {
+    "classification": _classifier,
+    "detection": _detector,
+    "instance-segmentation": _detector,
+    "segmentation": _segmentor,
+}
