@@ -129,11 +129,17 @@ def standard_pod() -> PodTemplate:
     return _pod(_primary())
 
 
-def key_pod() -> PodTemplate:
-    """The key-encryption keys mounted read-only as EDGE_KEY_DIR (an absent Secret mounts as an empty directory)."""
+def _key_volume() -> tuple[V1EnvVar, V1VolumeMount, V1Volume]:
+    # an absent Secret mounts as an empty directory
     volume = V1Volume(name="edge-keys", secret=V1SecretVolumeSource(secret_name=KEYS_SECRET, optional=True))
     mount = V1VolumeMount(name="edge-keys", mount_path=KEY_DIR, read_only=True)
-    return _pod(_primary([V1EnvVar(name="EDGE_KEY_DIR", value=KEY_DIR)], [mount]), volumes=[volume])
+    return V1EnvVar(name="EDGE_KEY_DIR", value=KEY_DIR), mount, volume
+
+
+def key_pod() -> PodTemplate:
+    """The key-encryption keys mounted read-only as EDGE_KEY_DIR."""
+    env, mount, volume = _key_volume()
+    return _pod(_primary([env], [mount]), volumes=[volume])
 
 
 def conversion_pod(node_selector: dict[str, str] | None = None) -> PodTemplate:
@@ -144,15 +150,18 @@ def conversion_pod(node_selector: dict[str, str] | None = None) -> PodTemplate:
     return _pod(_primary(), node_selector=dict(node_selector), tolerations=[toleration])
 
 
-def docker_pod(docker_host: str = "", dind_image: str = DEFAULT_DIND_IMAGE) -> PodTemplate:
-    """`build_image` with a Docker engine: `docker_host` when given, else a docker:dind sidecar in the pod.
+def docker_pod(docker_host: str = "", dind_image: str = DEFAULT_DIND_IMAGE, *, keys: bool = False) -> PodTemplate:
+    """`build_image` with a Docker engine: `docker_host` when given, else a docker:dind sidecar in the pod;
+    with `keys`, also the key-encryption keys (the acceptance stage hands the image its key).
 
     The sidecar is a native sidecar (an init container that keeps running, Kubernetes >= 1.29): its startup
     probe holds the task back until the engine answers, and it stops when the task's container exits, so
     the pod completes. It is privileged (dockerd needs it) and listens on localhost only, without TLS.
     """
+    key_env, key_mount, key_volume = _key_volume()
+    env, mounts, volumes = ([key_env], [key_mount], [key_volume]) if keys else ([], [], [])
     if docker_host:
-        return _pod(_primary([V1EnvVar(name="DOCKER_HOST", value=docker_host)]))
+        return _pod(_primary([V1EnvVar(name="DOCKER_HOST", value=docker_host), *env], mounts), volumes=volumes or None)
     sidecar = V1Container(
         name="dind",
         image=dind_image,
@@ -168,15 +177,15 @@ def docker_pod(docker_host: str = "", dind_image: str = DEFAULT_DIND_IMAGE) -> P
         resources=V1ResourceRequirements(requests={"cpu": "500m", "memory": "1Gi"}, limits={"memory": "4Gi"}),
         volume_mounts=[V1VolumeMount(name="dind-storage", mount_path="/var/lib/docker")],
     )
-    primary = _primary([V1EnvVar(name="DOCKER_HOST", value=f"tcp://localhost:{DIND_PORT}")])
+    primary = _primary([V1EnvVar(name="DOCKER_HOST", value=f"tcp://localhost:{DIND_PORT}"), *env], mounts)
     return _pod(
         primary,
         init_containers=[sidecar],
-        volumes=[V1Volume(name="dind-storage", empty_dir=V1EmptyDirVolumeSource())],
+        volumes=[V1Volume(name="dind-storage", empty_dir=V1EmptyDirVolumeSource()), *volumes],
     )
 
 
 STANDARD_POD = standard_pod()
 KEY_POD = key_pod()
 CONVERSION_POD = conversion_pod(GPU_NODE_SELECTOR)
-DOCKER_POD = docker_pod(DOCKER_HOST, DIND_IMAGE)
+DOCKER_KEY_POD = docker_pod(DOCKER_HOST, DIND_IMAGE, keys=True)

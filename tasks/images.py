@@ -11,22 +11,27 @@ from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
-from edge_deploy.config import Settings
+from edge_deploy.acceptance.reference import REFERENCE_FILE
+from edge_deploy.config import Secret, Settings
 from edge_deploy.crypto import SealedFile
+from edge_deploy.crypto.keyring import exported_key
 from edge_deploy.images.context import SealedModel
 from edge_deploy.images.push import (
+    AcceptanceInputs,
     ImageProvenance,
     ReleaseRequest,
     ReleaseResult,
     TargetResult,
-    build_target,
+    accept_candidate,
+    build_candidate,
     push_index,
+    release_candidate,
 )
 from edge_deploy.platforms import detect_targets
 from edge_deploy.status import LockTarget, open_locks
 from edge_deploy.storage import Provenance
 from edge_deploy.validation.report import ValidationReport
-from tasks.cluster import BUILDER_IMAGE, DOCKER_POD, REGISTRY_SECRETS, STANDARD_POD
+from tasks.cluster import BUILDER_IMAGE, DOCKER_KEY_POD, REGISTRY_SECRETS, STANDARD_POD
 from tasks.platforms import BACKEND
 from tasks.stage import current_run_id, reported_stage
 
@@ -38,7 +43,7 @@ LOCK_WAIT_SECONDS = 600.0
     timeout=3600,
     requests=Resources(cpu="1", mem="2Gi"),
     container_image=BUILDER_IMAGE,
-    pod_template=DOCKER_POD,
+    pod_template=DOCKER_KEY_POD,
     secret_requests=REGISTRY_SECRETS,
 )
 def build_image(
@@ -46,22 +51,32 @@ def build_image(
     sealed_model: FlyteFile,
     seal: SealedFile,
     serving: FlyteDirectory,
+    photo_reference: FlyteDirectory,
     report: ValidationReport,
     provenance: Provenance,
     repository: str,
     release_tag: str,
     base_images: dict[str, str],
 ) -> TargetResult:
-    """Build and push the image of one device class; skipped when its content tag is already pushed.
+    """Build, accept and push the image of one device class; skipped when its content tag is already pushed.
 
-    A lock on model + commit + target keeps two runs from building the same image at once.
+    Three stages: `build` (the image, without its validation labels), `accept` (run as a device on
+    the gate's photos: a difference from PyTorch fails the run here, and nothing is pushed), `push`
+    (labelled, then pushed). A lock on model + commit + target keeps two runs from building the same
+    image at once.
     """
-    with reported_stage("build"):
-        run_id, settings = current_run_id(), Settings.from_env()
-        request = release_request(sealed_model, seal, serving, report, provenance, repository, release_tag, base_images)
-        lock = LockTarget(provenance.repo, provenance.commit_id, target)
-        with open_locks(settings).hold(lock, run_id, wait=LOCK_WAIT_SECONDS):
-            return build_target(request, detect_targets([target], BACKEND)[0], settings)
+    run_id, settings = current_run_id(), Settings.from_env()
+    lock = LockTarget(provenance.repo, provenance.commit_id, target)
+    with open_locks(settings).hold(lock, run_id, wait=LOCK_WAIT_SECONDS):
+        with reported_stage("build"):
+            request = release_request(
+                sealed_model, seal, serving, report, provenance, repository, release_tag, base_images, photo_reference
+            )
+            candidate = build_candidate(request, detect_targets([target], BACKEND)[0], settings)
+        with reported_stage("accept"):
+            acceptance = accept_candidate(candidate, request)
+        with reported_stage("push"):
+            return release_candidate(candidate, acceptance, request)
 
 
 @task(
@@ -87,6 +102,7 @@ def release_request(
     repository: str,
     release_tag: str,
     base_images: dict[str, str],
+    photo_reference: FlyteDirectory | None = None,
 ) -> ReleaseRequest:
     model = SealedModel(
         name=Path(report.shipped_onnx).name,
@@ -104,4 +120,17 @@ def release_request(
         lakefs_commit=provenance.commit_id,
         validation_status="passed" if report.passed else "failed",
     )
-    return ReleaseRequest(model, [], repository, release_tag, image_provenance, base_images)
+    return ReleaseRequest(
+        model, [], repository, release_tag, image_provenance, base_images, acceptance=_acceptance(photo_reference, seal)
+    )
+
+
+def _acceptance(photo_reference: FlyteDirectory | None, seal: SealedFile) -> AcceptanceInputs | None:
+    """The gate's photo reference and the sealing key, which the image under acceptance reads as a
+    device would; None when the gate could not answer the photos (its report says why)."""
+    if photo_reference is None:
+        return None
+    directory = Path(photo_reference.download())
+    if not (directory / REFERENCE_FILE).is_file():
+        return None
+    return AcceptanceInputs(directory, {seal.key_id: Secret(exported_key(seal.key_id))})

@@ -24,12 +24,13 @@ def build_release(
     sealed_model: FlyteFile,
     seal: SealedFile,
     serving: FlyteDirectory,
+    photo_reference: FlyteDirectory,
     report: ValidationReport,
     provenance: Provenance,
     repository: str,
     options: DeployOptions,
 ) -> ReleaseResult:
-    """Build every target in parallel (one node each) and push the index only when all succeeded."""
+    """Build and accept every target in parallel (one node each); push the index only when all succeeded."""
     if not options.build_images:
         return ReleaseResult([], None, None, False)
     repository = repository or provenance.repo
@@ -40,6 +41,7 @@ def build_release(
             sealed_model=sealed_model,
             seal=seal,
             serving=serving,
+            photo_reference=photo_reference,
             report=report,
             provenance=provenance,
             repository=repository,

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from flytekit import Cache, Deck, task
 from flytekit.types.directory import FlyteDirectory
 
+from edge_deploy.acceptance.reference import REFERENCE_DIR as PHOTO_REFERENCE_DIR
 from edge_deploy.conversion import ModelIdentity, load_model_dir, model_identity
 from edge_deploy.files import sha256_file
 from edge_deploy.validation.deck import render_html
@@ -30,7 +31,7 @@ from tasks.convert import check_identity
 from tasks.stage import reported_stage
 
 # Bump when a change in the gate's code changes its verdict or report for the same inputs.
-VALIDATION_CACHE_VERSION = "1"
+VALIDATION_CACHE_VERSION = "2"  # 2: the photo reference
 DECK_TITLE = "ONNX validation"
 DEFAULT_SETTINGS = ValidationSettings()
 
@@ -40,6 +41,9 @@ class ValidateOutputs(NamedTuple):
     # `report.shipped_onnx` names the file to ship.
     validated_dir: FlyteDirectory
     report: ValidationReport
+    # The gate's photos and PyTorch's answers to them, which every built image must match (empty
+    # when the codebase's API could not answer: `report.photos.unavailable` says why).
+    photo_reference: FlyteDirectory
 
 
 @task(
@@ -76,4 +80,7 @@ def validate_onnx(
             Deck(DECK_TITLE, render_html(failure.report))  # shown by the console although the task fails
             raise
         Deck(DECK_TITLE, render_html(report))
-        return ValidateOutputs(FlyteDirectory(str(out)), report)
+        photos = out / PHOTO_REFERENCE_DIR
+        if not photos.is_dir():
+            photos.mkdir()
+        return ValidateOutputs(FlyteDirectory(str(out)), report, FlyteDirectory(str(photos)))

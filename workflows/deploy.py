@@ -1,7 +1,7 @@
 """The edge deployment workflow: one model version from lakeFS (or a local directory) to edge images.
 
     download -> decrypt -> identify -> convert -> validate (gate) -> platforms -> seal
-             -> build (one node per target) -> index -> publish -> record
+             -> build, accept, push (one node per target) -> index -> publish -> record
 
 A failure anywhere runs `record_failure`, which records the failed stage and error; nothing is
 committed to lakeFS and no release index is pushed unless every earlier stage succeeded.
@@ -48,7 +48,7 @@ def deploy_model(
     plain_dir, decrypted_files = decrypt_model(model_dir=model_dir)
     identity = identify_model(model_dir=plain_dir)
     onnx_dir, conversion = convert_model(model_dir=plain_dir, identity=identity)
-    validated_dir, report = validate_onnx(
+    validated_dir, report, photo_reference = validate_onnx(
         model_dir=plain_dir,
         onnx_dir=onnx_dir,
         identity=identity,
@@ -62,6 +62,7 @@ def deploy_model(
         sealed_model=sealed_model,
         seal=seal,
         serving=serving,
+        photo_reference=photo_reference,
         report=report,
         provenance=provenance,
         repository=repository,

@@ -121,6 +121,7 @@ def _classifier(config: Path, checkpoint: Path, pipeline):
     from mmpretrain import ImageClassificationInferencer
 
     inferencer = ImageClassificationInferencer(model=str(config), pretrained=str(checkpoint), device="cpu")
+    inferencer.show_progress = False  # its progress bar would go to the task's stdout
 
     def answer(frame: np.ndarray) -> dict[str, Any]:
         scores = np.asarray(inferencer(frame)[0]["pred_scores"], dtype=np.float64)

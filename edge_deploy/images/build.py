@@ -7,6 +7,7 @@ dangling images or tags behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -123,6 +124,19 @@ def build_image(
         raise
     image = client.images.get(image_id)
     return BuiltImage(image.id, int(image.attrs.get("Size", 0)))
+
+
+def label_image(client: docker.DockerClient, image_id: str, labels: Mapping[str, str]) -> str:
+    """A new image of `image_id` with `labels`: a LABEL-only build, so its layers are the very ones
+    of `image_id` (what was run and accepted is what ships; only the config differs)."""
+    dockerfile = io.BytesIO(f"FROM {image_id}\n".encode())
+    try:
+        image, _ = client.images.build(
+            fileobj=dockerfile, labels=dict(labels), pull=False, rm=True, network_mode="none"
+        )
+    except (docker.errors.BuildError, docker.errors.APIError) as exc:
+        raise BuildError(f"labelling {image_id}: {_first_line(exc)}") from None
+    return image.id
 
 
 def tag_image(client: docker.DockerClient, image_id: str, repository: str, tag: str) -> None:

@@ -9,6 +9,7 @@ Last, an index over all targets goes under the release tag (skipped when it alre
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import shutil
@@ -21,7 +22,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from edge_deploy.config import RegistrySettings, Settings
+from edge_deploy.acceptance.accept import (
+    FAILED,
+    AcceptanceFailed,
+    TargetAcceptance,
+    accept_image,
+)
+from edge_deploy.config import RegistrySettings, Secret, Settings
 from edge_deploy.errors import TransientError
 from edge_deploy.images import build as engine
 from edge_deploy.images.context import (
@@ -43,6 +50,8 @@ from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "io.edge-deploy"
+# Labels only an image that passed acceptance carries (added after it, with the acceptance's own).
+RELEASE_LABELS = (f"{LABEL_PREFIX}.validation.status",)
 _TRANSIENT_PUSH_ERRORS = ("connection refused", "i/o timeout", "no such host", "connection reset", "eof", "503", "502")
 _AUTH_PUSH_ERRORS = ("unauthorized", "authentication required", "denied", "forbidden")
 
@@ -65,6 +74,15 @@ class ReleaseRequest:
     provenance: ImageProvenance
     base_images: Mapping[str, str] = field(default_factory=dict)  # device class -> base reference (overrides)
     dockerfile: Path = DOCKERFILE
+    acceptance: AcceptanceInputs | None = None  # None: images are released without being run (tests of the build)
+
+
+@dataclass(frozen=True)
+class AcceptanceInputs:
+    """What the acceptance stage needs: the gate's photo reference and the key that opens the model."""
+
+    reference_dir: Path  # the gate's photo-reference/
+    keys: Mapping[str, Secret]  # key id -> base64 KEK, handed to the image as a file while it runs
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,8 @@ class TargetResult:
     seconds: float = 0.0  # the whole target, including the registry check
     build_seconds: float = 0.0
     push_seconds: float = 0.0
+    accept_seconds: float = 0.0
+    acceptance: TargetAcceptance | None = None  # how the image answered when run as a device
 
     @property
     def pinned_reference(self) -> str:
@@ -125,17 +145,177 @@ def build_target(
     push: bool | None = None,
     retry_policy: RetryPolicy = DEFAULT_POLICY,
 ) -> TargetResult:
-    """Build (unless its content tag is already in the registry) and push the image of one target.
+    """Build (unless its content tag is already in the registry), accept and push the image of one target:
+    `build_candidate`, `accept_candidate`, `release_candidate` in a row (the Flyte task reports each as
+    its own stage). `push=None` pushes when a registry is configured (EDGE_REGISTRY)."""
+    candidate = build_candidate(request, target, settings, client, push=push, retry_policy=retry_policy)
+    acceptance = accept_candidate(candidate, request)
+    return release_candidate(candidate, acceptance, request, retry_policy=retry_policy)
 
-    `push=None` pushes when a registry is configured (EDGE_REGISTRY) and builds locally otherwise.
-    """
+
+@dataclass
+class Candidate:
+    """A target's image built but not yet accepted, labelled or pushed."""
+
+    target: BuildTarget
+    reference: str  # where it goes: registry/repository:content-tag (edge/<repository>:tag without a registry)
+    labels: dict[str, str]  # the labels it gets once accepted
+    client: docker.DockerClient
+    registry: RegistryClient | None
+    host: OciPlatform
+    mode: str
+    started: float
+    image_id: str | None = None  # None when the registry already holds the tag
+    existing_digest: str | None = None
+    built: bool = False
+    build_seconds: float = 0.0
+
+
+def build_candidate(
+    request: ReleaseRequest,
+    target: BuildTarget,
+    settings: Settings,
+    client: docker.DockerClient | None = None,
+    *,
+    push: bool | None = None,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> Candidate:
+    """The image of one target, built without its validation labels (or found in the registry: then
+    it was accepted when it was pushed, and nothing is built)."""
     check_tag(request.release_tag)
     registry = _registry(settings, push, retry_policy)
     if registry is not None:
         registry.check_access(request.repository)  # wrong password or registry down: fail before building
     client = client or engine.engine_client()
     host = engine.engine_platform(client)
-    return _one_target(request, target, settings, client, registry, host, retry_policy)
+    started = time.monotonic()
+    mode = build_mode(target, host)
+    base = engine.resolve_base(client, request.base_images.get(target.name, target.spec.base_image), target.platform)
+    # before anything is built: a platform that cannot have the model's operators is refused here
+    operators = operator_library(request.model.custom_ops, target.spec.runtime, str(target.platform), settings.work_dir)
+    layer = prepare_runtime_layer(target.spec.runtime, str(target.platform), settings.work_dir)
+    dockerfile = render_dockerfile(target, request.dockerfile)
+    metadata = model_metadata(target, request.model, _provenance_metadata(request.provenance), operators)
+    labels = image_labels(request, target)
+    inputs = TagInputs(
+        device_class=target.name,
+        platform=str(target.platform),
+        base_image_id=base.image_id,
+        runtime_layer_digest=layer.digest,
+        model_sha256=request.model.model_sha256,
+        key_id=request.model.key_id,
+        runtime_code_digest=runtime_code_digest(),
+        dockerfile_sha256=dockerfile_sha256(dockerfile),
+        model_metadata=metadata,
+        labels=labels,
+    )
+    tag = content_tag(inputs)
+    labels[f"{LABEL_PREFIX}.content-digest"] = inputs.digest()
+    local_repository = (
+        registry.reference(request.repository, tag).rsplit(":", 1)[0] if registry else f"edge/{request.repository}"
+    )
+    candidate = Candidate(target, f"{local_repository}:{tag}", labels, client, registry, host, mode, started)
+    if registry is not None:
+        existing = registry.manifest_digest(request.repository, tag)
+        if existing:
+            log.info("%s: %s is already in the registry (%s): nothing to build or push", target.name, tag, existing)
+            candidate.existing_digest = existing
+            return candidate
+    build_started = time.monotonic()
+    unlabelled = {k: v for k, v in labels.items() if k not in RELEASE_LABELS}
+    candidate.image_id, candidate.built = _local_or_built(
+        client, request, target, layer, base, unlabelled, candidate.reference, settings, operators
+    )
+    candidate.build_seconds = time.monotonic() - build_started
+    return candidate
+
+
+def accept_candidate(candidate: Candidate, request: ReleaseRequest) -> TargetAcceptance | None:
+    """Run the candidate as a device and compare its answers with the gate's photo reference; raise
+    `AcceptanceFailed`, naming the target and the difference, when it does not answer alike. None when
+    there is nothing to run (already in the registry) or the request asks for no acceptance."""
+    if request.acceptance is None or candidate.image_id is None:
+        return None
+    target = candidate.target
+    keys = {key_id: secret.reveal() for key_id, secret in request.acceptance.keys.items()}
+    acceptance = accept_image(
+        candidate.client,
+        candidate.image_id,
+        target.name,
+        str(target.platform),
+        candidate.host,
+        request.acceptance.reference_dir,
+        keys,
+    )
+    log.info("%s: acceptance %s (%s)", target.name, acceptance.status, acceptance.detail)
+    if acceptance.status == FAILED:
+        _discard(candidate)
+        raise AcceptanceFailed(f"target {target.name} ({target.platform}) failed acceptance: {acceptance.detail}")
+    return acceptance
+
+
+def release_candidate(
+    candidate: Candidate,
+    acceptance: TargetAcceptance | None,
+    request: ReleaseRequest,
+    *,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> TargetResult:
+    """Label the accepted image (validation status, acceptance) and push it where a registry is set."""
+    target, client, registry = candidate.target, candidate.client, candidate.registry
+
+    def result(digest: str | None, size: int, **outcome) -> TargetResult:
+        return TargetResult(
+            target.name,
+            str(target.platform),
+            candidate.reference,
+            digest,
+            size,
+            build_mode=candidate.mode,
+            seconds=time.monotonic() - candidate.started,
+            build_seconds=candidate.build_seconds,
+            acceptance=acceptance,
+            **outcome,
+        )
+
+    if candidate.existing_digest is not None:
+        assert registry is not None
+        manifest = registry.get_manifest(request.repository, candidate.existing_digest)
+        return result(candidate.existing_digest, manifest.image_size, built=False, pushed=False)
+    assert candidate.image_id is not None
+    added = {k: v for k, v in candidate.labels.items() if k in RELEASE_LABELS} | acceptance_labels(acceptance)
+    image_id = candidate.image_id
+    if any(client.images.get(image_id).labels.get(k) != v for k, v in added.items()):
+        image_id = engine.label_image(client, image_id, {**candidate.labels, **added})
+    repository, tag = candidate.reference.rsplit(":", 1)
+    engine.tag_image(client, image_id, repository, tag)
+    if registry is None:
+        size = int(client.images.get(image_id).attrs.get("Size", 0))
+        return result(None, size, built=candidate.built, pushed=False, image_id=image_id)
+    push_started = time.monotonic()
+    digest = push_image(client, candidate.reference, registry.settings, retry_policy)
+    push_seconds = time.monotonic() - push_started
+    manifest = registry.get_manifest(request.repository, digest)
+    log.info("%s: pushed %s (%s, %d bytes)", target.name, candidate.reference, digest, manifest.image_size)
+    return result(
+        digest, manifest.image_size, built=candidate.built, pushed=True, image_id=image_id, push_seconds=push_seconds
+    )
+
+
+def acceptance_labels(acceptance: TargetAcceptance | None) -> dict[str, str]:
+    if acceptance is None:
+        return {f"{LABEL_PREFIX}.acceptance.status": "not-run", f"{LABEL_PREFIX}.acceptance.detail": "not asked"}
+    return {
+        f"{LABEL_PREFIX}.acceptance.status": acceptance.status,
+        f"{LABEL_PREFIX}.acceptance.photos": str(acceptance.photos),
+        f"{LABEL_PREFIX}.acceptance.detail": acceptance.detail[:500],
+    }
+
+
+def _discard(candidate: Candidate) -> None:
+    """A candidate that failed acceptance is removed, so no later step or run can ship it."""
+    with contextlib.suppress(docker.errors.DockerException):
+        candidate.client.images.remove(candidate.image_id, force=True)
 
 
 def push_index(
@@ -163,71 +343,6 @@ def _registry(settings: Settings, push: bool | None, retry_policy: RetryPolicy) 
     if push is False or (push is None and not settings.registry):
         return None
     return RegistryClient(settings.require_registry(), retry_policy)
-
-
-def _one_target(
-    request: ReleaseRequest,
-    target: BuildTarget,
-    settings: Settings,
-    client: docker.DockerClient,
-    registry: RegistryClient | None,
-    host: OciPlatform,
-    retry_policy: RetryPolicy,
-) -> TargetResult:
-    started = time.monotonic()
-    mode = build_mode(target, host)
-    base = engine.resolve_base(client, request.base_images.get(target.name, target.spec.base_image), target.platform)
-    # before anything is built: a platform that cannot have the model's operators is refused here
-    operators = operator_library(request.model.custom_ops, target.spec.runtime, str(target.platform), settings.work_dir)
-    layer = prepare_runtime_layer(target.spec.runtime, str(target.platform), settings.work_dir)
-    dockerfile = render_dockerfile(target, request.dockerfile)
-    metadata = model_metadata(target, request.model, _provenance_metadata(request.provenance), operators)
-    labels = image_labels(request, target)
-    inputs = TagInputs(
-        device_class=target.name,
-        platform=str(target.platform),
-        base_image_id=base.image_id,
-        runtime_layer_digest=layer.digest,
-        model_sha256=request.model.model_sha256,
-        key_id=request.model.key_id,
-        runtime_code_digest=runtime_code_digest(),
-        dockerfile_sha256=dockerfile_sha256(dockerfile),
-        model_metadata=metadata,
-        labels=labels,
-    )
-    tag = content_tag(inputs)
-    labels[f"{LABEL_PREFIX}.content-digest"] = inputs.digest()
-    local_repository = (
-        registry.reference(request.repository, tag).rsplit(":", 1)[0] if registry else f"edge/{request.repository}"
-    )
-    reference = f"{local_repository}:{tag}"
-
-    def result(digest: str | None, size: int, **outcome) -> TargetResult:
-        seconds = time.monotonic() - started
-        return TargetResult(
-            target.name, str(target.platform), reference, digest, size, build_mode=mode, seconds=seconds, **outcome
-        )
-
-    if registry is not None:
-        existing = registry.manifest_digest(request.repository, tag)
-        if existing:
-            manifest = registry.get_manifest(request.repository, existing)
-            log.info("%s: %s is already in the registry (%s): nothing to build or push", target.name, tag, existing)
-            return result(existing, manifest.image_size, built=False, pushed=False)
-
-    build_started = time.monotonic()
-    image_id, built = _local_or_built(client, request, target, layer, base, labels, reference, settings, operators)
-    build_seconds = time.monotonic() - build_started
-    if registry is None:
-        size = int(client.images.get(image_id).attrs.get("Size", 0))
-        return result(None, size, built=built, pushed=False, image_id=image_id, build_seconds=build_seconds)
-    push_started = time.monotonic()
-    digest = push_image(client, reference, registry.settings, retry_policy)
-    push_seconds = time.monotonic() - push_started
-    manifest = registry.get_manifest(request.repository, digest)
-    log.info("%s: pushed %s (%s, %d bytes)", target.name, reference, digest, manifest.image_size)
-    timings = {"build_seconds": build_seconds, "push_seconds": push_seconds}
-    return result(digest, manifest.image_size, built=built, pushed=True, image_id=image_id, **timings)
 
 
 def _local_or_built(client, request, target, layer, base, labels, reference, settings, operators) -> tuple[str, bool]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from edge_deploy.records.model import (
     ConversionInfo,
     DeploymentRecord,
+    ImageAcceptance,
     ImageSet,
     ModelFile,
     ModelSource,
@@ -21,6 +22,7 @@ from edge_deploy.records.model import (
 )
 
 if TYPE_CHECKING:
+    from edge_deploy.acceptance.accept import TargetAcceptance
     from edge_deploy.conversion import ConversionResult
     from edge_deploy.images.push import ReleaseResult
     from edge_deploy.storage import Provenance, UploadResult
@@ -62,10 +64,31 @@ def validation_summary(report: ValidationReport) -> ValidationSummary:
 def image_set(release: ReleaseResult) -> ImageSet:
     # An image built without a registry has no manifest digest yet: its local image id stands in.
     platforms = [
-        PlatformImage(target.platform, target.reference, target.digest or target.image_id or "", target.size)
+        PlatformImage(
+            target.platform,
+            target.reference,
+            target.digest or target.image_id or "",
+            target.size,
+            image_acceptance(target.acceptance),
+        )
         for target in release.targets
     ]
     return ImageSet(release.index_reference or "", release.index_digest or "", platforms)
+
+
+def image_acceptance(acceptance: TargetAcceptance | None) -> ImageAcceptance | None:
+    if acceptance is None:
+        return None
+    return ImageAcceptance(
+        status=acceptance.status,
+        mode=acceptance.mode,
+        photos=acceptance.photos,
+        compared=acceptance.compared,
+        detail=acceptance.detail,
+        startup_s=round(acceptance.startup_s, 3),
+        p50_ms=round(acceptance.p50_ms, 3),
+        open_inference_protocol=acceptance.open_inference_protocol,
+    )
 
 
 def published_artifacts(upload: UploadResult) -> PublishedArtifacts:

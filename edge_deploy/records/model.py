@@ -112,11 +112,26 @@ class ValidationSummary:
 
 
 @dataclass(frozen=True)
+class ImageAcceptance:
+    """How the image answered the gate's photos when it was run as a device, before it was released."""
+
+    status: str  # accepted | not-run (a failed one is never released)
+    mode: str  # native | emulated | none
+    photos: int
+    compared: int  # classes, detections or pixels compared with PyTorch's answers
+    detail: str
+    startup_s: float
+    p50_ms: float
+    open_inference_protocol: bool
+
+
+@dataclass(frozen=True)
 class PlatformImage:
     platform: str  # OCI platform, e.g. linux/arm64
     reference: str  # registry/repository:tag
     digest: str  # sha256:... of the platform manifest
     size: int  # bytes
+    acceptance: ImageAcceptance | None = None  # None: released before acceptance existed, or by a tool without it
 
 
 @dataclass(frozen=True)

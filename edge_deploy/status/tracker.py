@@ -35,6 +35,8 @@ PIPELINE_STAGES = (
     "platforms",
     "encrypt",
     "build",
+    "accept",
+    "push",
     "index",
     "publish",
     "record",

@@ -26,6 +26,7 @@ from edge_deploy.validation.report import (
     Check,
     OptimizationReport,
     ParityReport,
+    PhotoSummary,
     ServingSummary,
     SpeedReport,
     StructureReport,
@@ -88,7 +89,33 @@ def validate(
 
         return MMDeployReference.from_model_dir(exported)
 
-    return run_gate(onnx_dir / ONNX_NAME, subject, reference, settings or ValidationSettings(), out_dir or onnx_dir)
+    out_dir = out_dir or onnx_dir
+    report = run_gate(onnx_dir / ONNX_NAME, subject, reference, settings or ValidationSettings(), out_dir)
+    report.photos = photo_reference(loaded, onnx_dir, out_dir)
+    write_report(report, out_dir)
+    return report
+
+
+def photo_reference(model_dir, onnx_dir: Path, out_dir: Path) -> PhotoSummary:
+    """The OpenMMLab API's answers to the gate's photos, written to `out_dir/photo-reference/`: what
+    each built image must answer alike (edge_deploy.acceptance). A model whose API cannot answer
+    gets a summary saying why, and its images cannot be accepted."""
+    from edge_deploy.acceptance.photos import gate_photos
+    from edge_deploy.acceptance.reference import REFERENCE_DIR, reference_answers
+
+    task = model_dir.manifest.task.value
+    serving_path = onnx_dir / "serving.json"
+    serving = json.loads(serving_path.read_text()) if serving_path.is_file() else {}
+    try:
+        photos = gate_photos(model_dir.root)
+        answers = reference_answers(
+            task, model_dir.config_path, model_dir.checkpoint_path, photos, serving.get("transforms")
+        )
+        answers.write(out_dir, photos)
+    except Exception as exc:  # any failure of a codebase's API: reported, never fatal to the gate
+        log.warning("no photo reference for acceptance: %s", exc)
+        return PhotoSummary(task, "", [], REFERENCE_DIR, f"{type(exc).__name__}: {str(exc)[:300]}")
+    return PhotoSummary(task, answers.source, [photo.name for photo in photos], REFERENCE_DIR)
 
 
 def subject_from_model_dir(model_dir, onnx_dir: Path, identity_of=None) -> GateSubject:

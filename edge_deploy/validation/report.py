@@ -242,6 +242,18 @@ class ValidatedModel:
 
 
 @dataclass
+class PhotoSummary:
+    """The gate's photos and the PyTorch answers to them (`photo-reference/` beside the report), which
+    every built image must match when it is run as a device (the acceptance stage)."""
+
+    task: str
+    source: str  # the OpenMMLab API that answered
+    photos: list[str]
+    directory: str = "photo-reference"
+    unavailable: str | None = None  # why there is no reference (acceptance then cannot run)
+
+
+@dataclass
 class ServingSummary:
     """What the edge image will answer with (the conversion's serving.json), for the reader of the report."""
 
@@ -283,6 +295,7 @@ class ValidationReport:
     versions: dict[str, str]
     seconds: float
     serving: ServingSummary | None = None
+    photos: PhotoSummary | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self, indent: int | None = 2) -> str:

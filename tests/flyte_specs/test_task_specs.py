@@ -10,6 +10,7 @@ from google.protobuf.json_format import MessageToDict
 
 from edge_deploy.config import Settings
 from tasks.cluster import KEY_DIR, SECRET_KEYS
+from tasks.validate import VALIDATION_CACHE_VERSION
 from tests.flyte_specs.conftest import BUILDER_IMAGE, CONFIGURED, CONVERSION_IMAGE
 
 CONVERSION_TASKS = {
@@ -34,7 +35,7 @@ SECRET_READERS = {
     "REDIS_URL": ("reported_stage(", "open_status(", "open_locks("),
     "LAKEFS_SECRET_ACCESS_KEY": ("require_lakefs(",),
     "MONGODB_URI": ("open_record_store(",),
-    "EDGE_REGISTRY_PASSWORD": ("build_target(", "push_index("),
+    "EDGE_REGISTRY_PASSWORD": ("build_target(", "build_candidate(", "push_index("),
 }
 # Tasks that talk to a service over the network (lakeFS, a registry, the record store): their
 # failures can be transient. The rest compute from their inputs, where a retry repeats the failure.
@@ -123,7 +124,7 @@ def test_only_the_build_task_runs_a_docker_engine(specs):
 
 def test_a_configured_docker_host_replaces_the_sidecar(configured_specs):
     pod = configured_specs.pod_spec("tasks.images.build_image")
-    assert "initContainers" not in pod and "volumes" not in pod
+    assert "initContainers" not in pod and [v["name"] for v in pod["volumes"]] == ["edge-keys"]
     env = configured_specs.primary("tasks.images.build_image")["env"]
     assert {"name": "DOCKER_HOST", "value": CONFIGURED["EDGE_DOCKER_HOST"]} in env
 
@@ -153,7 +154,7 @@ def test_conversion_and_validation_are_cached_on_content_not_on_paths(specs):
     assert convert.discoverable and convert.discovery_version == "1"
     assert list(convert.cache_ignore_input_vars) == ["model_dir"]
     validate = specs.tasks["tasks.validate.validate_onnx"].template.metadata
-    assert validate.discoverable and validate.discovery_version == "1"
+    assert validate.discoverable and validate.discovery_version == VALIDATION_CACHE_VERSION
     assert sorted(validate.cache_ignore_input_vars) == ["model_dir", "onnx_dir"]
 
 
@@ -195,18 +196,19 @@ def test_every_pod_reads_the_settings_config_map_if_present(specs, task):
     assert specs.tasks[task].template.k8s_pod.metadata.labels["app.kubernetes.io/part-of"] == "edge-deploy"
 
 
-def test_keys_are_mounted_only_where_models_are_decrypted_or_sealed(specs):
+def test_keys_are_mounted_only_where_models_are_decrypted_sealed_or_run_for_acceptance(specs):
     def mounts_keys(task):
         volumes = specs.pod_spec(task).get("volumes", [])
         return any(volume.get("secret", {}).get("secretName") == "edge-deploy-keys" for volume in volumes)
 
     with_keys = {task for task in specs.tasks if mounts_keys(task)}
-    assert with_keys == {"tasks.decrypt.decrypt_model", "tasks.seal.seal_model"}
+    # build_image runs each image as a device before it is pushed, and the device needs the key
+    assert with_keys == {"tasks.decrypt.decrypt_model", "tasks.seal.seal_model", "tasks.images.build_image"}
     for task in with_keys:
         primary = specs.primary(task)
         assert {"name": "EDGE_KEY_DIR", "value": KEY_DIR} in primary["env"]
         assert {"name": "edge-keys", "mountPath": KEY_DIR, "readOnly": True} in primary["volumeMounts"]
-        (volume,) = specs.pod_spec(task)["volumes"]
+        (volume,) = [v for v in specs.pod_spec(task)["volumes"] if v["name"] == "edge-keys"]
         assert volume["secret"] == {"secretName": "edge-deploy-keys", "optional": True}
 
 

@@ -13,7 +13,7 @@ from edge_deploy.conversion import ModelDirError, model_identity
 from edge_deploy.files import sha256_file
 from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.report import ValidationFailed, ValidationSettings
-from tasks.validate import validate_onnx
+from tasks.validate import VALIDATION_CACHE_VERSION, validate_onnx
 from tests.validation.tiny_models import perturb_initializer
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,12 @@ def _inputs(sample, model_root=None, onnx_dir=None, settings=QUICK):
 
 def test_the_task_returns_the_report_and_the_validated_directory(converted_sample):
     sample = converted_sample("fast-scnn")
-    validated_dir, report = validate_onnx(**_inputs(sample))
+    validated_dir, report, photo_reference = validate_onnx(**_inputs(sample))
     assert report.passed and report.model.onnx_sha256 == sample.result.sha256
+    # the gate's photos and mmseg's answers to them, for the acceptance of every built image
+    assert report.photos is not None and report.photos.unavailable is None and report.photos.photos
+    photo_files = {path.name for path in Path(photo_reference.download()).iterdir()}
+    assert photo_files == {"reference.json", *report.photos.photos}
     files = {path.name for path in Path(validated_dir.download()).iterdir()}
     assert {
         "end2end.onnx",
@@ -50,12 +54,12 @@ def test_the_task_returns_the_report_and_the_validated_directory(converted_sampl
 
 def test_cache_key_is_content_and_settings_not_where_the_directories_are(converted_sample, tmp_path, local_flyte_cache):
     sample = converted_sample("fast-scnn")
-    _, first = validate_onnx(**_inputs(sample))
+    _, first, _ = validate_onnx(**_inputs(sample))
     # Another run has the same model and ONNX elsewhere: answered from the cache (these are empty).
     empty_model, empty_onnx = tmp_path / "model", tmp_path / "onnx"
     empty_model.mkdir()
     empty_onnx.mkdir()
-    _, second = validate_onnx(**_inputs(sample, empty_model, empty_onnx))
+    _, second, _ = validate_onnx(**_inputs(sample, empty_model, empty_onnx))
     assert second == first
     # Other settings are another key: the task runs, and refuses the empty directories.
     with pytest.raises(ModelDirError, match=r"expected exactly one \.py file"):
@@ -86,7 +90,7 @@ def test_the_serialized_task_is_cached_on_content_and_ignores_the_directories():
     images = [Image(name=name, fqn="img", tag="1") for name in ("default", "conversion")]
     settings = SerializationSettings(image_config=ImageConfig(default_image=images[0], images=images))
     template = get_serializable(OrderedDict(), settings, validate_onnx).template
-    assert template.metadata.discoverable and template.metadata.discovery_version == "1"
+    assert template.metadata.discoverable and template.metadata.discovery_version == VALIDATION_CACHE_VERSION
     assert set(template.metadata.cache_ignore_input_vars) == {"model_dir", "onnx_dir"}
     assert set(template.interface.inputs) == {"model_dir", "onnx_dir", "identity", "onnx_sha256", "settings"}
     # with a pod template the resources travel in the pod spec; tests/flyte_specs checks them there

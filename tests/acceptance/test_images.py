@@ -1,0 +1,107 @@
+"""The acceptance stage on built x86_64 images: a good image is accepted, labelled after acceptance and
+pushed; a broken one (its runtime told the wrong normalization) fails at `accept`, naming the target
+and the difference, and nothing of it is pushed or kept."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+
+from edge_deploy.acceptance.accept import AcceptanceFailed
+from edge_deploy.config import Secret
+from edge_deploy.conversion import load_model_dir
+from edge_deploy.crypto import Keyring, encode_key
+from edge_deploy.images.context import seal_model
+from edge_deploy.images.push import AcceptanceInputs, ImageProvenance, ReleaseRequest, build_and_push
+from edge_deploy.platforms import detect_targets
+from edge_deploy.records.assemble import image_set
+from edge_deploy.validation.gate import photo_reference
+from tests.images.conftest import FAST_RETRIES, registry_settings
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def classifier(task_sample, tmp_path_factory):
+    """resnet18 converted, with the gate's photo reference (the built-in photos, mmpretrain's answers)."""
+    sample = task_sample("resnet18")
+    out = tmp_path_factory.mktemp("acceptance-reference")
+    summary = photo_reference(load_model_dir(sample.source), sample.onnx_dir, out)
+    assert summary.unavailable is None and len(summary.photos) == 2
+    return sample, out / summary.directory
+
+
+def request_for(onnx_dir: Path, reference_dir: Path, edge_key, debian_python_base, out: Path, repository: str):
+    keyring = Keyring({edge_key.key_id: edge_key.key})
+    sealed = seal_model(onnx_dir / "end2end.onnx", keyring, edge_key.key_id, out, "resnet18")
+    return ReleaseRequest(
+        model=replace(sealed, serving_dir=onnx_dir),
+        targets=detect_targets(["x86_64-cpu"], "onnxruntime"),
+        repository=repository,
+        release_tag="v1",
+        provenance=ImageProvenance("https://example.com/edge-deploy.git", "0" * 40, validation_status="passed"),
+        base_images={"x86_64-cpu": debian_python_base.reference},
+        acceptance=AcceptanceInputs(reference_dir, {edge_key.key_id: Secret(encode_key(edge_key.key))}),
+    )
+
+
+def tags(registry, repository: str) -> list[str]:
+    answer = requests.get(f"{registry.url}/v2/{repository}/tags/list", timeout=10)
+    return [] if answer.status_code == 404 else answer.json().get("tags") or []
+
+
+def test_an_image_that_answers_like_pytorch_is_accepted_then_labelled_and_pushed(
+    classifier, docker_engine, registry, debian_python_base, edge_key, tmp_path
+):
+    sample, reference_dir = classifier
+    request = request_for(sample.onnx_dir, reference_dir, edge_key, debian_python_base, tmp_path, "accept/good")
+    result = build_and_push(request, registry_settings(registry.host), docker_engine, retry_policy=FAST_RETRIES)
+
+    (target,) = result.targets
+    acceptance = target.acceptance
+    assert acceptance is not None and acceptance.status == "accepted" and acceptance.mode == "native"
+    assert acceptance.photos == 2 and acceptance.compared == 10  # top-5 of each photo
+    assert all(agreement.passed for agreement in acceptance.agreements)
+    assert acceptance.open_inference_protocol and acceptance.startup_s > 0 and acceptance.p50_ms > 0
+    assert acceptance.image_bytes > 100 * 2**20
+    assert target.pushed and result.index_digest and target.digest
+    labels = docker_engine.images.get(target.image_id).labels
+    assert labels["io.edge-deploy.validation.status"] == "passed"
+    assert labels["io.edge-deploy.acceptance.status"] == "accepted"
+    assert labels["io.edge-deploy.acceptance.photos"] == "2"
+    # the record keeps the verdict beside the digest
+    (recorded,) = image_set(result).platforms
+    assert recorded.acceptance.status == "accepted" and recorded.acceptance.p50_ms == pytest.approx(
+        acceptance.p50_ms, abs=1e-3
+    )
+    docker_engine.images.remove(target.reference, force=True)
+
+
+def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_pushed(
+    classifier, docker_engine, registry, debian_python_base, edge_key, tmp_path
+):
+    sample, reference_dir = classifier
+    broken = tmp_path / "onnx"
+    shutil.copytree(sample.onnx_dir, broken)
+    serving = json.loads((broken / "serving.json").read_text())
+    serving["normalization"]["mean"] = [0.0, 0.0, 0.0]  # the runtime preprocesses unlike the model's pipeline
+    (broken / "serving.json").write_text(json.dumps(serving))
+    request = request_for(broken, reference_dir, edge_key, debian_python_base, tmp_path / "sealed", "accept/broken")
+    images_before = {image.id for image in docker_engine.images.list(all=True)}
+
+    with pytest.raises(AcceptanceFailed) as failed:
+        build_and_push(request, registry_settings(registry.host), docker_engine, retry_policy=FAST_RETRIES)
+
+    message = str(failed.value)
+    assert message.startswith("target x86_64-cpu (linux/amd64) failed acceptance: photo ")
+    assert "PyTorch's" in message  # the difference, in the task's terms
+    assert failed.value.stage == "accept"
+    assert tags(registry, "accept/broken") == []  # neither the image nor an index
+    left = {image.id for image in docker_engine.images.list(all=True)} - images_before
+    labelled = [i for i in left if docker_engine.images.get(i).labels.get("io.edge-deploy.validation.status")]
+    assert labelled == []  # the failed candidate is gone, and nothing carries the validation label
