@@ -65,6 +65,7 @@ class DeviceSetup:
     platform: str
     entrypoint_prefix: list[str] = field(default_factory=list)
     mounts: list[Mount] = field(default_factory=list)
+    python: str = "python3"  # under an emulator: its absolute path in the image
 
 
 def run_as_device(
@@ -102,7 +103,7 @@ def run_as_device(
             "query": dict(query),
             "repeats": repeats,
         }
-        command = [*setup.entrypoint_prefix, "python3", f"{MOUNT}/device_client.py", json.dumps(job)]
+        command = [*setup.entrypoint_prefix, setup.python, f"{MOUNT}/device_client.py", json.dumps(job)]
         code, (stdout, stderr) = container.exec_run(command, demux=True)
         if code != 0:
             raise DeviceRunError(
@@ -147,7 +148,9 @@ def _files_archive(keys: Mapping[str, str], photos: Sequence[Photo]) -> bytes:
 def _entrypoint(client: docker.DockerClient, image: str, setup: DeviceSetup) -> list[str] | None:
     if not setup.entrypoint_prefix:
         return None  # the image's own
-    own = client.images.get(image).attrs["Config"].get("Entrypoint") or []
+    own = list(client.images.get(image).attrs["Config"].get("Entrypoint") or [])
+    if own and own[0] == "python3":
+        own[0] = setup.python  # an emulator takes a path, not a name to look up
     return [*setup.entrypoint_prefix, *own]
 
 

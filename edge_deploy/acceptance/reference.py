@@ -14,7 +14,9 @@ Written as `photo-reference/reference.json` beside the photos it names, in the g
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,8 +98,9 @@ def reference_answers(
     from edge_deploy.conversion.environment import ensure_torchvision_importable
 
     ensure_torchvision_importable()
-    # mmengine keeps one default registry scope per process: set the codebase's for its API
-    with DefaultScope.overwrite_default_scope(SCOPES[task]):
+    # mmengine keeps one default registry scope per process: set the codebase's for its API. What
+    # the APIs print ("Loads checkpoint by ...") goes to stderr: stdout may carry a JSON report.
+    with DefaultScope.overwrite_default_scope(SCOPES[task]), contextlib.redirect_stdout(sys.stderr):
         answer_photo, source = _ANSWERERS[task](config, checkpoint, pipeline)
         answers = []
         for photo in photos:

@@ -194,11 +194,7 @@ def _summary(run_id: str, settings: Settings, log_path: Path | None) -> list[str
         for image in record.images.platforms:
             lines.append(f"image {image.platform}: {image.reference} ({image.digest}, {image.size / 2**20:.0f} MiB)")
             if image.acceptance:
-                accepted = image.acceptance
-                lines.append(
-                    f"  acceptance: {accepted.status} ({accepted.mode}, {accepted.photos} photos; started in "
-                    f"{accepted.startup_s:.2f} s, p50 {accepted.p50_ms:.1f} ms): {accepted.detail}"
-                )
+                lines.append(f"  acceptance: {image.acceptance.summary()}")
         lines += _ask_the_image(record.images.platforms[0].reference, settings)
     else:
         lines.append("images: none built")

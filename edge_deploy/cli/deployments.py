@@ -44,18 +44,28 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def _records_table(records: list[DeploymentRecord]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for column in ("RUN", "MODEL", "COMMIT", "STATUS", "PLATFORMS", "CREATED"):
-        table.add_column(column, no_wrap=column != "PLATFORMS")
+RECORD_COLUMNS = ("RUN", "MODEL", "COMMIT", "STATUS", "PLATFORMS", "CREATED")
+
+
+def _record_rows(records: list[DeploymentRecord]) -> list[tuple[str, ...]]:
+    rows = []
     for record in records:
-        platforms = ", ".join(image.platform for image in record.images.platforms) if record.images else "-"
+        platforms = ",".join(image.platform for image in record.images.platforms) if record.images else "-"
         state = record.status.state
         if record.status.failed_stage:
             state += f" ({record.status.failed_stage})"
-        table.add_row(
-            record.run_id, record.model.repo, record.model.commit_id[:12], state, platforms, record.created_at[:19]
+        rows.append(
+            (record.run_id, record.model.repo, record.model.commit_id[:12], state, platforms, record.created_at[:19])
         )
+    return rows
+
+
+def _records_table(records: list[DeploymentRecord]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in RECORD_COLUMNS:
+        table.add_column(column, no_wrap=column != "PLATFORMS")
+    for row in _record_rows(records):
+        table.add_row(*row)
     return table
 
 
@@ -83,7 +93,10 @@ def _describe(record: DeploymentRecord) -> str:
         )
     if record.images:
         lines.append(f"index      {record.images.index_reference}@{record.images.index_digest}")
-        lines += [f"  {image.platform:<14} {image.reference}@{image.digest}" for image in record.images.platforms]
+        for image in record.images.platforms:
+            lines.append(f"  {image.platform:<14} {image.reference}@{image.digest}")
+            if image.acceptance:
+                lines.append(f"  {'':<14} acceptance {image.acceptance.summary()}")
     if record.published:
         published = record.published
         lines.append(
@@ -114,8 +127,11 @@ def list_command(model_repo: str | None, state: str | None, since: str | None, l
         records = store.find(RecordQuery(model_repo=model_repo, state=state, since=since, limit=limit))
     if as_json:
         _print_json([record.to_dict() for record in records])
-    elif records:
+    elif records and sys.stdout.isatty():
         Console().print(_records_table(records))
+    elif records:  # a pipe or a file: whole values, tab-separated, never cut to a terminal's width
+        for row in [RECORD_COLUMNS, *_record_rows(records)]:
+            click.echo("\t".join(row))
     else:
         click.echo("no deployment records match", err=True)
 

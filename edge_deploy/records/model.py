@@ -124,6 +124,12 @@ class ImageAcceptance:
     p50_ms: float
     open_inference_protocol: bool
 
+    def summary(self) -> str:
+        return (
+            f"{self.status} ({self.mode}, {self.photos} photos, {self.compared} answers compared; ready in "
+            f"{self.startup_s:.2f} s, p50 {self.p50_ms:.1f} ms): {self.detail}"
+        )
+
 
 @dataclass(frozen=True)
 class PlatformImage:

@@ -1,6 +1,7 @@
-"""The acceptance stage on built x86_64 images: a good image is accepted, labelled after acceptance and
-pushed; a broken one (its runtime told the wrong normalization) fails at `accept`, naming the target
-and the difference, and nothing of it is pushed or kept."""
+"""The acceptance stage on built images: a good image is accepted on x86_64 (natively) and on arm64
+(under qemu-user, on a real Debian arm64 userland), labelled after acceptance and pushed; a broken one
+(its runtime told the wrong normalization) fails at `accept`, naming the target and the difference,
+and nothing of it is pushed or kept."""
 
 from __future__ import annotations
 
@@ -36,16 +37,16 @@ def classifier(task_sample, tmp_path_factory):
     return sample, out / summary.directory
 
 
-def request_for(onnx_dir: Path, reference_dir: Path, edge_key, debian_python_base, out: Path, repository: str):
+def request_for(onnx_dir: Path, reference_dir: Path, edge_key, bases: dict, out: Path, repository: str):
     keyring = Keyring({edge_key.key_id: edge_key.key})
     sealed = seal_model(onnx_dir / "end2end.onnx", keyring, edge_key.key_id, out, "resnet18")
     return ReleaseRequest(
         model=replace(sealed, serving_dir=onnx_dir),
-        targets=detect_targets(["x86_64-cpu"], "onnxruntime"),
+        targets=detect_targets(list(bases), "onnxruntime"),
         repository=repository,
         release_tag="v1",
         provenance=ImageProvenance("https://example.com/edge-deploy.git", "0" * 40, validation_status="passed"),
-        base_images={"x86_64-cpu": debian_python_base.reference},
+        base_images={name: base.reference for name, base in bases.items()},
         acceptance=AcceptanceInputs(reference_dir, {edge_key.key_id: Secret(encode_key(edge_key.key))}),
     )
 
@@ -55,31 +56,34 @@ def tags(registry, repository: str) -> list[str]:
     return [] if answer.status_code == 404 else answer.json().get("tags") or []
 
 
-def test_an_image_that_answers_like_pytorch_is_accepted_then_labelled_and_pushed(
-    classifier, docker_engine, registry, debian_python_base, edge_key, tmp_path
+def test_the_sample_is_accepted_on_x86_64_and_emulated_arm64_then_labelled_and_pushed(
+    classifier, docker_engine, registry, debian_python_base, arm64_python_base, edge_key, tmp_path
 ):
     sample, reference_dir = classifier
-    request = request_for(sample.onnx_dir, reference_dir, edge_key, debian_python_base, tmp_path, "accept/good")
+    bases = {"x86_64-cpu": debian_python_base, "arm64-cpu": arm64_python_base}
+    request = request_for(sample.onnx_dir, reference_dir, edge_key, bases, tmp_path, "accept/good")
     result = build_and_push(request, registry_settings(registry.host), docker_engine, retry_policy=FAST_RETRIES)
 
-    (target,) = result.targets
-    acceptance = target.acceptance
-    assert acceptance is not None and acceptance.status == "accepted" and acceptance.mode == "native"
-    assert acceptance.photos == 2 and acceptance.compared == 10  # top-5 of each photo
-    assert all(agreement.passed for agreement in acceptance.agreements)
-    assert acceptance.open_inference_protocol and acceptance.startup_s > 0 and acceptance.p50_ms > 0
-    assert acceptance.image_bytes > 100 * 2**20
-    assert target.pushed and result.index_digest and target.digest
-    labels = docker_engine.images.get(target.image_id).labels
-    assert labels["io.edge-deploy.validation.status"] == "passed"
-    assert labels["io.edge-deploy.acceptance.status"] == "accepted"
-    assert labels["io.edge-deploy.acceptance.photos"] == "2"
-    # the record keeps the verdict beside the digest
-    (recorded,) = image_set(result).platforms
-    assert recorded.acceptance.status == "accepted" and recorded.acceptance.p50_ms == pytest.approx(
-        acceptance.p50_ms, abs=1e-3
-    )
-    docker_engine.images.remove(target.reference, force=True)
+    x86, arm = result.targets
+    for target, mode, photos in ((x86, "native", 2), (arm, "emulated", 1)):
+        acceptance = target.acceptance
+        assert acceptance is not None and acceptance.status == "accepted", acceptance
+        assert acceptance.mode == mode and acceptance.photos == photos and acceptance.compared == 5 * photos
+        assert all(agreement.passed for agreement in acceptance.agreements)
+        assert acceptance.open_inference_protocol and acceptance.startup_s > 0 and acceptance.p50_ms > 0
+        assert acceptance.image_bytes > 100 * 2**20
+        assert target.pushed and target.digest
+        labels = docker_engine.images.get(target.image_id).labels
+        assert labels["io.edge-deploy.validation.status"] == "passed"
+        assert labels["io.edge-deploy.acceptance.status"] == "accepted"
+        assert labels["io.edge-deploy.acceptance.photos"] == str(photos)
+    assert result.index_digest and "v1" in tags(registry, "accept/good")  # the index, over both
+    # the record keeps each verdict beside its digest
+    recorded = {image.platform: image.acceptance for image in image_set(result).platforms}
+    assert recorded["linux/amd64"].status == recorded["linux/arm64/v8"].status == "accepted"
+    assert recorded["linux/arm64/v8"].mode == "emulated" and recorded["linux/arm64/v8"].photos == 1
+    for target in (x86, arm):
+        docker_engine.images.remove(target.reference, force=True)
 
 
 def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_pushed(
@@ -91,7 +95,8 @@ def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_p
     serving = json.loads((broken / "serving.json").read_text())
     serving["normalization"]["mean"] = [0.0, 0.0, 0.0]  # the runtime preprocesses unlike the model's pipeline
     (broken / "serving.json").write_text(json.dumps(serving))
-    request = request_for(broken, reference_dir, edge_key, debian_python_base, tmp_path / "sealed", "accept/broken")
+    bases = {"x86_64-cpu": debian_python_base}
+    request = request_for(broken, reference_dir, edge_key, bases, tmp_path / "sealed", "accept/broken")
     images_before = {image.id for image in docker_engine.images.list(all=True)}
 
     with pytest.raises(AcceptanceFailed) as failed:

@@ -9,8 +9,18 @@ from tests.flyte_specs.conftest import BUILDER_IMAGE, ROOT
 
 # What the conversion image has and the builder image has not (images/builder/requirements.in).
 HEAVY_MODULES = [
-    "torch", "torchvision", "mmcv", "mmengine", "mmdet", "mmseg", "mmpretrain", "mmdeploy",
-    "onnx", "onnxruntime", "cv2", "matplotlib",
+    "torch",
+    "torchvision",
+    "mmcv",
+    "mmengine",
+    "mmdet",
+    "mmseg",
+    "mmpretrain",
+    "mmdeploy",
+    "onnx",
+    "onnxruntime",
+    "cv2",
+    "matplotlib",
 ]  # fmt: skip  (numpy and Pillow are there: the acceptance stage compares answers with them)
 BLOCKER = """
 import importlib.abc, sys

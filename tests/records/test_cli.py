@@ -75,6 +75,14 @@ def test_list_shows_records_newest_first_with_filters(cli: Cli) -> None:
     assert "run-3" in table.stdout and "failed (build)" in table.stdout and "run-4" not in table.stdout
 
 
+def test_list_in_a_pipe_prints_whole_tab_separated_values(cli: Cli) -> None:
+    lines = cli("deployments", "list").stdout.splitlines()  # the test's stdout is not a terminal
+    assert lines[0].split("\t") == ["RUN", "MODEL", "COMMIT", "STATUS", "PLATFORMS", "CREATED"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+    assert rows["run-3"][3] == "failed (build)" and rows["run-3"][4] == "linux/arm64"
+    assert all(len(row) == 6 and "…" not in "".join(row) for row in rows.values())
+
+
 def test_show_prints_the_whole_record(cli: Cli) -> None:
     assert cli.json("deployments", "show", "run-1") == deployment("run-1").to_dict()
     text = cli("deployments", "show", "run-1").stdout
