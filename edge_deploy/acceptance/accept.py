@@ -6,15 +6,16 @@ A platform the build host cannot run is reported `not-run` with the reason: neve
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import docker
 
-from edge_deploy.acceptance.compare import PhotoAgreement, compare_answer, predict_query
+from edge_deploy.acceptance.compare import PhotoAgreement, compare_answer, compare_tensors, predict_query
 from edge_deploy.acceptance.device import DeviceRunError, DeviceSetup, run_as_device
 from edge_deploy.acceptance.emulation import emulated_setup
-from edge_deploy.acceptance.reference import PhotoReference
+from edge_deploy.acceptance.reference import TENSORS_DIR, PhotoReference, read_tensors
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.platforms import OciPlatform
 from edge_deploy.runtime.config import DEFAULT_MODEL_NAME
@@ -43,7 +44,10 @@ class TargetAcceptance:
     p50_ms: float = 0.0
     image_bytes: int = 0
     open_inference_protocol: bool = False  # /v2 ready and the model's metadata answered
-    agreements: list[PhotoAgreement] = field(default_factory=list)
+    seconds: float = 0.0  # the whole acceptance: start, questions, comparison, removal
+    agreements: list[PhotoAgreement] = field(default_factory=list)  # /v1/predict, per photo
+    # the photos' input tensors through /v2 infer, raw outputs against the exported model's
+    tensor_agreements: list[PhotoAgreement] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -72,6 +76,7 @@ def accept_image(
     model_name: str = DEFAULT_MODEL_NAME,
 ) -> TargetAcceptance:
     """Run `image` as a device and compare its answers with the gate's photo reference in `reference_dir`."""
+    started = time.monotonic()
     reference, photos = PhotoReference.read(reference_dir)
     size = int(client.images.get(image).attrs.get("Size", 0))
     base = dict(device_class=device_class, platform=target_platform, photos=len(photos), image_bytes=size)
@@ -82,6 +87,8 @@ def accept_image(
     if mode == "emulated":  # a CPU emulated instruction by instruction: fewer questions, asked once
         photos = photos[:EMULATED_PHOTOS]
         base["photos"] = len(photos)
+    names = {photo.name for photo in photos}
+    tensors = {name: reference_dir / TENSORS_DIR / f"{name}.npz" for name in reference.tensors if name in names}
     try:
         run = run_as_device(
             client,
@@ -92,16 +99,22 @@ def accept_image(
             model_name,
             setup=setup,
             repeats=NATIVE_REPEATS if mode == "native" else 1,
+            tensors=tensors,
         )
     except DeviceRunError as exc:
-        return TargetAcceptance(status=FAILED, mode=mode, compared=0, detail=str(exc), **base)
+        seconds = time.monotonic() - started
+        return TargetAcceptance(status=FAILED, mode=mode, compared=0, detail=str(exc), seconds=seconds, **base)
     agreements = []
     for answer in reference.answers[: len(photos)]:
         if answer.photo in run.errors:
             agreements.append(PhotoAgreement(answer.photo, False, 0, run.errors[answer.photo]))
         else:
             agreements.append(compare_answer(reference.task, answer, run.answers[answer.photo]))
-    failed = [a for a in agreements if not a.passed]
+    tensor_agreements = [
+        compare_tensors(photo, reference.task, reference.tolerances, *read_tensors(reference_dir, photo), got)
+        for photo, got in sorted(run.tensors.items())
+    ]
+    failed = [a for a in agreements + tensor_agreements if not a.passed]
     oip = run.oip_ready and bool(run.oip_model) and run.oip_model.get("name") == model_name
     if failed:
         detail = f"photo {failed[0].photo}: {failed[0].detail}"
@@ -109,6 +122,8 @@ def accept_image(
         detail = f"the Open Inference Protocol endpoint does not serve model {model_name!r} (ready: {run.oip_ready})"
     else:
         detail = f"{len(agreements)} photos answered as PyTorch did ({reference.source})"
+        if tensor_agreements:
+            detail += f"; their tensors' raw outputs within the gate's tolerances ({len(tensor_agreements)} photos)"
     return TargetAcceptance(
         status=ACCEPTED if not failed and oip else FAILED,
         mode=mode,
@@ -118,5 +133,7 @@ def accept_image(
         p50_ms=run.p50_ms,
         open_inference_protocol=oip,
         agreements=agreements,
+        tensor_agreements=tensor_agreements,
+        seconds=time.monotonic() - started,
         **base,
     )

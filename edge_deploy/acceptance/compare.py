@@ -168,3 +168,28 @@ def _segmentation(reference: PhotoAnswer, device: dict[str, Any]) -> PhotoAgreem
     passed = agreement >= PIXEL_AGREEMENT
     detail = f"{agreement:.2%} of pixels agree ({'>=' if passed else '<'} {PIXEL_AGREEMENT:.0%})"
     return PhotoAgreement(reference.photo, passed, int(expected.size), detail, {"pixel_agreement": agreement})
+
+
+def compare_tensors(
+    photo: str,
+    task: str,
+    tolerances: dict[str, float | None],
+    inputs: dict[str, np.ndarray],
+    expected: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+) -> PhotoAgreement:
+    """The device's raw outputs for a photo's input tensor (its OIP endpoint) against the exported
+    model's in PyTorch, exactly as the gate compares them (`validation.parity`: element-wise within
+    its tolerances, detections as sets with tie swaps excused)."""
+    from edge_deploy.validation.errors import ValidationError
+    from edge_deploy.validation.parity import InputCase, Tolerances, compare_case, reference_run
+
+    run = reference_run(InputCase(f"photo {photo}", 0, inputs), expected, 0.0)
+    try:
+        case = compare_case(run, got, task, Tolerances(**tolerances), 0.0)
+    except ValidationError as exc:  # an output missing from the device's answer
+        return PhotoAgreement(photo, False, 0, f"Open Inference Protocol: {exc}")
+    compared = sum(output.elements for output in case.outputs)
+    if case.passed:
+        return PhotoAgreement(photo, True, compared, "raw outputs of its tensor within the gate's tolerances")
+    return PhotoAgreement(photo, False, compared, f"Open Inference Protocol: {case.failure_message()}")

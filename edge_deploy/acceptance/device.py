@@ -11,6 +11,7 @@ container (`docker exec` of `device_client.py` with the image's Python): no port
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import io
@@ -25,6 +26,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import numpy as np
 from docker.types import Mount
 
 from edge_deploy.acceptance.photos import Photo
@@ -51,6 +53,7 @@ class DeviceRun:
     latencies_ms: list[float]
     oip_ready: bool
     oip_model: dict[str, Any] | None
+    tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # photo -> OIP outputs
     log_tail: str = ""
 
     @property
@@ -78,10 +81,13 @@ def run_as_device(
     *,
     setup: DeviceSetup,
     repeats: int = 1,
+    tensors: Mapping[str, Path] | None = None,
 ) -> DeviceRun:
     """Start `image`, ask it about every photo (`repeats` times each), stop and remove it.
 
-    `keys`: key id -> base64 key text, given to the runtime as files."""
+    `keys`: key id -> base64 key text, given to the runtime as files. `tensors`: photo name -> its
+    .npz of input tensors, sent to the OIP endpoint (the outputs come back in `DeviceRun.tensors`)."""
+    tensors = dict(tensors or {})
     container = None
     try:
         container = client.containers.create(
@@ -92,7 +98,7 @@ def run_as_device(
             entrypoint=_entrypoint(client, image, setup),
             platform=setup.platform,
         )
-        if not container.put_archive("/", _files_archive(keys, photos)):
+        if not container.put_archive("/", _files_archive(keys, photos, tensors)):
             raise DeviceRunError(f"cannot copy the key and the photos into a container of {image}")
         container.start()
         started_at = _started_at(container)
@@ -102,6 +108,7 @@ def run_as_device(
             "photos": [{"name": p.name, "media_type": p.media_type} for p in photos],
             "query": dict(query),
             "repeats": repeats,
+            "tensors": sorted(tensors),
         }
         command = [*setup.entrypoint_prefix, setup.python, f"{MOUNT}/device_client.py", json.dumps(job)]
         code, (stdout, stderr) = container.exec_run(command, demux=True)
@@ -118,6 +125,7 @@ def run_as_device(
             latencies_ms=result["latencies_ms"],
             oip_ready=result["oip_ready"],
             oip_model=result["oip_model"],
+            tensors={photo: _unpack(text) for photo, text in result["tensors"].items()},
             log_tail=_log_tail(container),
         )
     except docker.errors.DockerException as exc:
@@ -127,17 +135,23 @@ def run_as_device(
             _remove(container)
 
 
-def _files_archive(keys: Mapping[str, str], photos: Sequence[Photo]) -> bytes:
-    """A tar of the key files, the photos and the client, root-owned and readable by any user."""
+def _unpack(text: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(base64.b64decode(text))) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
+def _files_archive(keys: Mapping[str, str], photos: Sequence[Photo], tensors: Mapping[str, Path]) -> bytes:
+    """A tar of the key files, the photos, their tensors and the client, root-owned and readable by any user."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for directory in (str(DEFAULT_KEY_DIR), MOUNT, f"{MOUNT}/photos"):
+        for directory in (str(DEFAULT_KEY_DIR), MOUNT, f"{MOUNT}/photos", f"{MOUNT}/tensors"):
             entry = tarfile.TarInfo(directory.lstrip("/"))
             entry.type, entry.mode = tarfile.DIRTYPE, 0o755
             archive.addfile(entry)
         files = {f"{DEFAULT_KEY_DIR}/{key_id}": text.encode() for key_id, text in keys.items()}
         files[f"{MOUNT}/device_client.py"] = CLIENT.read_bytes()
         files.update({f"{MOUNT}/photos/{photo.name}": photo.body for photo in photos})
+        files.update({f"{MOUNT}/tensors/{photo}.npz": path.read_bytes() for photo, path in tensors.items()})
         for path, data in files.items():
             entry = tarfile.TarInfo(path.lstrip("/"))
             entry.size, entry.mode = len(data), 0o444

@@ -9,7 +9,11 @@ answers use the edge runtime's schema (`edge_deploy.runtime.answers`), in the ph
 - semantic segmentation: mmseg's `inference_model` label map as a PNG.
 The photos are decoded as OpenMMLab's LoadImageFromFile decodes them (OpenCV, BGR).
 
-Written as `photo-reference/reference.json` beside the photos it names, in the gate's output.
+Beside the answers, `tensor_reference` keeps each photo's input tensor (MMDeploy's own
+preprocessing) and the raw outputs of the model as MMDeploy exported it: what the image's Open
+Inference Protocol endpoint must return for that tensor, within the gate's tolerances.
+
+Written as `photo-reference/` (reference.json, the photos, tensors/) in the gate's output.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from edge_deploy.files import atomic_directory
 
 REFERENCE_DIR = "photo-reference"
 REFERENCE_FILE = "reference.json"
+TENSORS_DIR = "tensors"
 DETECTION_FLOOR = 0.05  # detections below this score are not recorded
 TIE = 1e-5
 TOP_CLASSES = 6
@@ -59,13 +64,22 @@ class PhotoReference:
     task: str
     source: str  # which API answered
     answers: list[PhotoAnswer]
+    # The gate's tolerances (validation.parity.Tolerances as a dict), for the raw outputs in tensors/
+    tolerances: dict[str, float | None] = field(default_factory=dict)
+    # Per photo, tensors/<photo>.npz: the input tensor MMDeploy's preprocessing makes of it
+    # ("input/<name>") and the patched PyTorch model's raw outputs on it ("output/<name>")
+    tensors: list[str] = field(default_factory=list)
 
-    def write(self, directory: Path, photos: Sequence[Photo]) -> Path:
-        """`directory/photo-reference/` (reference.json and the photos), complete or not at all."""
+    def write(self, directory: Path, photos: Sequence[Photo], tensors: Mapping[str, Mapping] | None = None) -> Path:
+        """`directory/photo-reference/` (reference.json, the photos, tensors/), complete or not at all."""
         final = directory / REFERENCE_DIR
         with atomic_directory(final, replace=True) as work:
             for photo in photos:
                 (work / photo.name).write_bytes(photo.body)
+            if tensors:
+                (work / TENSORS_DIR).mkdir()
+                for name, arrays in tensors.items():
+                    np.savez(work / TENSORS_DIR / f"{name}.npz", **arrays)
             (work / REFERENCE_FILE).write_text(json.dumps(asdict(self), indent=1, allow_nan=False) + "\n")
         return final
 
@@ -74,7 +88,8 @@ class PhotoReference:
         path = directory / REFERENCE_FILE
         try:
             data = json.loads(path.read_text())
-            reference = cls(data["task"], data["source"], [PhotoAnswer(**a) for a in data["answers"]])
+            answers = [PhotoAnswer(**a) for a in data["answers"]]
+            reference = cls(data["task"], data["source"], answers, data["tolerances"], data["tensors"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReferenceError(f"cannot read the photo reference {path}: {exc}") from None
         photos = []
@@ -84,6 +99,31 @@ class PhotoReference:
             if photos[-1].sha256 != answer.sha256:
                 raise ReferenceError(f"{directory / answer.photo} changed after the gate answered it")
         return reference, photos
+
+
+def read_tensors(directory: Path, photo: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(inputs, outputs) of a photo's tensors/<photo>.npz."""
+    with np.load(directory / TENSORS_DIR / f"{photo}.npz") as arrays:
+        inputs = {k.removeprefix("input/"): arrays[k] for k in arrays.files if k.startswith("input/")}
+        outputs = {k.removeprefix("output/"): arrays[k] for k in arrays.files if k.startswith("output/")}
+    return inputs, outputs
+
+
+def tensor_reference(reference, photos: Sequence[Photo]) -> dict[str, dict[str, np.ndarray]]:
+    """Per photo, its input tensor and the raw outputs of `reference` (a validation.reference
+    MMDeployReference: the model as MMDeploy exported it) on it; {} for a model of several inputs."""
+    if len(reference.input_names) != 1:
+        return {}
+    found = {}
+    with contextlib.redirect_stdout(sys.stderr):
+        for photo in photos:
+            feeds = {reference.input_names[0]: reference.photo_input(_frame(photo))}
+            outputs = reference(feeds)
+            found[photo.name] = {
+                **{f"input/{name}": value for name, value in feeds.items()},
+                **{f"output/{name}": np.asarray(value) for name, value in outputs.items()},
+            }
+    return found
 
 
 def reference_answers(

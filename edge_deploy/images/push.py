@@ -99,7 +99,6 @@ class TargetResult:
     seconds: float = 0.0  # the whole target, including the registry check
     build_seconds: float = 0.0
     push_seconds: float = 0.0
-    accept_seconds: float = 0.0
     acceptance: TargetAcceptance | None = None  # how the image answered when run as a device
 
     @property

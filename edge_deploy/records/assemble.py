@@ -88,6 +88,8 @@ def image_acceptance(acceptance: TargetAcceptance | None) -> ImageAcceptance | N
         startup_s=round(acceptance.startup_s, 3),
         p50_ms=round(acceptance.p50_ms, 3),
         open_inference_protocol=acceptance.open_inference_protocol,
+        seconds=round(acceptance.seconds, 3),
+        tensor_photos=len(acceptance.tensor_agreements),
     )
 
 

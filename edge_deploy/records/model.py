@@ -123,11 +123,14 @@ class ImageAcceptance:
     startup_s: float
     p50_ms: float
     open_inference_protocol: bool
+    seconds: float = 0.0  # the whole acceptance of this image
+    tensor_photos: int = 0  # photos whose input tensors' raw outputs (Open Inference Protocol) were compared
 
     def summary(self) -> str:
         return (
-            f"{self.status} ({self.mode}, {self.photos} photos, {self.compared} answers compared; ready in "
-            f"{self.startup_s:.2f} s, p50 {self.p50_ms:.1f} ms): {self.detail}"
+            f"{self.status} in {self.seconds:.1f} s ({self.mode}, {self.photos} photos, {self.compared} answers "
+            f"and {self.tensor_photos} tensors compared; ready in {self.startup_s:.2f} s, p50 {self.p50_ms:.1f} ms): "
+            f"{self.detail}"
         )
 
 

@@ -90,18 +90,25 @@ def validate(
         return MMDeployReference.from_model_dir(exported)
 
     out_dir = out_dir or onnx_dir
-    report = run_gate(onnx_dir / ONNX_NAME, subject, reference, settings or ValidationSettings(), out_dir)
-    report.photos = photo_reference(loaded, onnx_dir, out_dir)
+    settings = settings or ValidationSettings()
+    report = run_gate(onnx_dir / ONNX_NAME, subject, reference, settings, out_dir)
+    report.photos = photo_reference(loaded, onnx_dir, out_dir, reference, subject, settings)
     write_report(report, out_dir)
     return report
 
 
-def photo_reference(model_dir, onnx_dir: Path, out_dir: Path) -> PhotoSummary:
-    """The OpenMMLab API's answers to the gate's photos, written to `out_dir/photo-reference/`: what
-    each built image must answer alike (edge_deploy.acceptance). A model whose API cannot answer
-    gets a summary saying why, and its images cannot be accepted."""
+def photo_reference(
+    model_dir, onnx_dir: Path, out_dir: Path, reference: ReferenceFactory, subject: GateSubject, settings
+) -> PhotoSummary:
+    """The OpenMMLab API's answers to the gate's photos, and the exported model's raw outputs on
+    their tensors, written to `out_dir/photo-reference/`: what each built image must answer alike
+    (edge_deploy.acceptance). A model whose API cannot answer gets a summary saying why, and its
+    images cannot be accepted."""
+    from dataclasses import asdict, replace
+
     from edge_deploy.acceptance.photos import gate_photos
-    from edge_deploy.acceptance.reference import REFERENCE_DIR, reference_answers
+    from edge_deploy.acceptance.reference import REFERENCE_DIR, reference_answers, tensor_reference
+    from edge_deploy.validation.parity import resolve_tolerances
 
     task = model_dir.manifest.task.value
     serving_path = onnx_dir / "serving.json"
@@ -111,7 +118,10 @@ def photo_reference(model_dir, onnx_dir: Path, out_dir: Path) -> PhotoSummary:
         answers = reference_answers(
             task, model_dir.config_path, model_dir.checkpoint_path, photos, serving.get("transforms")
         )
-        answers.write(out_dir, photos)
+        tensors = tensor_reference(reference(), photos)
+        tolerances = asdict(resolve_tolerances(subject.task, subject.tolerances, settings))
+        answers = replace(answers, tolerances=tolerances, tensors=sorted(tensors))
+        answers.write(out_dir, photos, tensors)
     except Exception as exc:  # any failure of a codebase's API: reported, never fatal to the gate
         log.warning("no photo reference for acceptance: %s", exc)
         return PhotoSummary(task, "", [], REFERENCE_DIR, f"{type(exc).__name__}: {str(exc)[:300]}")

@@ -187,13 +187,18 @@ def run_reference(reference: Reference, cases: Sequence[InputCase]) -> list[Refe
             outputs = {name: np.asarray(value) for name, value in reference(case.feeds).items()}
         except Exception as exc:  # the model's own code, as the codebase and mmdeploy's rewriters run it
             raise ValidationError(f"the PyTorch reference failed at {case.name}: {type(exc).__name__}: {exc}") from exc
-        seconds = _since(start)
-        boxes, scores = outputs.pop(NMS_BOXES, None), outputs.pop(NMS_SCORES, None)
-        candidates = None
-        if boxes is not None and scores is not None:
-            candidates = [NmsCandidates(boxes[image], scores[image]) for image in range(boxes.shape[0])]
-        runs.append(ReferenceRun(case, outputs, seconds, candidates))
+        runs.append(reference_run(case, outputs, _since(start)))
     return runs
+
+
+def reference_run(case: InputCase, outputs: Arrays, seconds: float) -> ReferenceRun:
+    """The reference's outputs on `case`, with the NMS candidates it recorded taken apart."""
+    outputs = dict(outputs)
+    boxes, scores = outputs.pop(NMS_BOXES, None), outputs.pop(NMS_SCORES, None)
+    candidates = None
+    if boxes is not None and scores is not None:
+        candidates = [NmsCandidates(boxes[image], scores[image]) for image in range(boxes.shape[0])]
+    return ReferenceRun(case, outputs, seconds, candidates)
 
 
 def compare_case(run: ReferenceRun, onnx: Arrays, task: str, tolerances: Tolerances, seconds: float) -> ParityCase:

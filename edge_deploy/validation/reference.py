@@ -65,6 +65,8 @@ class MMDeployReference:
             self.backend = get_backend(deploy_cfg).value
             input_shape = get_input_shape(deploy_cfg)
             self.data_samples = self._data_samples(task_processor, model, input_shape, image_size)
+            self._task_processor, self._input_shape = task_processor, input_shape
+            self._data_preprocessor = getattr(model, "data_preprocessor", None)
             self.context_cfg = copy.deepcopy(deploy_cfg)
             ir_config = dict(
                 type="onnx",
@@ -99,6 +101,19 @@ class MMDeployReference:
             image, input_shape, data_preprocessor=getattr(model, "data_preprocessor", None)
         )
         return list(data["data_samples"])
+
+    def photo_input(self, frame: np.ndarray) -> np.ndarray:
+        """A photo (HxWx3 BGR, as LoadImageFromFile decodes it) as the model's input tensor, through
+        MMDeploy's own preprocessing (`create_input`: the test pipeline fitted to the deploy config's
+        input shape, then the data preprocessor), as its tools feed a backend model."""
+        from edge_deploy.conversion.environment import mmdeploy_environment
+
+        with mmdeploy_environment():
+            _, tensor = self._task_processor.create_input(
+                frame, self._input_shape, data_preprocessor=self._data_preprocessor
+            )
+        tensor = tensor[0] if isinstance(tensor, list | tuple) else tensor
+        return tensor.detach().cpu().numpy()
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

@@ -21,10 +21,13 @@ from edge_deploy.images.context import seal_model
 from edge_deploy.images.push import AcceptanceInputs, ImageProvenance, ReleaseRequest, build_and_push
 from edge_deploy.platforms import detect_targets
 from edge_deploy.records.assemble import image_set
-from edge_deploy.validation.gate import photo_reference
+from edge_deploy.validation.gate import validate
+from edge_deploy.validation.report import ValidationSettings
 from tests.images.conftest import FAST_RETRIES, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+NO_SPEED = ValidationSettings(samples=1, warmup_runs=0, timed_runs=1, optimize=False)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,8 @@ def classifier(task_sample, tmp_path_factory):
     """resnet18 converted, with the gate's photo reference (the built-in photos, mmpretrain's answers)."""
     sample = task_sample("resnet18")
     out = tmp_path_factory.mktemp("acceptance-reference")
-    summary = photo_reference(load_model_dir(sample.source), sample.onnx_dir, out)
+    report = validate(load_model_dir(sample.source), sample.onnx_dir, out_dir=out, settings=NO_SPEED)
+    summary = report.photos
     assert summary.unavailable is None and len(summary.photos) == 2
     return sample, out / summary.directory
 
@@ -70,6 +74,8 @@ def test_the_sample_is_accepted_on_x86_64_and_emulated_arm64_then_labelled_and_p
         assert acceptance is not None and acceptance.status == "accepted", acceptance
         assert acceptance.mode == mode and acceptance.photos == photos and acceptance.compared == 5 * photos
         assert all(agreement.passed for agreement in acceptance.agreements)
+        # each photo's tensor through /v2 infer, raw outputs within the gate's tolerances
+        assert len(acceptance.tensor_agreements) == photos and all(a.passed for a in acceptance.tensor_agreements)
         assert acceptance.open_inference_protocol and acceptance.startup_s > 0 and acceptance.p50_ms > 0
         assert acceptance.image_bytes > 100 * 2**20
         assert target.pushed and target.digest

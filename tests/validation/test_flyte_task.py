@@ -37,8 +37,12 @@ def test_the_task_returns_the_report_and_the_validated_directory(converted_sampl
     assert report.passed and report.model.onnx_sha256 == sample.result.sha256
     # the gate's photos and mmseg's answers to them, for the acceptance of every built image
     assert report.photos is not None and report.photos.unavailable is None and report.photos.photos
-    photo_files = {path.name for path in Path(photo_reference.download()).iterdir()}
-    assert photo_files == {"reference.json", *report.photos.photos}
+    reference_dir = Path(photo_reference.download())
+    assert {path.name for path in reference_dir.iterdir()} == {"reference.json", "tensors", *report.photos.photos}
+    # and the exported model's raw outputs on each photo's tensor, for the image's OIP endpoint
+    assert {path.name for path in (reference_dir / "tensors").iterdir()} == {
+        f"{photo}.npz" for photo in report.photos.photos
+    }
     files = {path.name for path in Path(validated_dir.download()).iterdir()}
     assert {
         "end2end.onnx",
