@@ -183,11 +183,27 @@ class ValidationView(BaseModel):
     latency_p95_ms: float | None
 
 
+class AcceptanceView(BaseModel):
+    """How the image answered the gate's photos when it was run as a device, before its release."""
+
+    status: Literal["accepted", "failed", "not-run"]
+    mode: str = Field(description="native, emulated (qemu-user) or none")
+    photos: int
+    compared: int = Field(description="classes, detections or pixels compared with PyTorch's answers")
+    tensor_photos: int = Field(description="photos whose tensors' raw outputs (/v2 infer) were compared")
+    detail: str
+    startup_s: float
+    p50_ms: float
+    open_inference_protocol: bool
+    seconds: float
+
+
 class ImageView(BaseModel):
     platform: str
     reference: str
     digest: str
     size: int
+    acceptance: AcceptanceView | None = None
 
 
 class ImageSetView(BaseModel):
@@ -241,6 +257,7 @@ class ReleaseView(BaseModel):
     model_commit: str
     released_at: str
     validation: ValidationView | None
+    acceptance: AcceptanceView = Field(description="always accepted: no other image is answered")
 
 
 class PlatformView(BaseModel):

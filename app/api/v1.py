@@ -12,6 +12,7 @@ GET  /platforms                          the device classes
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -26,6 +27,7 @@ from app.api.schemas import (
     DEVICE_CLASS_PATTERN,
     REPO_PATTERN,
     RUN_ID_PATTERN,
+    AcceptanceView,
     DeploymentAccepted,
     DeploymentCreate,
     Links,
@@ -222,7 +224,9 @@ def latest_model_release(
     _known_device_class(device_class, service, "query.device_class")
     found = latest_release(service.records, model, device_class, prefix)
     if found is None:
-        raise ApiError(404, f"no passing release of model {model!r} has an image for device class {device_class!r}")
+        raise ApiError(
+            404, f"no passing, accepted release of model {model!r} has an image for device class {device_class!r}"
+        )
     record, image = found
     return ReleaseView(
         model=model,
@@ -235,6 +239,7 @@ def latest_model_release(
         model_commit=record.model.commit_id,
         released_at=record.updated_at,
         validation=validation_view(record),
+        acceptance=AcceptanceView.model_validate(asdict(image.acceptance)),
     )
 
 

@@ -132,18 +132,23 @@ def _page_through_find(
 def latest_release(
     store: RecordStore, model_repo: str, device_class: str, prefix: str | None = None
 ) -> tuple[DeploymentRecord, PlatformImage] | None:
-    """The newest succeeded run of the model that passed validation and has an image for the class."""
+    """The newest succeeded run of the model that passed validation and has an image for the class that
+    passed acceptance (run as a device on the gate's photos): no other image is ever answered."""
     query = RecordQuery(model_repo=model_repo, prefix=prefix, state=SUCCEEDED)
     cursor = None
     while True:
         page = find_page(store, query, device_class, cursor, limit=10)
         for record in page.records:
             image = image_for_device_class(record, device_class)
-            if image is not None and record.validation is not None and record.validation.passed:
+            if image is not None and record.validation is not None and record.validation.passed and accepted(image):
                 return record, image
         if page.next_cursor is None:
             return None
         cursor = page.next_cursor
+
+
+def accepted(image: PlatformImage) -> bool:
+    return image.acceptance is not None and image.acceptance.status == "accepted"
 
 
 def device_class_glob(device_class: str) -> str:

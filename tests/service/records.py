@@ -9,6 +9,7 @@ from edge_deploy.records import (
     FAILED,
     SUCCEEDED,
     DeploymentRecord,
+    ImageAcceptance,
     ImageSet,
     ModelSource,
     OutputError,
@@ -34,14 +35,17 @@ def released(
     minute: int = 0,
     passed: bool = True,
     registry: str = "registry.local:5000",
+    acceptance: str = "accepted",
 ) -> DeploymentRecord:
     created = START + timedelta(minutes=minute)
+    verdict = ImageAcceptance(acceptance, "native", 2, 10, "2 photos answered as PyTorch did", 0.4, 25.0, True, 1.2, 2)
     images = [
         PlatformImage(
             PLATFORMS[name],
             f"{registry}/{repo}:{name}-{hexdigest(run_id + name)[:24]}",
             "sha256:" + hexdigest(f"{run_id}:{name}"),
             100_000_000,
+            verdict,
         )
         for name in classes
     ]

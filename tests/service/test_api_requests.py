@@ -218,6 +218,9 @@ def test_records_are_listed_a_page_at_a_time_and_a_device_asks_for_its_image(api
     release = client.get("/api/v1/models/camera/releases/latest", params={"device_class": "arm64-cpu"}).json()
     assert release["run_id"] == "rec-6" and release["platform"] == "linux/arm64/v8"
     assert release["pinned_reference"] == release["reference"].rsplit(":", 1)[0] + "@" + release["digest"]
+    assert release["acceptance"]["status"] == "accepted" and release["acceptance"]["photos"] == 2
+    shown = client.get("/api/v1/deployments/rec-6").json()["images"]["platforms"]
+    assert all(image["acceptance"]["status"] == "accepted" for image in shown)  # each image's verdict
     none = client.get("/api/v1/models/camera/releases/latest", params={"device_class": "jetson-orin"})
     assert none.status_code == 404 and "jetson-orin" in none.json()["message"]
     unknown = client.get("/api/v1/models/camera/releases/latest", params={"device_class": "toaster"})

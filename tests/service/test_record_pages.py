@@ -67,11 +67,12 @@ def test_device_classes_of_one_platform_are_told_apart(record_store):
     assert find_page(record_store, RecordQuery(), "x86_64", limit=100).records == [], "no prefix matches"
 
 
-def test_latest_release_is_the_newest_passing_run_with_an_image_for_the_class(record_store):
+def test_latest_release_is_the_newest_passing_accepted_run_with_an_image_for_the_class(record_store):
     record_store.upsert(released("old", minute=1))
     record_store.upsert(released("newest-failed", minute=9, state=FAILED))
     record_store.upsert(released("newest-other-class", minute=8, classes=("x86_64-nvidia",)))
     record_store.upsert(released("gate-failed", minute=7, passed=False))
+    record_store.upsert(released("not-run-on-a-device", minute=6, acceptance="not-run"))  # never answered
     record_store.upsert(released("good", minute=5))
     record, image = latest_release(record_store, "detector", "arm64-cpu")
     assert record.run_id == "good"
