@@ -5,9 +5,10 @@ No release index is pushed unless every target's image was built and pushed: the
 takes all the per-target results, so it runs only when each of them succeeded.
 """
 
+import tempfile
 from pathlib import Path
 
-from flytekit import Resources, task
+from flytekit import Deck, Resources, task
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
@@ -45,6 +46,7 @@ LOCK_WAIT_SECONDS = 600.0
     container_image=BUILDER_IMAGE,
     pod_template=DOCKER_KEY_POD,
     secret_requests=REGISTRY_SECRETS,
+    enable_deck=True,
 )
 def build_image(
     target: str,
@@ -74,7 +76,10 @@ def build_image(
             )
             candidate = build_candidate(request, detect_targets([target], BACKEND)[0], settings)
         with reported_stage("accept"):
-            acceptance = accept_candidate(candidate, request)
+            try:
+                acceptance = accept_candidate(candidate, request)
+            finally:  # the page is read most when acceptance failed
+                _show_page(target, request)
         with reported_stage("push"):
             return release_candidate(candidate, acceptance, request)
 
@@ -133,4 +138,12 @@ def _acceptance(photo_reference: FlyteDirectory | None, seal: SealedFile) -> Acc
     directory = Path(photo_reference.download())
     if not (directory / REFERENCE_FILE).is_file():
         return None
-    return AcceptanceInputs(directory, {seal.key_id: Secret(exported_key(seal.key_id))})
+    pages = Path(tempfile.mkdtemp(prefix="acceptance-"))
+    return AcceptanceInputs(directory, {seal.key_id: Secret(exported_key(seal.key_id))}, pages)
+
+
+def _show_page(target: str, request: ReleaseRequest) -> None:
+    """The acceptance page (PyTorch's answers and the image's, photo by photo) as a Deck."""
+    page = request.acceptance.report_path(target) if request.acceptance else None
+    if page is not None and page.is_file():
+        Deck(f"Acceptance: {target}", page.read_text())

@@ -16,6 +16,7 @@ from edge_deploy.acceptance.compare import PhotoAgreement, compare_answer, compa
 from edge_deploy.acceptance.device import DeviceRunError, DeviceSetup, run_as_device
 from edge_deploy.acceptance.emulation import emulated_setup
 from edge_deploy.acceptance.reference import TENSORS_DIR, PhotoReference, read_tensors
+from edge_deploy.acceptance.render import acceptance_page
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.platforms import OciPlatform
 from edge_deploy.runtime.config import DEFAULT_MODEL_NAME
@@ -74,6 +75,7 @@ def accept_image(
     reference_dir: Path,
     keys: dict[str, str],
     model_name: str = DEFAULT_MODEL_NAME,
+    report_path: Path | None = None,
 ) -> TargetAcceptance:
     """Run `image` as a device and compare its answers with the gate's photo reference in `reference_dir`."""
     started = time.monotonic()
@@ -124,8 +126,23 @@ def accept_image(
         detail = f"{len(agreements)} photos answered as PyTorch did ({reference.source})"
         if tensor_agreements:
             detail += f"; their tensors' raw outputs within the gate's tolerances ({len(tensor_agreements)} photos)"
+    status = ACCEPTED if not failed and oip else FAILED
+    if report_path is not None:  # the page with PyTorch's answer and the device's side by side
+        page = acceptance_page(
+            device_class,
+            target_platform,
+            f"{status}: {detail}",
+            photos,
+            {answer.photo: answer.answer for answer in reference.answers},
+            run.answers,
+            agreements,
+            reference.classes,
+        )
+        temp = report_path.with_name(f".{report_path.name}.partial")
+        temp.write_text(page)
+        temp.replace(report_path)
     return TargetAcceptance(
-        status=ACCEPTED if not failed and oip else FAILED,
+        status=status,
         mode=mode,
         compared=sum(a.compared for a in agreements),
         detail=detail,

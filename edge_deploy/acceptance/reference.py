@@ -69,6 +69,7 @@ class PhotoReference:
     # Per photo, tensors/<photo>.npz: the input tensor MMDeploy's preprocessing makes of it
     # ("input/<name>") and the patched PyTorch model's raw outputs on it ("output/<name>")
     tensors: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # the names the answers' labels stand for
 
     def write(self, directory: Path, photos: Sequence[Photo], tensors: Mapping[str, Mapping] | None = None) -> Path:
         """`directory/photo-reference/` (reference.json, the photos, tensors/), complete or not at all."""
@@ -89,7 +90,7 @@ class PhotoReference:
         try:
             data = json.loads(path.read_text())
             answers = [PhotoAnswer(**a) for a in data["answers"]]
-            reference = cls(data["task"], data["source"], answers, data["tolerances"], data["tensors"])
+            reference = cls(data["task"], data["source"], answers, data["tolerances"], data["tensors"], data["classes"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ReferenceError(f"cannot read the photo reference {path}: {exc}") from None
         photos = []

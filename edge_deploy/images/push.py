@@ -83,6 +83,10 @@ class AcceptanceInputs:
 
     reference_dir: Path  # the gate's photo-reference/
     keys: Mapping[str, Secret]  # key id -> base64 KEK, handed to the image as a file while it runs
+    report_dir: Path | None = None  # where acceptance-<device class>.html goes (photos side by side)
+
+    def report_path(self, device_class: str) -> Path | None:
+        return self.report_dir / f"acceptance-{device_class}.html" if self.report_dir else None
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,7 @@ def accept_candidate(candidate: Candidate, request: ReleaseRequest) -> TargetAcc
         candidate.host,
         request.acceptance.reference_dir,
         keys,
+        report_path=request.acceptance.report_path(target.name),
     )
     log.info("%s: acceptance %s (%s)", target.name, acceptance.status, acceptance.detail)
     if acceptance.status == FAILED:

@@ -120,7 +120,8 @@ def photo_reference(
         )
         tensors = tensor_reference(reference(), photos)
         tolerances = asdict(resolve_tolerances(subject.task, subject.tolerances, settings))
-        answers = replace(answers, tolerances=tolerances, tensors=sorted(tensors))
+        classes = [str(name) for name in serving.get("classes") or []]
+        answers = replace(answers, tolerances=tolerances, tensors=sorted(tensors), classes=classes)
         answers.write(out_dir, photos, tensors)
     except Exception as exc:  # any failure of a codebase's API: reported, never fatal to the gate
         log.warning("no photo reference for acceptance: %s", exc)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -23,6 +25,7 @@ from edge_deploy.platforms import detect_targets
 from edge_deploy.records.assemble import image_set
 from edge_deploy.validation.gate import validate
 from edge_deploy.validation.report import ValidationSettings
+from tests.fixtures.processes import require_binary
 from tests.images.conftest import FAST_RETRIES, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -51,7 +54,7 @@ def request_for(onnx_dir: Path, reference_dir: Path, edge_key, bases: dict, out:
         release_tag="v1",
         provenance=ImageProvenance("https://example.com/edge-deploy.git", "0" * 40, validation_status="passed"),
         base_images={name: base.reference for name, base in bases.items()},
-        acceptance=AcceptanceInputs(reference_dir, {edge_key.key_id: Secret(encode_key(edge_key.key))}),
+        acceptance=AcceptanceInputs(reference_dir, {edge_key.key_id: Secret(encode_key(edge_key.key))}, out),
     )
 
 
@@ -90,6 +93,26 @@ def test_the_sample_is_accepted_on_x86_64_and_emulated_arm64_then_labelled_and_p
     assert recorded["linux/arm64/v8"].mode == "emulated" and recorded["linux/arm64/v8"].photos == 1
     for target in (x86, arm):
         docker_engine.images.remove(target.reference, force=True)
+    # the page: each photo with PyTorch's answer and the image's side by side, as a browser shows it
+    page = tmp_path / "acceptance-x86_64-cpu.html"
+    text = page.read_text()
+    assert text.count("<img") == 4 and text.count("<figcaption>PyTorch (the OpenMMLab API)") == 2
+    assert rendered_share(page, tmp_path) > 0.3  # most of the page is photos, not broken-image icons
+
+
+def rendered_share(page: Path, scratch: Path) -> float:
+    """Debian's headless Chromium screenshots the page; the share of its pixels that are not
+    (near) white, i.e. drawn photos: broken images would leave their alt text on white."""
+    from PIL import Image
+
+    chromium = require_binary("chromium", "apt-get install chromium (Debian's)")
+    shot = scratch / "page.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    flags += [f"--user-data-dir={scratch / 'chromium'}", f"--screenshot={shot}", "--window-size=1000,900"]
+    subprocess.run([chromium, *flags, page.as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    return float((pixels.min(axis=2) < 235).mean())
 
 
 def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_pushed(
@@ -116,3 +139,5 @@ def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_p
     left = {image.id for image in docker_engine.images.list(all=True)} - images_before
     labelled = [i for i in left if docker_engine.images.get(i).labels.get("io.edge-deploy.validation.status")]
     assert labelled == []  # the failed candidate is gone, and nothing carries the validation label
+    page = (tmp_path / "sealed" / "acceptance-x86_64-cpu.html").read_text()
+    assert "failed" in page and page.count("<img") == 4  # the page shows what differed
