@@ -1,8 +1,14 @@
-"""The build+push stage: one image per target, content-addressed, then a multi-platform index.
+"""The build, accept and push stages: one image per target, content-addressed, then a multi-platform index.
 
-For each target: resolve the base (in the engine, or pulled), prepare the runtime layer (cached),
-compute the content tag; if the registry already has that tag, nothing is built or pushed and its
-digest is returned; else build (COPY-only), tag and push with the SDK, capturing the manifest digest.
+For each target (`build_target`, or its three steps one by one):
+- `build_candidate`: resolve the base (in the engine, or pulled), prepare the runtime layer
+  (cached), compute the content tag; if the registry already has that tag, nothing is built or
+  pushed and its digest is returned (only accepted images are ever pushed); else build (COPY-only)
+  without the validation labels;
+- `accept_candidate`: run it as a device on the gate's photos (`edge_deploy.acceptance`); a
+  difference from PyTorch raises `AcceptanceFailed` and removes the candidate;
+- `release_candidate`: add the validation and acceptance labels (a LABEL-only build: the layers
+  stay those that were run), tag, and push with the SDK, capturing the manifest digest.
 Last, an index over all targets goes under the release tag (skipped when it already holds it), so
 `docker pull --platform linux/arm64 <repo>:<release tag>` gets the arm64 image.
 """
