@@ -69,6 +69,12 @@ def platforms_command(targets: tuple[str, ...], backend: str, matrix: Path | Non
 @click.option("--source", default="", help="org.opencontainers.image.source label.")
 @click.option("--revision", default="unknown", show_default=True, help="org.opencontainers.image.revision label.")
 @click.option("--push/--no-push", default=True, show_default=True, help="Push to EDGE_REGISTRY with an index.")
+@click.option(
+    "--accept/--no-accept",
+    default=True,
+    show_default=True,
+    help="Run each image as a device on the gate's photos (MODEL's photo-reference/, from `validate`) first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def build_command(
     model: Path,
@@ -85,9 +91,14 @@ def build_command(
     source: str,
     revision: str,
     push: bool,
+    accept: bool,
     as_json: bool,
 ) -> None:
-    """Build (and push) edge images of MODEL (plain ONNX, sealed here, or an already sealed .enc file)."""
+    """Build (and push) edge images of MODEL (plain ONNX, sealed here, or an already sealed .enc file).
+
+    When MODEL's directory holds the gate's photo-reference/ (`edge-deploy validate` writes it), each
+    image is first run as a device and must answer the photos as PyTorch did; acceptance-<class>.html
+    beside MODEL shows the answers side by side."""
     # the Docker SDK and the registry client load here, not for `platforms`
     from edge_deploy.config import Settings
     from edge_deploy.crypto import Keyring, is_encrypted, seal_key_id_from_env
@@ -113,6 +124,7 @@ def build_command(
             release_tag=release_tag,
             provenance=ImageProvenance(source, revision, lakefs_repo, lakefs_commit, validation_status),
             base_images=overrides,
+            acceptance=_acceptance(model.parent, sealed.key_id, quiet=as_json) if accept else None,
         )
         result = build_and_push(request, settings, push=push)
     finally:
@@ -125,8 +137,26 @@ def build_command(
         click.echo(
             f"{target.device_class:<14} {target.platform:<16} {state:<9} {target.size:>11} {target.pinned_reference}"
         )
+        if target.acceptance is not None:
+            click.echo(f"  acceptance {target.acceptance.status}: {target.acceptance.detail}")
     if result.index_reference:
         click.echo(f"index {result.index_reference} {result.index_digest}")
+
+
+def _acceptance(directory: Path, key_id: str, quiet: bool):
+    """The gate's photo reference beside the model, with the key the image under test reads; None
+    (and a note) when `validate` did not leave one there."""
+    from edge_deploy.acceptance.reference import REFERENCE_DIR, REFERENCE_FILE
+    from edge_deploy.config import Secret
+    from edge_deploy.crypto.keyring import exported_key
+    from edge_deploy.images.push import AcceptanceInputs
+
+    reference = directory / REFERENCE_DIR
+    if not (reference / REFERENCE_FILE).is_file():
+        if not quiet:
+            click.echo(f"note: no {REFERENCE_DIR}/ beside the model: the images are not run before release", err=True)
+        return None
+    return AcceptanceInputs(reference, {key_id: Secret(exported_key(key_id))}, directory)
 
 
 def _gate_custom_ops(directory: Path) -> tuple[str, ...]:

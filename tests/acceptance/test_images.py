@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from click.testing import CliRunner
 
 from edge_deploy.acceptance.accept import AcceptanceFailed
+from edge_deploy.cli import cli
 from edge_deploy.config import Secret
 from edge_deploy.conversion import load_model_dir
 from edge_deploy.crypto import Keyring, encode_key
@@ -26,7 +28,7 @@ from edge_deploy.records.assemble import image_set
 from edge_deploy.validation.gate import validate
 from edge_deploy.validation.report import ValidationSettings
 from tests.fixtures.processes import require_binary
-from tests.images.conftest import FAST_RETRIES, registry_settings
+from tests.images.conftest import FAST_RETRIES, LAYER_CACHE, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -141,3 +143,25 @@ def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_p
     assert labelled == []  # the failed candidate is gone, and nothing carries the validation label
     page = (tmp_path / "sealed" / "acceptance-x86_64-cpu.html").read_text()
     assert "failed" in page and page.count("<img") == 4  # the page shows what differed
+
+
+def test_the_cli_runs_a_validated_model_s_image_as_a_device_before_it_is_released(
+    classifier, docker_engine, debian_python_base, edge_key, tmp_path
+):
+    sample, reference_dir = classifier
+    validated = tmp_path / "validated"  # what `edge-deploy validate ONNX_DIR` leaves: the ONNX, its photos
+    shutil.copytree(sample.onnx_dir, validated)
+    shutil.copytree(reference_dir, validated / reference_dir.name)
+    env = {**edge_key.env, "EDGE_WORK_DIR": str(LAYER_CACHE), "EDGE_SEAL_KEY_ID": edge_key.key_id}
+    argv = ["build", str(validated / "end2end.onnx"), "--name", "resnet18", "--target", "x86_64-cpu"]
+    argv += ["--repository", "accept/cli", "--release-tag", "v1", "--no-push"]
+    argv += ["--base-image", f"x86_64-cpu={debian_python_base.reference}", "--validation-status", "passed"]
+
+    result = CliRunner().invoke(cli, argv, env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "acceptance accepted: 2 photos answered as PyTorch did" in result.output
+    assert (validated / "acceptance-x86_64-cpu.html").is_file()
+    reference = result.output.split()[4]  # the image's reference, from the build line
+    assert docker_engine.images.get(reference).labels["io.edge-deploy.acceptance.status"] == "accepted"
+    docker_engine.images.remove(reference, force=True)
