@@ -121,8 +121,8 @@ def release_request(
     image_provenance = ImageProvenance(
         source=provenance.uri,
         revision=provenance.commit_id,
-        lakefs_repository=provenance.repo,
-        lakefs_commit=provenance.commit_id,
+        lakefs_repository=None if provenance.local else provenance.repo,
+        lakefs_commit=None if provenance.local else provenance.commit_id,
         validation_status="passed" if report.passed else "failed",
     )
     return ReleaseRequest(

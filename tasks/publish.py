@@ -77,7 +77,7 @@ def publish_deployment(
             release,
             source_was_encrypted=any(f.encrypted for f in decrypted_files),
         )
-        if provenance.repo == "local":
+        if provenance.local:
             log.info("local source: artifacts are in %s (nothing published to lakeFS)", out_dir)
             return PublishOutputs(FlyteDirectory(str(out_dir)), None)
         from edge_deploy.storage.store import LakeFSStore  # lakefs-sdk and boto3 load only when publishing

@@ -1,6 +1,7 @@
 """Tasks `record_deployment` (the run's last stage) and `record_failure` (the workflow's failure handler)."""
 
 import logging
+from pathlib import Path
 
 from flytekit import Resources, task
 from flytekit.types.directory import FlyteDirectory
@@ -14,6 +15,7 @@ from edge_deploy.records.assemble import assemble_record
 from edge_deploy.status import RunTracker, open_status
 from edge_deploy.status.timings import stage_timings
 from edge_deploy.storage import Provenance, UploadResult
+from edge_deploy.storage.results import local_model_name
 from edge_deploy.validation.report import ValidationReport
 from tasks.cluster import BUILDER_IMAGE, RECORD_SECRETS, STANDARD_POD
 from tasks.errors import retry_transient_failures
@@ -79,8 +81,9 @@ def record_failure(
     progress = status.progress(run_id)
     stage = progress.stage if progress and progress.stage else (err.failed_node_id if err else "") or "unknown"
     error = (progress.error if progress and progress.error else None) or (err.message if err else "unknown error")
+    local_name = local_model_name(Path(local_dir.path)) if local_dir else "local"
     source = ModelSource(
-        repo or "local", ref if repo else (local_dir.path if local_dir else "local"), "", prefix if repo else ""
+        repo or local_name, ref if repo else (local_dir.path if local_dir else "local"), "", prefix if repo else ""
     )
     record = DeploymentRecord.new(run_id, source).updated(timings=stage_timings(status, run_id)).failed(stage, error)
     _upsert(settings, record)

@@ -6,7 +6,10 @@ load the lakeFS and S3 clients.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,9 @@ class FileEntry:
     sha256: str
 
 
+LOCAL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Exactly what was downloaded: the commit the ref pointed at, and every file's digest."""
@@ -33,6 +39,7 @@ class Provenance:
     commit_id: str
     prefix: str
     files: list[FileEntry] = field(default_factory=list)
+    local: bool = False  # a local directory (`ref` is its path, `repo` the model's name), not lakeFS
 
     @property
     def total_bytes(self) -> int:
@@ -105,4 +112,24 @@ def describe_local_directory(root: Path) -> Provenance:
     """
     files = [FileEntry(rel, f.size, f.sha256) for rel, f in local_files(root, "local model directory").items()]
     listing = "\n".join(f"{f.path}\t{f.size}\t{f.sha256}" for f in files)
-    return Provenance("local", str(root), hashlib.sha256(listing.encode()).hexdigest(), "", files)
+    digest = hashlib.sha256(listing.encode()).hexdigest()
+    return Provenance(local_model_name(root), str(root), digest, "", files, local=True)
+
+
+def local_model_name(root: Path) -> str:
+    """The name a local model directory is recorded (and its images named) by: its manifest's `name`
+    when that is a plain name (lower-case letters, digits and dashes), else "local". Read without a
+    YAML parser (this module is stdlib only): the manifest's top-level `name:` line."""
+    for manifest in ("manifest.yaml", "manifest.yml", "manifest.json"):
+        path = root / manifest
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        if manifest.endswith(".json"):
+            with contextlib.suppress(ValueError, AttributeError):
+                name = json.loads(text).get("name")
+                return name if isinstance(name, str) and LOCAL_NAME.fullmatch(name) else "local"
+            return "local"
+        found = re.search(r"""^name:\s*["']?([^"'\s#]+)["']?\s*(?:#.*)?$""", text, flags=re.MULTILINE)
+        return found.group(1) if found and LOCAL_NAME.fullmatch(found.group(1)) else "local"
+    return "local"

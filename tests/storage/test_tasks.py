@@ -40,7 +40,8 @@ def test_a_local_directory_is_described_like_a_download(tmp_path):
     _, again = download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))
 
     assert Path(model_dir.path) == tmp_path / "model"
-    assert provenance.repo == "local" and [f.path for f in provenance.files] == ["config.py"]
+    # no manifest to name it: recorded as "local"
+    assert provenance.local and provenance.repo == "local" and [f.path for f in provenance.files] == ["config.py"]
     assert again.commit_id == provenance.commit_id  # same content, same id
     (tmp_path / "model" / "config.py").write_bytes(b"changed")
     assert download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))[1].commit_id != provenance.commit_id
@@ -73,3 +74,18 @@ def test_pyflyte_run_downloads_a_model(lakefs_server, seed, lakefs_repo):
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert lakefs_repo in result.stdout and "commit_id" in result.stdout
+
+
+def test_a_local_directory_is_recorded_by_its_manifest_s_name(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.yaml").write_text(
+        "# the demo's detector\nname: rtmdet-tiny  # as the sample names it\ntask: detection\n"
+    )
+    assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "rtmdet-tiny"
+    # a name that cannot name a record's model or an image repository is not used
+    (model / "manifest.yaml").write_text("name: My Model!\n")
+    assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "local"
+    (model / "manifest.yaml").unlink()
+    (model / "manifest.json").write_text('{"name": "camera-detector"}')
+    assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "camera-detector"
