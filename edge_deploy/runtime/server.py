@@ -125,11 +125,16 @@ class _Handler(BaseHTTPRequestHandler):
             if not read_body:
                 self._answer(route(self.server.plane, self._request(b"")))
                 return
+            # a body refused for its framing costs nothing, so it takes no slot: its 411 or 413 is
+            # sent at once, also when every slot is busy
+            length = self._body_length()
+            if length is None:
+                return
             if not self.server.inflight.acquire(blocking=False):
                 self._reply(HTTPStatus.SERVICE_UNAVAILABLE, _too_many("requests in flight"), close=True)
                 return
             try:
-                body = self._read_body()
+                body = self._read_body(length)
                 if body is not None:
                     self._answer(route(self.server.plane, self._request(body)))
             finally:
@@ -148,7 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, reply: Reply) -> None:
         self._reply(reply.status, reply.body, reply.content_type, reply.headers)
 
-    def _read_body(self) -> bytearray | None:
+    def _body_length(self) -> int | None:
+        """The body's length from its headers; None after refusing a body it cannot or may not take."""
         limits = self.server.limits
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._refuse(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted: send a Content-Length")
@@ -167,6 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
                 f"the body is {length} bytes; the limit is {limits.max_body_bytes} (EDGE_MAX_BODY_BYTES)",
             )
             return None
+        return length
+
+    def _read_body(self, length: int) -> bytearray | None:
+        limits = self.server.limits
         self.connection.settimeout(limits.body_timeout_s)
         body = bytearray(length)  # one buffer, filled in place: no copies of a large body
         view, received = memoryview(body), 0

@@ -138,9 +138,10 @@ def test_an_image_with_the_wrong_normalization_fails_acceptance_and_nothing_is_p
     assert "PyTorch's" in message  # the difference, in the task's terms
     assert failed.value.stage == "accept"
     assert tags(registry, "accept/broken") == []  # neither the image nor an index
-    left = {image.id for image in docker_engine.images.list(all=True)} - images_before
-    labelled = [i for i in left if docker_engine.images.get(i).labels.get("io.edge-deploy.validation.status")]
-    assert labelled == []  # the failed candidate is gone, and nothing carries the validation label
+    made = [docker_engine.images.get(i) for i in {i.id for i in docker_engine.images.list(all=True)} - images_before]
+    ours = [image for image in made if image.labels.get("io.edge-deploy.content-digest") and not image.tags]
+    assert ours == []  # the failed candidate is gone
+    assert not any("accept/broken" in tag for image in made for tag in image.tags)  # and nothing was tagged
     page = (tmp_path / "sealed" / "acceptance-x86_64-cpu.html").read_text()
     assert "failed" in page and page.count("<img") == 4  # the page shows what differed
 

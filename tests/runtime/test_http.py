@@ -116,7 +116,13 @@ def test_connections_beyond_the_bound_are_answered_503_and_closed(small_server):
         sock.close()
 
 
-def test_chunked_uploads_and_missing_lengths_get_411(small_server):
+def test_chunked_uploads_and_missing_lengths_get_411_even_when_every_slot_is_busy(small_server):
+    holder = raw(small_server)  # holds the only in-flight slot: its body never completes
+    holder.sendall(
+        b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\nContent-Length: 100\r\n\r\n"
+    )
+    time.sleep(0.2)
+    # a body refused for its framing takes no slot: the refusal is the answer, not a 503
     for headers in (b"Transfer-Encoding: chunked\r\n", b""):
         sock = raw(small_server)
         sock.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers + b"\r\n")
