@@ -20,6 +20,7 @@ from edge_deploy.acceptance.render import acceptance_page
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.platforms import OciPlatform
 from edge_deploy.runtime.config import DEFAULT_MODEL_NAME
+from edge_deploy.runtime.refusals import PREDICT_OFF
 
 ACCEPTED, FAILED, NOT_RUN = "accepted", "failed", "not-run"
 NATIVE_REPEATS = 3  # requests per photo on a native platform, for the p50
@@ -108,8 +109,13 @@ def accept_image(
         return TargetAcceptance(status=FAILED, mode=mode, compared=0, detail=str(exc), seconds=seconds, **base)
     agreements = []
     for answer in reference.answers[: len(photos)]:
-        if answer.photo in run.errors:
-            agreements.append(PhotoAgreement(answer.photo, False, 0, run.errors[answer.photo]))
+        error = run.errors.get(answer.photo)
+        if error is not None and PREDICT_OFF in error and tensors:
+            # serving.json says the runtime cannot replay this model's pipeline: only its tensors
+            # can be compared, and are (below)
+            agreements.append(PhotoAgreement(answer.photo, True, 0, f"task answers not compared: {error}"))
+        elif error is not None or answer.photo not in run.answers:
+            agreements.append(PhotoAgreement(answer.photo, False, 0, error or "the device gave no answer"))
         else:
             agreements.append(compare_answer(reference.task, answer, run.answers[answer.photo]))
     tensor_agreements = [

@@ -19,7 +19,7 @@ from edge_deploy import __version__
 from edge_deploy.runtime.codecs import oip
 from edge_deploy.runtime.config import DEFAULT_MODEL_NAME, Limits, RuntimeConfig
 from edge_deploy.runtime.model import LoadedModel, TensorSpec
-from edge_deploy.runtime.refusals import BadInput, NotFound
+from edge_deploy.runtime.refusals import PREDICT_OFF, BadInput, NotFound
 from edge_deploy.runtime.serving import ServingModel, Unservable, load_serving
 
 OIP_EXTENSIONS = ["binary_tensor_data"]
@@ -95,10 +95,7 @@ class DataPlane:
 
     def predict(self, frame: np.ndarray, options: PredictOptions) -> dict[str, Any]:
         if isinstance(self.serving, Unservable):
-            raise NotFound(
-                f"/v1/predict is off for this model: {self.serving}; send tensors to /v1/infer or "
-                f"/v2/models/{self.name}/infer"
-            )
+            raise NotFound(f"{PREDICT_OFF}: {self.serving}; send tensors to /v1/infer or /v2/models/{self.name}/infer")
         return self.serving.predict(frame, options, self.model.run)
 
     def describe(self) -> dict[str, Any]:

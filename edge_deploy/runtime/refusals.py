@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from edge_deploy.errors import EdgeDeployError
 
+# How /v1/predict refuses a model whose serving.json says it cannot be served (the acceptance stage
+# reads it to know that only the tensors can be compared)
+PREDICT_OFF = "/v1/predict is off for this model"
+
 
 class Refused(EdgeDeployError):
     """A request the runtime will not serve; `status` is its HTTP status."""
