@@ -7,7 +7,7 @@ A platform the build host cannot run is reported `not-run` with the reason: neve
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -50,13 +50,6 @@ class TargetAcceptance:
     agreements: list[PhotoAgreement] = field(default_factory=list)  # /v1/predict, per photo
     # the photos' input tensors through /v2 infer, raw outputs against the exported model's
     tensor_agreements: list[PhotoAgreement] = field(default_factory=list)
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == ACCEPTED
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def device_setup(client: docker.DockerClient, image: str, target_platform: str, host: OciPlatform) -> DeviceSetup | str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_deploy.acceptance.reference import TIE, PhotoAnswer
 from edge_deploy.runtime.answers import decode_coco_rle
+from edge_deploy.validation.agreement import box_iou
 
 SCORE_ATOL = 1e-4
 DETECTION_THRESHOLD = 0.3
@@ -91,14 +92,6 @@ def _classification(reference: PhotoAnswer, device: dict[str, Any]) -> PhotoAgre
     return PhotoAgreement(reference.photo, True, 5, f"top-1 {expected[0]['label']} and the top-5 set agree")
 
 
-def _box_iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _mask_iou(expected_rle: dict[str, Any], got_rle: dict[str, Any] | None) -> float:
     if got_rle is None:
         return 0.0
@@ -117,8 +110,10 @@ def _detection(reference: PhotoAnswer, device: dict[str, Any]) -> PhotoAgreement
     ious, mask_ious = [], []
     for expected in wanted:
         same_label = [d for d in got if d["label"] == expected["label"]]
-        best = max(same_label, key=lambda d: _box_iou(expected["box"], d["box"]), default=None)
-        iou = _box_iou(expected["box"], best["box"]) if best else 0.0
+        best, iou = None, 0.0
+        if same_label:
+            overlaps = box_iou(np.asarray(expected["box"]), np.asarray([d["box"] for d in same_label]))
+            best, iou = same_label[int(np.argmax(overlaps))], float(np.max(overlaps))
         if iou < BOX_IOU:
             return PhotoAgreement(
                 reference.photo,

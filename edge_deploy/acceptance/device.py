@@ -54,7 +54,6 @@ class DeviceRun:
     oip_ready: bool
     oip_model: dict[str, Any] | None
     tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # photo -> OIP outputs
-    log_tail: str = ""
 
     @property
     def p50_ms(self) -> float:
@@ -126,7 +125,6 @@ def run_as_device(
             oip_ready=result["oip_ready"],
             oip_model=result["oip_model"],
             tensors={photo: _unpack(text) for photo, text in result["tensors"].items()},
-            log_tail=_log_tail(container),
         )
     except docker.errors.DockerException as exc:
         raise DeviceRunError(f"cannot run {image} as a device: {exc}") from None
