@@ -117,19 +117,21 @@ def describe_local_directory(root: Path) -> Provenance:
 
 
 def local_model_name(root: Path) -> str:
-    """The name a local model directory is recorded (and its images named) by: its manifest's `name`
-    when that is a plain name (lower-case letters, digits and dashes), else "local". Read without a
-    YAML parser (this module is stdlib only): the manifest's top-level `name:` line."""
+    """The name a local model directory is recorded (and its images named) by: its manifest's `name`,
+    else the directory's own name (`edge-deploy sample rtmdet-tiny DIR` -> DIR's name), when that is
+    a plain name (lower-case letters, digits and dashes); else "local". The manifest is read without
+    a YAML parser (this module is stdlib only): its top-level `name:` line."""
     for manifest in ("manifest.yaml", "manifest.yml", "manifest.json"):
         path = root / manifest
         if not path.is_file():
             continue
         text = path.read_text(errors="replace")
+        name = None
         if manifest.endswith(".json"):
             with contextlib.suppress(ValueError, AttributeError):
                 name = json.loads(text).get("name")
-                return name if isinstance(name, str) and LOCAL_NAME.fullmatch(name) else "local"
-            return "local"
-        found = re.search(r"""^name:\s*["']?([^"'\s#]+)["']?\s*(?:#.*)?$""", text, flags=re.MULTILINE)
-        return found.group(1) if found and LOCAL_NAME.fullmatch(found.group(1)) else "local"
-    return "local"
+        elif found := re.search(r"""^name:\s*["']?([^"'\s#]+)["']?\s*(?:#.*)?$""", text, flags=re.MULTILINE):
+            name = found.group(1)
+        if isinstance(name, str) and LOCAL_NAME.fullmatch(name):
+            return name
+    return root.name if LOCAL_NAME.fullmatch(root.name) else "local"

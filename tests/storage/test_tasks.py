@@ -40,8 +40,8 @@ def test_a_local_directory_is_described_like_a_download(tmp_path):
     _, again = download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))
 
     assert Path(model_dir.path) == tmp_path / "model"
-    # no manifest to name it: recorded as "local"
-    assert provenance.local and provenance.repo == "local" and [f.path for f in provenance.files] == ["config.py"]
+    # no manifest to name it: recorded by the directory's name
+    assert provenance.local and provenance.repo == "model" and [f.path for f in provenance.files] == ["config.py"]
     assert again.commit_id == provenance.commit_id  # same content, same id
     (tmp_path / "model" / "config.py").write_bytes(b"changed")
     assert download_model(local_dir=FlyteDirectory(str(tmp_path / "model")))[1].commit_id != provenance.commit_id
@@ -83,9 +83,13 @@ def test_a_local_directory_is_recorded_by_its_manifest_s_name(tmp_path):
         "# the demo's detector\nname: rtmdet-tiny  # as the sample names it\ntask: detection\n"
     )
     assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "rtmdet-tiny"
-    # a name that cannot name a record's model or an image repository is not used
+    # a name that cannot name a record's model or an image repository is not used: the directory's is
     (model / "manifest.yaml").write_text("name: My Model!\n")
-    assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "local"
+    assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "model"
+    odd = tmp_path / "My Model"
+    model.rename(odd)
+    assert download_model(local_dir=FlyteDirectory(str(odd)))[1].repo == "local"
+    odd.rename(model)
     (model / "manifest.yaml").unlink()
     (model / "manifest.json").write_text('{"name": "camera-detector"}')
     assert download_model(local_dir=FlyteDirectory(str(model)))[1].repo == "camera-detector"
