@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_deploy.jobs.child import FORWARD_STATUS_VARIABLE, PARENT_PID_VARIABLE, PIPE_FD_VARIABLE, read_messages
 from edge_deploy.jobs.executor import ExecutionOutcome, ExecutorHealth
@@ -36,6 +37,7 @@ from edge_deploy.records.model import SUCCEEDED as RECORD_SUCCEEDED
 from edge_deploy.status.backend import StatusBackend
 from edge_deploy.status.events import RunProgress, StageEvent
 from edge_deploy.status.tracker import RunTracker
+from edge_deploy.storage.results import local_model_name
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +248,7 @@ class Worker:
         stage = stage or (progress.stage if progress and progress.stage else "queued")
         request = job.request
         source = ModelSource(
-            request.repo or "local",
+            request.repo or local_model_name(Path(request.local_dir)),
             request.ref if request.repo else request.local_dir,
             job.source_commit,
             request.prefix,

@@ -83,6 +83,18 @@ def test_a_crashing_job_fails_its_run_with_the_signal_and_the_worker_goes_on(har
     assert work.thread.is_alive()
 
 
+def test_a_failed_local_directory_job_is_recorded_by_the_model_s_name(harness, tmp_path):
+    model_dir = tmp_path / "models" / "lane-detector"
+    model_dir.mkdir(parents=True)
+    (model_dir / "manifest.yaml").write_text("name: lane-net  # as the team calls it\n")
+    work = harness("segfault")
+    job = make_job(repo="", commit="", local_dir=str(model_dir))
+    submit(work.queue, job)
+    assert work.wait_for(job.run_id).state == FAILED
+    model = work.records.get(job.run_id).model
+    assert (model.repo, model.ref) == ("lane-net", str(model_dir))
+
+
 def test_a_job_that_exits_without_an_outcome_is_failed_saying_so(harness):
     work = harness("exit-silently")
     job = make_job()
