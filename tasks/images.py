@@ -7,6 +7,7 @@ takes all the per-target results, so it runs only when each of them succeeded.
 
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from flytekit import Deck, Resources, task
 from flytekit.types.directory import FlyteDirectory
@@ -39,6 +40,13 @@ from tasks.stage import current_run_id, reported_stage
 LOCK_WAIT_SECONDS = 600.0
 
 
+class BuiltImage(NamedTuple):
+    result: TargetResult
+    # acceptance-<device class>.html (PyTorch's answers and the image's, photo by photo), which
+    # publish_deployment publishes with the validation report; empty when nothing was accepted
+    acceptance_page: FlyteDirectory
+
+
 @task(
     retries=2,
     timeout=3600,
@@ -59,7 +67,7 @@ def build_image(
     repository: str,
     release_tag: str,
     base_images: dict[str, str],
-) -> TargetResult:
+) -> BuiltImage:
     """Build, accept and push the image of one device class; skipped when its content tag is already pushed.
 
     Three stages: `build` (the image, without its validation labels), `accept` (run as a device on
@@ -81,7 +89,9 @@ def build_image(
             finally:  # the page is read most when acceptance failed
                 _show_page(target, request)
         with reported_stage("push"):
-            return release_candidate(candidate, acceptance, request)
+            result = release_candidate(candidate, acceptance, request)
+    pages = request.acceptance.report_dir if request.acceptance else Path(tempfile.mkdtemp(prefix="acceptance-"))
+    return BuiltImage(result, FlyteDirectory(str(pages)))
 
 
 @task(

@@ -53,10 +53,12 @@ def publish_deployment(
     conversion: ConversionResult,
     release: ReleaseResult,
     decrypted_files: list[DirectoryFile],
+    acceptance_pages: list[FlyteDirectory] | None = None,
     branch: str = "",
     prefix: str = "edge/",
 ) -> PublishOutputs:
-    """Assemble the artifacts (model, SDK metadata, reports, images.json, record.json) and publish them.
+    """Assemble the artifacts (model, SDK metadata, reports, acceptance pages, images.json, record.json)
+    and publish them.
 
     `branch` defaults to the source ref and is created from the source commit when it does not
     exist; the published commit carries the source repo/ref/commit, the producer version and the
@@ -76,6 +78,7 @@ def publish_deployment(
             record,
             release,
             source_was_encrypted=any(f.encrypted for f in decrypted_files),
+            acceptance_pages=[Path(pages.download()) for pages in acceptance_pages or []],
         )
         if provenance.local:
             log.info("local source: artifacts are in %s (nothing published to lakeFS)", out_dir)

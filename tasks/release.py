@@ -1,5 +1,7 @@
 """The image stage's fan-out: one `build_image` per target, then the release index over all of them."""
 
+from typing import NamedTuple
+
 from flytekit import Resources, dynamic
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
@@ -11,6 +13,11 @@ from edge_deploy.validation.report import ValidationReport
 from tasks.cluster import BUILDER_IMAGE, STANDARD_POD
 from tasks.images import build_image, push_release_index
 from tasks.options import DeployOptions
+
+
+class ReleaseOutputs(NamedTuple):
+    release: ReleaseResult
+    acceptance_pages: list[FlyteDirectory]  # one directory per target, for publish_deployment
 
 
 # No timeout: for a dynamic node it would also bound the image builds it launches (each has its own).
@@ -29,13 +36,13 @@ def build_release(
     provenance: Provenance,
     repository: str,
     options: DeployOptions,
-) -> ReleaseResult:
+) -> ReleaseOutputs:
     """Build and accept every target in parallel (one node each); push the index only when all succeeded."""
     if not options.build_images:
-        return ReleaseResult([], None, None, False)
+        return ReleaseOutputs(ReleaseResult([], None, None, False), [])
     repository = repository or provenance.repo
     release_tag = options.release_tag or provenance.commit_id[:12]
-    results = [
+    built = [
         build_image(
             target=target,
             sealed_model=sealed_model,
@@ -50,4 +57,5 @@ def build_release(
         )
         for target in targets
     ]
-    return push_release_index(repository=repository, release_tag=release_tag, results=results)
+    release = push_release_index(repository=repository, release_tag=release_tag, results=[b.result for b in built])
+    return ReleaseOutputs(release, [b.acceptance_page for b in built])

@@ -24,7 +24,7 @@ from edge_deploy.conversion import ModelIdentity, load_model_dir, model_identity
 from edge_deploy.files import sha256_file
 from edge_deploy.validation.deck import render_html
 from edge_deploy.validation.errors import ValidationError
-from edge_deploy.validation.gate import ONNX_NAME, validate
+from edge_deploy.validation.gate import DECK_NAME, ONNX_NAME, validate
 from edge_deploy.validation.report import ValidationFailed, ValidationReport, ValidationSettings
 from tasks.cluster import CONVERSION_IMAGE, CONVERSION_LIMITS, CONVERSION_POD, CONVERSION_REQUESTS, STATUS_SECRETS
 from tasks.convert import check_identity
@@ -79,7 +79,7 @@ def validate_onnx(
         except ValidationFailed as failure:
             Deck(DECK_TITLE, render_html(failure.report))  # shown by the console although the task fails
             raise
-        Deck(DECK_TITLE, render_html(report))
+        Deck(DECK_TITLE, (out / DECK_NAME).read_text())  # the report and the gate's photos
         photos = out / PHOTO_REFERENCE_DIR
         if not photos.is_dir():
             photos.mkdir()

@@ -57,7 +57,7 @@ def deploy_model(
     )
     build_targets = plan_targets(model_dir=plain_dir, targets=targets)
     sealed_model, seal, serving = seal_model(model_dir=validated_dir, file_name=report.shipped_onnx)
-    release = build_release(
+    release, acceptance_pages = build_release(
         targets=build_targets,
         sealed_model=sealed_model,
         seal=seal,
@@ -76,6 +76,7 @@ def deploy_model(
         conversion=conversion,
         release=release,
         decrypted_files=decrypted_files,
+        acceptance_pages=acceptance_pages,
         branch=publish_branch,
     )
     return record_deployment(

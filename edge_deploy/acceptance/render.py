@@ -10,6 +10,7 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ STYLE = """
 .edge-acceptance img{width:440px;border:1px solid #ccc}
 .edge-acceptance .pass{color:#0a7a28;font-weight:600}.edge-acceptance .fail{color:#b00020;font-weight:600}
 """
+
+PYTORCH = "PyTorch (the OpenMMLab API)"
 
 
 def palette(label: int) -> tuple[int, int, int]:
@@ -80,18 +83,37 @@ def acceptance_page(
         status = "pass" if agreement and agreement.passed else "fail"
         text = html.escape(agreement.detail if agreement else "not compared")
         rows.append(f'<p><b>{html.escape(photo.name)}</b>: <span class="{status}">{text}</span></p><div class="pair">')
-        for title, answers in (("PyTorch (the OpenMMLab API)", reference), ("the device image", device)):
-            answer = answers.get(photo.name)
-            if answer is None:
-                rows.append(f"<figure><figcaption>{title}</figcaption><p>no answer</p></figure>")
-                continue
-            data = base64.b64encode(draw(photo, answer, classes)).decode("ascii")
-            rows.append(
-                f'<figure><figcaption>{title}</figcaption><img alt="{html.escape(photo.name)}: {title}" '
-                f'src="data:image/png;base64,{data}"></figure>'
-            )
+        for title, answers in ((PYTORCH, reference), ("the device image", device)):
+            rows.append(_figure(title, photo, answers.get(photo.name), classes))
         rows.append("</div>")
     return '<div class="edge-acceptance">' + "\n".join(rows) + "</div>"
+
+
+def reference_section(directory: Path) -> str:
+    """The gate's photos with PyTorch's answers drawn on them, for validation.html: what every
+    target's image must then answer in acceptance. Empty when the gate has no photo reference."""
+    from edge_deploy.acceptance.reference import REFERENCE_FILE, PhotoReference
+
+    if not (directory / REFERENCE_FILE).is_file():
+        return ""
+    reference, photos = PhotoReference.read(directory)
+    answers = {answer.photo: answer.answer for answer in reference.answers}
+    figures = [_figure(photo.name, photo, answers.get(photo.name), reference.classes) for photo in photos]
+    return (
+        f'<style>{STYLE}</style><div class="edge-acceptance"><h3>Photos: the answers of {PYTORCH}</h3>'
+        f"<p>{len(photos)} photos, answered by {html.escape(reference.source)}; each target's image must give "
+        f'the same answers before it is released.</p><div class="pair">{"".join(figures)}</div></div>'
+    )
+
+
+def _figure(title: str, photo: Photo, answer: Mapping[str, Any] | None, classes: Sequence[str]) -> str:
+    if answer is None:
+        return f"<figure><figcaption>{html.escape(title)}</figcaption><p>no answer</p></figure>"
+    data = base64.b64encode(draw(photo, answer, classes)).decode("ascii")
+    return (
+        f'<figure><figcaption>{html.escape(title)}</figcaption><img alt="{html.escape(photo.name)}: '
+        f'{html.escape(title)}" src="data:image/png;base64,{data}"></figure>'
+    )
 
 
 def _name(classes: Sequence[str], label: int) -> str:

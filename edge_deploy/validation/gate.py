@@ -322,14 +322,21 @@ def _remedy(structure: StructureReport, parity: ParityReport | None) -> str:
 
 def write_report(report: ValidationReport, out_dir: Path) -> Path:
     """validation.json and validation.html in `out_dir`, each written atomically."""
-    from edge_deploy.validation.deck import render_html
-
     path = report.write(out_dir / REPORT_NAME)
     deck = out_dir / DECK_NAME
     tmp = deck.with_name(f".{deck.name}.tmp")
-    tmp.write_text(render_html(report))
+    tmp.write_text(report_page(report, out_dir))
     tmp.replace(deck)
     return path
+
+
+def report_page(report: ValidationReport, out_dir: Path) -> str:
+    """validation.html: the report, then the gate's photos with PyTorch's answers drawn on them."""
+    from edge_deploy.acceptance.reference import REFERENCE_DIR
+    from edge_deploy.acceptance.render import reference_section
+    from edge_deploy.validation.deck import render_html
+
+    return render_html(report) + reference_section(out_dir / REFERENCE_DIR)
 
 
 def package_versions() -> dict[str, str]:

@@ -133,6 +133,9 @@ def check_record(record: dict | None, model: SeededModel, run_id: str) -> dict[s
     assert set(images) == set(PLATFORMS.values())
     for image in images.values():
         assert image["digest"].startswith("sha256:") and image["size"] > 0
+    # each image was run as a device (arm64 under qemu-user) and answered the photos as PyTorch did
+    modes = {platform: (i["acceptance"]["status"], i["acceptance"]["mode"]) for platform, i in images.items()}
+    assert modes == {"linux/amd64": ("accepted", "native"), "linux/arm64/v8": ("accepted", "emulated")}, modes
     assert record["images"]["index_digest"].startswith("sha256:")
     assert record["published"]["repo"] == model.repo and record["published"]["branch"] == model.publish_branch
     return images
@@ -151,7 +154,9 @@ def check_lakefs_commit(api, model: SeededModel, record: dict, run_id: str) -> N
     files = listed_paths(api, model.repo, head, EDGE_PREFIX)
     shipped = json.loads(read_object(api, model.repo, head, EDGE_PREFIX + "validation.json"))["shipped_onnx"]
     sealed_name = shipped + ENCRYPTED_SUFFIX
-    assert {"record.json", "images.json", "validation.json", sealed_name} | SDK_FILES <= files
+    pages = {f"acceptance/{target}.html" for target in TARGETS}
+    reports = {"record.json", "images.json", "validation.json", "validation.html"}
+    assert reports | {sealed_name} | SDK_FILES | pages <= files
     # The source was encrypted, so only the sealed model may be published.
     assert not any(name.endswith(".onnx") for name in files), f"plaintext model published: {sorted(files)}"
 
@@ -162,7 +167,15 @@ def check_lakefs_commit(api, model: SeededModel, record: dict, run_id: str) -> N
     assert {t["platform"]: t["digest"] for t in published_images["targets"]} == {
         image["platform"]: image["digest"] for image in record["images"]["platforms"]
     }
-    assert json.loads(read_object(api, model.repo, head, EDGE_PREFIX + "validation.json"))["passed"] is True
+    report = json.loads(read_object(api, model.repo, head, EDGE_PREFIX + "validation.json"))
+    assert report["passed"] is True
+    # The published report shows the gate's photos with PyTorch's answers, then each target's image
+    # answering them beside PyTorch: per photo two drawings per target, plus the gate's one.
+    report_page = read_object(api, model.repo, head, EDGE_PREFIX + "validation.html").decode()
+    assert report["photos"]["photos"], report["photos"]
+    assert report_page.count("<img ") >= len(report["photos"]["photos"]) + 2 * len(TARGETS)
+    for target in TARGETS:
+        assert f"Acceptance of {target}" in report_page
     for name in SDK_FILES:
         assert json.loads(read_object(api, model.repo, head, EDGE_PREFIX + name)), f"{name} is empty"
     check_sealed_model(read_object(api, model.repo, head, EDGE_PREFIX + sealed_name))
@@ -225,11 +238,11 @@ def test_pyflyte_run_deploys_an_encrypted_detector_for_x86_64_and_arm64(
     redis_server,
     registry,
     debian_python_base,
-    arm64_base,
+    arm64_python_base,
     image_cleanup,
 ):
     run_id, repository = deploy_env["EDGE_RUN_ID"], f"it/{seeded_model.repo}"
-    options = {"base_images": base_images_option(debian_python_base, arm64_base)}
+    options = {"base_images": base_images_option(debian_python_base, arm64_python_base)}
 
     done = run_pyflyte(pyflyte_args(seeded_model, repository, options), deploy_env)
 

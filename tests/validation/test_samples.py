@@ -33,7 +33,11 @@ def test_each_sample_family_converts_and_passes_the_gate(converted_sample, name,
     assert report.speed.p50_ms > 0 and report.speed.model_bytes == sample.result.size_bytes
     assert report.optimization is not None and report.optimization.speed is not None  # both latencies
     assert ValidationReport.read(tmp_path / "validation.json") == report
-    assert (tmp_path / "validation.html").stat().st_size > 10_000
+    # the page shows each of the gate's photos with PyTorch's answer drawn on it
+    page = (tmp_path / "validation.html").read_text()
+    assert report.photos.photos and report.photos.unavailable is None
+    for photo in report.photos.photos:
+        assert f'alt="{photo}: {photo}" src="data:image/png;base64,' in page
 
 
 def test_detection_compares_the_rewritten_forward_detection_by_detection(converted_sample, task_sample, tmp_path):
