@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
+from flytekit.types.directory import FlyteDirectory
 
 from edge_deploy.acceptance.accept import AcceptanceFailed
 from edge_deploy.cli import cli
-from edge_deploy.config import Secret
+from edge_deploy.config import Secret, Settings
 from edge_deploy.conversion import load_model_dir
 from edge_deploy.crypto import Keyring, encode_key
 from edge_deploy.images.context import seal_model
@@ -166,3 +167,62 @@ def test_the_cli_runs_a_validated_model_s_image_as_a_device_before_it_is_release
     reference = result.output.split()[4]  # the image's reference, from the build line
     assert docker_engine.images.get(reference).labels["io.edge-deploy.acceptance.status"] == "accepted"
     docker_engine.images.remove(reference, force=True)
+
+
+def test_a_build_task_whose_image_fails_acceptance_fails_the_run_at_accept_naming_the_target(
+    classifier, docker_engine, registry, debian_python_base, edge_key, tmp_path, monkeypatch
+):
+    """The Flyte tasks as the workflow chains them: seal_model, then build_image with a runtime told the
+    wrong normalization, then the workflow's failure handler: the record says `accept` and names the target."""
+    from edge_deploy.records import open_record_store
+    from edge_deploy.status import PROCESS_STATUS
+    from edge_deploy.storage.results import describe_local_directory
+    from edge_deploy.validation.report import ValidationReport
+    from tasks.images import build_image
+    from tasks.record import record_failure
+    from tasks.seal import seal_model as seal_task
+
+    sample, reference_dir = classifier
+    run_id = f"accept-{tmp_path.name[-12:]}"
+    for name in ("MONGODB_URI", "REDIS_URL", "LAKEFS_ENDPOINT", "EDGE_KEY_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**edge_key.env, "EDGE_SEAL_KEY_ID": edge_key.key_id, "EDGE_RUN_ID": run_id}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EDGE_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("EDGE_REGISTRY", registry.host)
+    monkeypatch.setenv("EDGE_REGISTRY_INSECURE", "true")
+    monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "false")
+    validated = tmp_path / "validated"
+    shutil.copytree(sample.onnx_dir, validated)
+    serving = json.loads((validated / "serving.json").read_text())
+    serving["normalization"]["mean"] = [0.0, 0.0, 0.0]
+    (validated / "serving.json").write_text(json.dumps(serving))
+    report = ValidationReport.read(reference_dir.parent / "validation.json")
+    sealed_model, seal, serving_dir = seal_task(model_dir=FlyteDirectory(str(validated)), file_name="end2end.onnx")
+    provenance = describe_local_directory(sample.source)
+
+    with pytest.raises(Exception, match=r"target x86_64-cpu \(linux/amd64\) failed acceptance: photo "):
+        build_image(
+            target="x86_64-cpu",
+            sealed_model=sealed_model,
+            seal=seal,
+            serving=serving_dir,
+            photo_reference=FlyteDirectory(str(reference_dir)),
+            report=report,
+            provenance=provenance,
+            repository="accept/task",
+            release_tag="v1",
+            base_images={"x86_64-cpu": debian_python_base.reference},
+        )
+    record_failure(local_dir=FlyteDirectory(str(sample.source)), targets=["x86_64-cpu"])
+
+    store = open_record_store(Settings.from_env())
+    try:
+        record = store.get(run_id)
+    finally:
+        store.close()
+    assert (record.status.state, record.status.failed_stage) == ("failed", "accept")
+    assert "target x86_64-cpu (linux/amd64) failed acceptance: photo " in record.status.error
+    assert record.images is None and record.published is None
+    assert tags(registry, "accept/task") == []  # nothing of the image reached the registry
+    assert PROCESS_STATUS.events(run_id)[-1].kind == "run-failed"
