@@ -91,7 +91,7 @@ def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:
     checked = [Depends(v1.known_query_parameters)]
 
     @app.get("/healthz", response_model=Health, dependencies=checked, tags=["health"], summary="The process answers")
-    def healthz() -> Health:
+    async def healthz() -> Health:  # on the event loop: answers while every worker thread is busy
         return Health(status="ok")
 
     @app.get(

@@ -60,7 +60,7 @@ from edge_deploy.status.tracker import RunTracker
 PREFIX = "/api/v1"
 
 
-def known_query_parameters(request: Request) -> None:
+async def known_query_parameters(request: Request) -> None:
     """A query parameter the endpoint does not take is an error, not ignored: `?modle=x` would
     otherwise silently list everything."""
     route = request.scope.get("route")
@@ -84,11 +84,12 @@ def service_of(request: Request) -> Service:
 def needs(scope: str):
     """A dependency: the caller, who must hold `scope` (see app.core.auth)."""
 
-    def caller(
+    # async: it runs on the event loop, so a slow key server never holds the endpoints' threads
+    async def caller(
         request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Principal:
         auth = service_of(request).auth
-        principal = auth.authenticate(request.headers.get("authorization"))
+        principal = await auth.authenticate(request.headers.get("authorization"))
         request.state.principal = principal
         auth.require(principal, scope)
         return principal

@@ -38,6 +38,7 @@ import jwt
 import yaml
 
 from app.core.config import OIDCSettings, ServiceSettings, is_loopback
+from app.core.signing_keys import KeysUnavailable, SigningKeys, UnknownKey
 from edge_deploy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -168,15 +169,21 @@ class OIDCVerifier:
         if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
             raise ConfigError("EDGE_API_OIDC_JWKS_URL must be https (plain http only on loopback, for tests)")
         self.settings = settings
-        self.jwks = jwt.PyJWKClient(settings.jwks_url, cache_jwk_set=True, lifespan=300, timeout=5)
+        self.keys = SigningKeys(settings.jwks_url)  # fetched in the background, never on a request's time
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         try:
-            key = self.jwks.get_signing_key_from_jwt(token)
-        except jwt.PyJWKClientConnectionError as exc:
-            raise AuthUnavailable(f"cannot fetch the issuer's signing keys: {exc}") from None
-        except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.DecodeError as exc:
             raise AuthError(401, f"the JWT cannot be checked: {exc}") from None
+        if not isinstance(kid, str) or not kid:
+            raise AuthError(401, "the JWT names no signing key (kid)")
+        try:
+            key = await self.keys.key(kid)
+        except UnknownKey:
+            raise AuthError(401, "the JWT's signing key (kid) is not one of the issuer's keys") from None
+        except KeysUnavailable as exc:
+            raise AuthUnavailable(str(exc)) from None
         try:
             claims = jwt.decode(
                 token,
@@ -192,7 +199,9 @@ class OIDCVerifier:
         return Principal(f"oidc:{_caller(claims)}", self._scopes(claims), "oidc")
 
     def _scopes(self, claims: dict[str, Any]) -> frozenset[str]:
-        granted = set(claims.get("roles") or []) if isinstance(claims.get("roles"), list) else set()
+        # claims are the issuer's, but typed by nobody: only strings count (a `roles` object is no role)
+        roles = claims.get("roles")
+        granted = {role for role in roles if isinstance(role, str)} if isinstance(roles, list) else set()
         for claim in ("scp", "scope"):
             if isinstance(claims.get(claim), str):
                 granted |= set(claims[claim].split())
@@ -231,7 +240,7 @@ class Authenticator:
     def configured(self) -> bool:
         return self.tokens is not None or self.oidc is not None
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None) -> Principal:
         if not self.configured:
             return ANONYMOUS
         scheme, _, token = (authorization or "").partition(" ")
@@ -239,7 +248,7 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise AuthError(401, "this endpoint needs `Authorization: Bearer <token>`", bearer_error="")
         if token.count(".") == 2 and self.oidc is not None:
-            return self.oidc.verify(token)
+            return await self.oidc.verify(token)
         principal = self.tokens.lookup(token) if self.tokens is not None else None
         if principal is None:
             jwt_refused = token.count(".") == 2 and self.oidc is None

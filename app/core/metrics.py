@@ -18,6 +18,9 @@ from edge_deploy.jobs.queue import JobQueue, JobQueueUnavailable
 
 log = logging.getLogger(__name__)
 
+# Label values come from a closed set, so no caller can add series: any other method is `other`,
+# and a path is its route's template (or `unmatched`).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -74,6 +77,7 @@ class ServiceMetrics:
         self.registry.register(QueueCollector(queue))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in HTTP_METHODS else "other"
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
