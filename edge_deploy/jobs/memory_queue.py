@@ -1,7 +1,9 @@
 """The job queue in this process's memory: the embedded default (no REDIS_URL), one worker thread.
 
 Same answers as the Redis queue for submit, idempotency, duplicates and cancel. There is no lease
-to lose: the only worker lives and dies with this process, and so do queued jobs.
+to lose: the only worker lives and dies with this process, and so do queued jobs. An ended job (and
+the idempotency keys that named it) is forgotten after ENDED_RETENTION_SECONDS, or sooner when more
+than MAX_ENDED_JOBS have ended, so a long-lived process does not grow; its record stays for good.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge_deploy.jobs.model import ACTIVE_STATES, CANCELLED, QUEUED, RUNNING, Job
 from edge_deploy.jobs.queue import (
@@ -25,10 +27,15 @@ from edge_deploy.jobs.queue import (
     JobAlreadyEnded,
     JobNotFound,
     QueueDepth,
+    ReplayedRunGone,
     Submission,
     WorkerInfo,
+    queued_cancel_error,
 )
 from edge_deploy.records.model import utc_timestamp
+
+MAX_ENDED_JOBS = 1000
+ENDED_RETENTION_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -36,6 +43,7 @@ class _Entry:
     job: Job
     deployment_key: str
     deployment_fingerprint: str
+    idempotency_keys: list[str] = field(default_factory=list)
 
 
 class InProcessJobQueue:
@@ -50,6 +58,7 @@ class InProcessJobQueue:
         self._idempotency: dict[str, tuple[str, str]] = {}  # key -> (run id, request fingerprint)
         self._outcomes: Counter[str] = Counter()
         self._workers: dict[str, WorkerInfo] = {}
+        self._ended: deque[tuple[float, str]] = deque()  # (monotonic time, run id), oldest first
 
     # -- the API's side ---------------------------------------------------------------------------
 
@@ -58,10 +67,13 @@ class InProcessJobQueue:
     ) -> Submission:
         fingerprint = job.request.request_fingerprint()
         with self._changed:
+            self._forget_ended()
             if idempotency_key and idempotency_key in self._idempotency:
                 run_id, seen = self._idempotency[idempotency_key]
                 if seen != fingerprint:
                     raise IdempotencyKeyReused(run_id)
+                if run_id not in self._entries:
+                    raise ReplayedRunGone(run_id)
                 return Submission(self._entries[run_id].job, REPLAYED)
             current = self._entries.get(self._active.get(deployment_key, ""))
             if current is not None and current.job.state in ACTIVE_STATES:
@@ -79,6 +91,7 @@ class InProcessJobQueue:
     def _remember(self, key: str | None, run_id: str, fingerprint: str) -> None:
         if key:
             self._idempotency[key] = (run_id, fingerprint)
+            self._entries[run_id].idempotency_keys.append(key)
 
     def replayed(self, idempotency_key: str, request_fingerprint: str) -> Job | None:
         with self._changed:
@@ -87,6 +100,8 @@ class InProcessJobQueue:
                 return None
             if seen[1] != request_fingerprint:
                 raise IdempotencyKeyReused(seen[0])
+            if seen[0] not in self._entries:
+                raise ReplayedRunGone(seen[0])
             return self._entries[seen[0]].job
 
     def get(self, run_id: str) -> Job | None:
@@ -94,16 +109,16 @@ class InProcessJobQueue:
             entry = self._entries.get(run_id)
             return entry.job if entry else None
 
-    def request_cancel(self, run_id: str) -> Job:
+    def request_cancel(self, run_id: str, by: str = "") -> Job:
         with self._changed:
             entry = self._entries.get(run_id)
             if entry is None:
                 raise JobNotFound(f"no run {run_id!r}")
             if entry.job.state == QUEUED:
                 self._waiting.remove(run_id)
-                self._end(entry, CANCELLED, "cancelled before it started", cancel_requested=True)
+                self._end(entry, CANCELLED, queued_cancel_error(by), cancel_requested=True, cancelled_by=by)
             elif entry.job.state == RUNNING:
-                entry.job = entry.job.updated(cancel_requested=True)
+                entry.job = entry.job.updated(cancel_requested=True, cancelled_by=by)
             else:
                 raise JobAlreadyEnded(entry.job)
             return entry.job
@@ -175,3 +190,14 @@ class InProcessJobQueue:
         if self._active.get(entry.deployment_key) == entry.job.run_id:
             del self._active[entry.deployment_key]
         self._outcomes[state] += 1
+        self._ended.append((time.monotonic(), entry.job.run_id))
+        self._forget_ended()
+
+    def _forget_ended(self) -> None:
+        horizon = time.monotonic() - ENDED_RETENTION_SECONDS
+        while self._ended and (len(self._ended) > MAX_ENDED_JOBS or self._ended[0][0] < horizon):
+            _, run_id = self._ended.popleft()
+            entry = self._entries.pop(run_id, None)
+            for key in entry.idempotency_keys if entry else []:
+                if self._idempotency.get(key, ("",))[0] == run_id:
+                    del self._idempotency[key]

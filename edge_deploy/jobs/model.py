@@ -120,6 +120,7 @@ class Job:
     worker: str = ""  # the worker that holds (or last held) it
     error: str = ""
     cancel_requested: bool = False
+    cancelled_by: str = ""  # who asked for the cancel (a token name or a JWT subject)
 
     def __post_init__(self) -> None:
         if self.state not in JOB_STATES:
@@ -130,6 +131,11 @@ class Job:
     @property
     def ended(self) -> bool:
         return self.state in ENDED_STATES
+
+    @property
+    def cancel_reason(self) -> str:
+        """The error a cancelled run ends with, naming who cancelled it."""
+        return f"cancelled by {self.cancelled_by}" if self.cancelled_by else "cancelled by request"
 
     def updated(self, **changes: Any) -> Job:
         return replace(self, **changes)
@@ -149,6 +155,7 @@ class Job:
             "worker": self.worker,
             "error": self.error,
             "cancel": "1" if self.cancel_requested else "0",
+            "cancelled_by": self.cancelled_by,
         }
 
     @classmethod
@@ -167,6 +174,7 @@ class Job:
                 worker=fields.get("worker", ""),
                 error=fields.get("error", ""),
                 cancel_requested=fields.get("cancel") == "1",
+                cancelled_by=fields.get("cancelled_by", ""),
             )
         except (KeyError, ValueError) as exc:
             raise JobFormatError(f"stored job {fields.get('run_id', '?')!r} is malformed: {exc!r}") from None

@@ -19,6 +19,11 @@ CREATED, REPLAYED, DUPLICATE = "created", "replayed", "duplicate"
 OWNED, LOST, CANCEL = "owned", "lost", "cancel"
 
 
+def queued_cancel_error(by: str) -> str:
+    """The error of a run cancelled before a worker took it, naming who cancelled it."""
+    return f"cancelled before it started, by {by}" if by else "cancelled before it started"
+
+
 class JobQueueError(EdgeDeployError):
     """The queue refused a request; the message says why."""
 
@@ -37,6 +42,17 @@ class JobAlreadyEnded(JobQueueError):
     def __init__(self, job: Job) -> None:
         super().__init__(f"run {job.run_id} has already ended ({job.state})")
         self.job = job
+
+
+class ReplayedRunGone(JobQueueError):
+    """The Idempotency-Key names a run whose job the queue no longer holds (expired, or evicted by Redis)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"this Idempotency-Key was used for run {run_id}, whose job the queue no longer holds "
+            "(its record, if it got one, is under /deployments); use a new key to deploy again"
+        )
+        self.run_id = run_id
 
 
 class IdempotencyKeyReused(JobQueueError):
@@ -116,8 +132,9 @@ class JobQueue(Protocol):
 
     def get(self, run_id: str) -> Job | None: ...
 
-    def request_cancel(self, run_id: str) -> Job:
-        """A queued job is cancelled at once; a running one is marked for its worker to stop."""
+    def request_cancel(self, run_id: str, by: str = "") -> Job:
+        """A queued job is cancelled at once; a running one is marked for its worker to stop. `by`
+        names the caller, whom the job and its record name."""
         ...
 
     def depth(self) -> QueueDepth: ...

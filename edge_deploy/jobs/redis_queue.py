@@ -44,8 +44,10 @@ from edge_deploy.jobs.queue import (
     JobNotFound,
     JobQueueUnavailable,
     QueueDepth,
+    ReplayedRunGone,
     Submission,
     WorkerInfo,
+    queued_cancel_error,
 )
 from edge_deploy.records.model import utc_timestamp
 from edge_deploy.status.redis_status import KEY_PREFIX, redis_client, redis_where
@@ -86,6 +88,12 @@ local function unlock(job)
   local h = redis.call('HMGET', job, 'active_key', 'run_id')
   if h[1] and redis.call('GET', h[1]) == h[2] then redis.call('DEL', h[1]) end
 end
+"""
+
+# Deletes a deployment marker only if it still names the run (another submit may have replaced it).
+_DROP_MARKER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 _SUBMIT = """
@@ -196,8 +204,8 @@ local job, stream, outcomes = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', job, 'state', 'entry')
 if not h[1] then return 'missing' end
 if h[1] == 'queued' then
-  redis.call('HSET', job, 'state', 'cancelled', 'cancel', '1', 'ended_at', ARGV[1])
-  redis.call('HSET', job, 'error', 'cancelled before it started')
+  redis.call('HSET', job, 'state', 'cancelled', 'cancel', '1', 'ended_at', ARGV[1], 'cancelled_by', ARGV[3])
+  redis.call('HSET', job, 'error', ARGV[4])
   redis.call('EXPIRE', job, tonumber(ARGV[2]))
   if h[2] then redis.call('XDEL', stream, h[2]) end
   unlock(job)
@@ -205,7 +213,7 @@ if h[1] == 'queued' then
   return 'cancelled'
 end
 if h[1] == 'running' then
-  redis.call('HSET', job, 'cancel', '1')
+  redis.call('HSET', job, 'cancel', '1', 'cancelled_by', ARGV[3])
   return 'cancelling'
 end
 return 'ended'
@@ -220,6 +228,7 @@ class RedisJobQueue:
         self.client, self.where = client, where
         self.lease_ms, self.max_attempts = int(lease_seconds * 1000), max_attempts
         self._submit = client.register_script(_SUBMIT)
+        self._drop_marker = client.register_script(_DROP_MARKER)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -234,7 +243,12 @@ class RedisJobQueue:
     # -- the API's side ---------------------------------------------------------------------------
 
     def submit(
-        self, job: Job, deployment_key: str, deployment_fingerprint: str, idempotency_key_: str | None
+        self,
+        job: Job,
+        deployment_key: str,
+        deployment_fingerprint: str,
+        idempotency_key_: str | None,
+        retried: bool = False,
     ) -> Submission:
         fields = [item for pair in job.to_fields().items() for item in pair]
         argv = [
@@ -256,9 +270,15 @@ class RedisJobQueue:
         if outcome == CREATED:
             return Submission(job, CREATED)
         existing = self.get(run_id)
-        if existing is None:  # expired between the script and this read: extremely unlikely
-            raise JobNotFound(f"run {run_id} vanished while it was being looked up")
-        return Submission(existing, REPLAYED if outcome == "replayed" else DUPLICATE)
+        if existing is not None:
+            return Submission(existing, REPLAYED if outcome == "replayed" else DUPLICATE)
+        # expired or evicted while its idempotency key or deployment marker was kept
+        if outcome == "replayed" or retried:
+            raise ReplayedRunGone(run_id)
+        # a marker of a job that is gone guards nothing: drop it (only if it still names that run)
+        marker = active_key(deployment_key)
+        self._call("drop a stale deployment marker", lambda: self._drop_marker(keys=[marker], args=[run_id]))
+        return self.submit(job, deployment_key, deployment_fingerprint, idempotency_key_, retried=True)
 
     def replayed(self, idempotency_key_: str, request_fingerprint: str) -> Job | None:
         seen = self._call(
@@ -270,18 +290,19 @@ class RedisJobQueue:
             return None
         if fingerprint != request_fingerprint:
             raise IdempotencyKeyReused(run_id)
-        return self.get(run_id)
+        job = self.get(run_id)
+        if job is None:
+            raise ReplayedRunGone(run_id)
+        return job
 
     def get(self, run_id: str) -> Job | None:
         fields = self._call(f"read job {run_id}", lambda: self.client.hgetall(job_key(run_id)))
         return Job.from_fields(fields) if fields else None
 
-    def request_cancel(self, run_id: str) -> Job:
+    def request_cancel(self, run_id: str, by: str = "") -> Job:
+        args = [utc_timestamp(), JOB_RETENTION_SECONDS, by, queued_cancel_error(by)]
         answer = self._call(
-            f"cancel run {run_id}",
-            lambda: self._cancel(
-                keys=[job_key(run_id), STREAM, OUTCOMES], args=[utc_timestamp(), JOB_RETENTION_SECONDS]
-            ),
+            f"cancel run {run_id}", lambda: self._cancel(keys=[job_key(run_id), STREAM, OUTCOMES], args=args)
         )
         job = self.get(run_id)
         if answer == "missing" or job is None:

@@ -41,7 +41,6 @@ from edge_deploy.storage.results import local_model_name
 
 log = logging.getLogger(__name__)
 
-CANCELLED_ERROR = "cancelled by request"
 EXECUTOR_CHECK_SECONDS = 30.0
 FINISH_PATIENCE_SECONDS = 120.0  # how long a finished job waits for the queue to answer again
 
@@ -109,12 +108,30 @@ class Worker:
                 self.stopping.wait(pause)
                 pause = min(pause * 2, 5.0)
                 continue
-            if claim is not None:
+            if claim is None:
+                continue
+            try:
                 self.process(claim)
+            except Exception as exc:  # never the end of the worker: the job fails, saying why, and the next one runs
+                log.exception("worker %s: run %s failed unexpectedly", self.config.name, claim.job.run_id)
+                self._fail_unexpectedly(claim, exc)
         log.info("worker %s stopped", self.config.name)
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _latest(self, job: Job) -> Job:
+        try:
+            return self.queue.get(job.run_id) or job
+        except JobQueueUnavailable:
+            return job
+
+    def _fail_unexpectedly(self, claim: Claim, exc: Exception) -> None:
+        error = f"the worker failed while running it: {type(exc).__name__}: {exc}"
+        try:
+            self._end(claim, FAILED, self._fail_record(claim.job, error, None))
+        except Exception:  # the queue or the store is down too: the lease lapses and another attempt runs it
+            log.exception("run %s: could not be ended as failed", claim.job.run_id)
 
     def process(self, claim: Claim) -> None:
         job = claim.job
@@ -126,14 +143,19 @@ class Worker:
                 self._end(claim, FAILED, self._fail_record(job, error, "worker"))
                 return
             if job.cancel_requested:
-                self._end(claim, CANCELLED, self._fail_record(job, CANCELLED_ERROR, None))
+                self._end(claim, CANCELLED, self._fail_record(job, job.cancel_reason, None))
                 return
             earlier = self._final_record(job.run_id)
             if earlier is not None:  # an earlier attempt finished, its worker died before saying so
                 log.info("run %s already has a %s record; ending the job from it", job.run_id, earlier.status.state)
                 self._end(claim, _job_state(earlier), earlier.status.error or "")
                 return
-            end = self._run_child(claim)
+            try:
+                end = self._run_child(claim)
+            except OSError as exc:  # the job's process could not be started (fork, exec, fds, memory)
+                error = f"the job's process could not be started: {type(exc).__name__}: {exc}"
+                self._end(claim, FAILED, self._fail_record(job, error, None))
+                return
             if end.lost:
                 log.warning("run %s: another worker took the job over; this attempt stopped", job.run_id)
                 return
@@ -163,17 +185,25 @@ class Worker:
                 stdin=subprocess.PIPE,
                 env=env,
                 pass_fds=(write_end,),
-                start_new_session=True,
+                start_new_session=True,  # its own process group: a stop reaches the processes it starts too
                 text=True,
             )
+        except OSError:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
         outcome: list[ExecutionOutcome | None] = [None]
         reader = threading.Thread(target=self._read_pipe, args=(read_end, outcome), daemon=True, name="job-pipe")
         reader.start()
         assert child.stdin is not None
-        child.stdin.write(job.to_json())
-        child.stdin.close()
+        try:
+            child.stdin.write(job.to_json())
+            child.stdin.close()
+        except BrokenPipeError:  # the child exited before reading its job: its exit code says why
+            log.warning("run %s: its process exited before it read the job", job.run_id)
+            with contextlib.suppress(OSError):
+                child.stdin.close()
         end = self._watch(claim, child)
         reader.join(timeout=10)
         end.outcome = outcome[0]
@@ -227,8 +257,9 @@ class Worker:
 
     def _judge(self, job: Job, end: _ChildEnd) -> tuple[str, str]:
         """(job state, error) from what the child said and the record it left."""
-        if end.cancelled:
-            return CANCELLED, self._fail_record(job, CANCELLED_ERROR, None)
+        if end.cancelled:  # the job as the queue holds it now: it names who cancelled it
+            latest = self._latest(job)
+            return CANCELLED, self._fail_record(latest, latest.cancel_reason, None)
         record = self._final_record(job.run_id)
         if end.outcome is not None and end.outcome.state == SUCCEEDED:
             if record is not None and record.status.state == RECORD_SUCCEEDED:

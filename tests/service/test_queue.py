@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from edge_deploy.jobs import memory_queue
 from edge_deploy.jobs.memory_queue import InProcessJobQueue
 from edge_deploy.jobs.model import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from edge_deploy.jobs.queue import (
@@ -20,8 +21,9 @@ from edge_deploy.jobs.queue import (
     IdempotencyKeyReused,
     JobAlreadyEnded,
     JobNotFound,
+    ReplayedRunGone,
 )
-from edge_deploy.jobs.redis_queue import RedisJobQueue
+from edge_deploy.jobs.redis_queue import RedisJobQueue, job_key
 from tests.service.conftest import make_job, submit
 
 
@@ -146,3 +148,42 @@ def test_a_job_taken_up_more_often_than_allowed_is_marked_exhausted(redis_url):
     time.sleep(0.3)
     second = queue.claim("worker-b", 0.1)
     assert second.exhausted and second.attempt == 2
+
+
+def test_a_job_evicted_by_redis_is_no_500_and_no_stale_guard(redis_server):
+    """Redis under memory pressure (allkeys-lru) may evict a job's hash while its idempotency key and
+    deployment marker stay: a replay names the lost run, a new submission of the same deployment runs."""
+    with redis_server.client() as client:
+        client.flushall()
+    queue = RedisJobQueue.from_url(redis_server.url, lease_seconds=1.0, max_attempts=2)
+    try:
+        job = make_job()
+        submit(queue, job, idempotency_key="evicted-key")
+        with redis_server.client() as client:
+            assert client.delete(job_key(job.run_id)) == 1  # what an eviction does
+        with pytest.raises(ReplayedRunGone, match=job.run_id):
+            queue.replayed("evicted-key", job.request.request_fingerprint())
+        with pytest.raises(ReplayedRunGone, match=job.run_id):
+            submit(queue, make_job(), idempotency_key="evicted-key")
+        fresh = submit(queue, make_job())  # no key: the marker names a job that is gone, so it guards nothing
+        assert fresh.outcome == CREATED and fresh.job.run_id != job.run_id
+        assert queue.get(fresh.job.run_id).state == QUEUED
+    finally:
+        queue.close()
+
+
+def test_the_in_process_queue_forgets_ended_jobs_beyond_its_bound(monkeypatch):
+    monkeypatch.setattr(memory_queue, "MAX_ENDED_JOBS", 3)
+    queue = InProcessJobQueue(max_attempts=2)
+    runs = []
+    for index in range(6):
+        job = make_job(commit=f"{index:064x}")
+        submit(queue, job, idempotency_key=f"key-{index}")
+        queue.finish(queue.claim("worker-a", 1.0), SUCCEEDED)
+        runs.append(job)
+    assert [queue.get(job.run_id) is not None for job in runs] == [False] * 3 + [True] * 3
+    assert len(queue._idempotency) == 3  # the forgotten runs' keys went with them
+    replay = submit(queue, make_job(commit=f"{0:064x}"), idempotency_key="key-0")
+    assert replay.outcome == CREATED, "a forgotten key is free again"
+    assert queue.replayed("key-5", runs[5].request.request_fingerprint()).run_id == runs[5].run_id
+    assert queue.outcomes() == {SUCCEEDED: 6}

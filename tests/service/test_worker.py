@@ -21,7 +21,7 @@ from tests.service.conftest import make_job, submit
 
 
 class Harness:
-    def __init__(self, tmp_path, monkeypatch, behaviour: str, lease: float = 2.0) -> None:
+    def __init__(self, tmp_path, monkeypatch, behaviour: str, lease: float = 2.0, command=None) -> None:
         monkeypatch.setenv("EDGE_WORK_DIR", str(tmp_path))
         monkeypatch.delenv("MONGODB_URI", raising=False)
         monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
@@ -29,7 +29,7 @@ class Harness:
         self.records = EmbeddedRecordStore(tmp_path / "deployments.sqlite3")
         self.status = InProcessStatus()
         config = WorkerConfig(
-            child_command=[sys.executable, "-m", "tests.service.job_programs", behaviour],
+            child_command=command or [sys.executable, "-m", "tests.service.job_programs", behaviour],
             lease_seconds=lease,
             stop_grace_seconds=5.0,
             forward_status=True,
@@ -55,8 +55,8 @@ class Harness:
 def harness(tmp_path, monkeypatch):
     made = []
 
-    def make(behaviour: str, lease: float = 2.0) -> Harness:
-        made.append(Harness(tmp_path, monkeypatch, behaviour, lease))
+    def make(behaviour: str, lease: float = 2.0, command=None) -> Harness:
+        made.append(Harness(tmp_path, monkeypatch, behaviour, lease, command))
         return made[-1]
 
     yield make
@@ -93,6 +93,28 @@ def test_a_failed_local_directory_job_is_recorded_by_the_model_s_name(harness, t
     assert work.wait_for(job.run_id).state == FAILED
     model = work.records.get(job.run_id).model
     assert (model.repo, model.ref) == ("lane-net", str(model_dir))
+
+
+def test_a_job_process_that_cannot_start_fails_its_run_and_the_worker_goes_on(harness, tmp_path):
+    work = harness("", command=[str(tmp_path / "no-such-program")])
+    first, second = make_job(), make_job(targets=("arm64-cpu",))
+    submit(work.queue, first)
+    submit(work.queue, second)
+    ended = work.wait_for(first.run_id)
+    assert ended.state == FAILED and "could not be started: FileNotFoundError" in ended.error
+    record = work.records.get(first.run_id)
+    assert record.status.state == "failed" and "could not be started" in record.status.error
+    assert kinds(work.status, first.run_id)[-1] == RUN_FAILED, "followers are told it ended"
+    assert work.wait_for(second.run_id).state == FAILED and work.thread.is_alive()
+
+
+def test_a_job_process_that_exits_before_reading_its_job_is_failed_with_its_exit_code(harness):
+    work = harness("", command=[sys.executable, "-c", "import sys; sys.exit(7)"])
+    job = make_job(options={"padding": "x" * 200_000})  # more than a pipe holds: the write breaks
+    submit(work.queue, job)
+    ended = work.wait_for(job.run_id)
+    assert ended.state == FAILED and "exited with code 7" in ended.error
+    assert work.thread.is_alive()
 
 
 def test_a_job_that_exits_without_an_outcome_is_failed_saying_so(harness):
