@@ -46,27 +46,54 @@ class ValidationSettings:
     rtol: float | None = None
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.samples < 1:
-            problems.append(f"samples must be >= 1, got {self.samples}")
-        if not self.batch_sizes or any(size < 1 for size in self.batch_sizes):
-            problems.append(f"batch_sizes must be positive, got {self.batch_sizes}")
-        if not 0 < self.spatial_scale <= 4:
-            problems.append(f"spatial_scale must be in (0, 4], got {self.spatial_scale}")
-        if self.warmup_runs < 0 or self.timed_runs < 1:
-            problems.append(f"need warmup_runs >= 0 and timed_runs >= 1, got {self.warmup_runs}/{self.timed_runs}")
-        if not self.time_budget_s > 0:
-            problems.append(f"time_budget_s must be > 0, got {self.time_budget_s}")
-        if self.intra_op_threads < 0:
-            problems.append(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
-        if self.min_speedup < 1:
-            problems.append(f"min_speedup must be >= 1, got {self.min_speedup}")
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                problems.append(f"{name} must be a finite number >= 0, got {value}")
+        problems = [problem for name in SETTING_BOUNDS if (problem := _out_of_bounds(name, getattr(self, name)))]
         if problems:
             raise ValidationError("invalid validation settings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a setting may take: in [low, high] (low excluded when `low_open`). Upper bounds keep
+    one request from holding a worker for ever; the tolerances' keep the gate a gate."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    items: int | None = None  # a list: at most this many values, each within the bound
+
+    def describe(self) -> str:
+        low = f"({self.low:g}" if self.low_open else f"[{self.low:g}"
+        return f"{low}, {self.high:g}]" + (f", at most {self.items} values" if self.items else "")
+
+
+SETTING_BOUNDS = {
+    "samples": Bound(1, 32),
+    "seed": Bound(0, 2**31 - 1),
+    "batch_sizes": Bound(1, 64, items=8),
+    "spatial_scale": Bound(0, 4, low_open=True),
+    "warmup_runs": Bound(0, 100),
+    "timed_runs": Bound(1, 1000),
+    "time_budget_s": Bound(0, 300, low_open=True),
+    "intra_op_threads": Bound(0, 64),
+    "min_speedup": Bound(1, 10),
+    "atol": Bound(0, 1),  # None: the manifest's, else the task's defaults
+    "rtol": Bound(0, 1),
+}
+
+
+def _out_of_bounds(name: str, value: object) -> str | None:
+    bound = SETTING_BOUNDS[name]
+    values = value if isinstance(value, list) else [value]
+    if value is None and name in ("atol", "rtol"):
+        return None
+    if bound.items is not None and not 1 <= len(values) <= bound.items:
+        return f"{name} must hold 1 to {bound.items} values, got {len(values)}"
+    for item in values:
+        ok = isinstance(item, int | float) and math.isfinite(item) and item <= bound.high
+        ok = ok and (item > bound.low if bound.low_open else item >= bound.low)
+        if not ok:
+            return f"{name} must be in {bound.describe()}, got {value}"
+    return None
 
 
 @dataclass
