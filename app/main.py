@@ -1,8 +1,8 @@
 """The application: `create_app()` builds it; `edge-deploy serve` runs it with uvicorn.
 
     GET /healthz   the process answers (no token)
-    GET /readyz    Redis (or the in-process queue), the record store and a worker whose executor
-                   answers; 503 naming what is not ready (no token)
+    GET /readyz    Redis (or the in-process queue) and the record store answer; 503 naming what is
+                   not ready; the workers are reported beside, not required (no token)
     GET /metrics   Prometheus text (the `read` scope, unless EDGE_API_PUBLIC_METRICS=true)
     /api/v1/...    the API (app/api/v1.py); GET /openapi.json describes it (the `read` scope)
 
@@ -100,7 +100,7 @@ def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:
         responses={503: {"model": Readiness, "description": "Something the service needs does not answer"}},
         dependencies=checked,
         tags=["health"],
-        summary="The queue, the record store and a worker's executor answer",
+        summary="The queue and the record store answer (the workers are reported, not required)",
     )
     def readyz(request: Request) -> JSONResponse:
         readiness = _readiness(request.app.state.service)
@@ -125,12 +125,15 @@ def _health_routes(app: FastAPI, settings: ServiceSettings) -> None:
 
 
 def _readiness(service: Service) -> Readiness:
+    """Ready when this process can answer: the queue and the record store. Workers are reported, not
+    required: with every worker down, queueing still works and devices still get `releases/latest`
+    (a readiness that needed a worker would take every API pod out of its Service)."""
     checks = {
         "queue": _check(lambda: (service.queue.ping(), service.queue.where)[1]),
         "records": _check(lambda: (service.records.get("readyz-probe"), service.records.where)[1]),
-        "executor": _check(lambda: _executor_detail(service)),
     }
-    return Readiness(ready=all(check.ok for check in checks.values()), checks=checks)
+    workers = _check(lambda: _executor_detail(service))
+    return Readiness(ready=all(check.ok for check in checks.values()), checks=checks, workers=workers)
 
 
 def _check(probe) -> Check:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.schemas import ErrorBody, FieldProblem
+from app.api.schemas import PLAIN_TEXT_PATTERN, PLAIN_TEXT_PROBLEM, ErrorBody, FieldProblem
 from app.core.auth import AuthError, AuthUnavailable
 from edge_deploy.errors import TransientError
 
@@ -72,6 +73,8 @@ def field_path(location: tuple[Any, ...] | list[Any]) -> str:
 def _validation_problem(error: dict[str, Any]) -> FieldProblem:
     location = [part for part in error.get("loc", ()) if part not in ("function-after[_one_source()]",)]
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == PLAIN_TEXT_PATTERN:
+        message = PLAIN_TEXT_PROBLEM
     if error.get("type") == "json_invalid":
         message = f"the body is not valid JSON: {error.get('ctx', {}).get('error', message)}"
         location = ["body"]
@@ -105,6 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unavailable(request: Request, exc: TransientError) -> JSONResponse:
         log.warning("%s %s: 503: %s", request.method, request.url.path, exc)
         return error_response(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
+        # the live status is read straight from Redis (app.core.service): its outage is a 503, not a 500
+        log.warning("%s %s: 503: Redis: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        message = f"the live status (Redis) does not answer: {type(exc).__name__}"
+        return error_response(503, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from edge_deploy.jobs.model import JOB_STATES, Job
 from edge_deploy.records import DeploymentRecord
-from edge_deploy.validation.report import ValidationSettings
+from edge_deploy.validation.report import SETTING_BOUNDS, Bound, ValidationSettings
 
 REPO_PATTERN = r"^[a-z0-9][a-z0-9-]{2,62}$"  # lakeFS repository names
 REF_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.~^@/-]{0,254}$"  # branch, tag, commit id or ref expression
@@ -25,6 +26,9 @@ DEVICE_CLASS_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TAG_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
 IMAGE_REPOSITORY_PATTERN = r"^([a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*)?$"
 BRANCH_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_-]{0,254})?$"
+# Free text that reaches file paths, Redis keys and logs: no control characters (NUL, newlines)
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+PLAIN_TEXT_PROBLEM = "must not contain control characters (NUL, tab, newline, ...)"
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="A run id, as POST /deployments answered it.")]
 DeviceClass = Annotated[str, Field(pattern=DEVICE_CLASS_PATTERN, description="A device class, see GET /platforms.")]
@@ -36,13 +40,27 @@ class StrictBody(BaseModel):
 
 
 def _validation_options_model() -> type[BaseModel]:
-    """ValidationSettings' fields, each optional with the pipeline's default (one source of truth)."""
+    """ValidationSettings' fields, each optional with the pipeline's default and within its bounds
+    (SETTING_BOUNDS): one source of truth, and the OpenAPI document states the bounds."""
     fields: dict[str, Any] = {}
     hints = typing.get_type_hints(ValidationSettings)
     for item in dataclasses.fields(ValidationSettings):
         default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
-        fields[item.name] = (hints[item.name], default)
+        fields[item.name] = (_bounded(hints[item.name], SETTING_BOUNDS.get(item.name)), default)
     return create_model("ValidationOptions", __base__=StrictBody, **fields)
+
+
+def _bounded(hint: Any, bound: Bound | None) -> Any:
+    if bound is None:
+        return hint
+    limits = Field(gt=bound.low, le=bound.high) if bound.low_open else Field(ge=bound.low, le=bound.high)
+    if bound.items is not None:  # a list of bounded values
+        (item,) = typing.get_args(hint)
+        return Annotated[list[Annotated[item, limits]], Field(min_length=1, max_length=bound.items)]
+    if type(None) in typing.get_args(hint):  # optional: None keeps the default
+        (value,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return Annotated[value, limits] | None
+    return Annotated[hint, limits]
 
 
 ValidationOptions = _validation_options_model()
@@ -53,7 +71,8 @@ class DeployOptionsBody(StrictBody):
 
     release_tag: str = Field("", pattern=TAG_PATTERN, description="Index tag; default: the commit's first 12 chars.")
     base_images: dict[
-        Annotated[str, Field(pattern=DEVICE_CLASS_PATTERN)], Annotated[str, Field(min_length=1, max_length=512)]
+        Annotated[str, Field(pattern=DEVICE_CLASS_PATTERN)],
+        Annotated[str, Field(min_length=1, max_length=512, pattern=PLAIN_TEXT_PATTERN)],
     ] = Field(
         default_factory=dict, max_length=16, description="Device class -> base image reference, overriding the matrix."
     )
@@ -65,17 +84,22 @@ class DeploymentCreate(StrictBody):
     """The inputs of the deploy_model workflow. Give the model as `uri`, as `repo` (+ `ref`, `prefix`),
     or as `local_dir` (only where the server allows local models)."""
 
-    uri: str | None = Field(None, max_length=2048, description="lakefs://<repository>/<ref>/<prefix>")
+    uri: str | None = Field(
+        None, max_length=2048, pattern=PLAIN_TEXT_PATTERN, description="lakefs://<repository>/<ref>/<prefix>"
+    )
     repo: str | None = Field(None, pattern=REPO_PATTERN, description="lakeFS repository of the model.")
     ref: str = Field("main", pattern=REF_PATTERN, description="Branch, tag or commit; resolved to a commit now.")
-    prefix: str = Field("model/", max_length=1024, description="Directory of the model in the repository.")
+    prefix: str = Field(
+        "model/", max_length=1024, pattern=PLAIN_TEXT_PATTERN, description="Directory of the model in the repository."
+    )
     local_dir: str | None = Field(
         None,
         min_length=1,
         max_length=1024,
+        pattern=PLAIN_TEXT_PATTERN,
         description="Model directory, relative to the server's EDGE_API_LOCAL_MODEL_ROOT.",
     )
-    targets: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+    targets: list[Annotated[str, Field(min_length=1, max_length=64, pattern=PLAIN_TEXT_PATTERN)]] | None = Field(
         None, min_length=1, max_length=16, description="Device classes or OCI platforms; default: the manifest's."
     )
     repository: str = Field(
@@ -143,6 +167,7 @@ class RunView(BaseModel):
     ended_at: str | None = None
     attempts: int | None = None
     cancel_requested: bool = False
+    cancelled_by: str | None = Field(None, description="Who asked for the cancel.")
     error: str | None = None
     stages: list[StageView]
     request: RequestView | None = None
@@ -281,7 +306,8 @@ class Check(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    checks: dict[str, Check]
+    checks: dict[str, Check] = Field(description="What readiness needs: the queue and the record store.")
+    workers: Check = Field(description="Whether a worker whose executor answers is up (not needed to be ready).")
 
 
 class FieldProblem(BaseModel):
@@ -308,8 +334,21 @@ def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def record_view(record: DeploymentRecord) -> RecordView:
+def shown_path(path: str, root: Path | None) -> str:
+    """A server path as an API caller sees it: relative to the local model root (EDGE_API_LOCAL_MODEL_ROOT,
+    which is how callers name local models); any other absolute path by its last part only, so no
+    caller learns the server's directory layout."""
+    if not path.startswith("/"):
+        return path
+    where = Path(path)
+    if root is not None and where.is_relative_to(root):
+        return str(where.relative_to(root))
+    return where.name
+
+
+def record_view(record: DeploymentRecord, local_root: Path | None = None) -> RecordView:
     data = record.to_dict()
+    data["model"]["ref"] = shown_path(record.model.ref, local_root)  # a local model's ref is its directory
     if record.validation is not None:
         data["validation"] = validation_view(record)
     data["timings"] = {stage: finite(seconds) for stage, seconds in record.timings.items()}
@@ -330,5 +369,7 @@ def validation_view(record: DeploymentRecord) -> ValidationView | None:
     )
 
 
-def request_view(job: Job) -> RequestView:
-    return RequestView.model_validate(job.request.to_dict())
+def request_view(job: Job, local_root: Path | None = None) -> RequestView:
+    data = job.request.to_dict()
+    data["local_dir"] = shown_path(job.request.local_dir, local_root)
+    return RequestView.model_validate(data)

@@ -22,9 +22,10 @@ from sse_starlette import EventSourceResponse
 
 from app.api import submission
 from app.api.errors import ApiError, invalid, responses
-from app.api.events import EVENT_ID, run_event_stream
+from app.api.events import ENDED, RUNNING, UNKNOWN, is_event_id, run_event_stream
 from app.api.schemas import (
     DEVICE_CLASS_PATTERN,
+    PLAIN_TEXT_PATTERN,
     REPO_PATTERN,
     RUN_ID_PATTERN,
     AcceptanceView,
@@ -51,8 +52,10 @@ from edge_deploy.jobs.queue import (
     IdempotencyKeyReused,
     JobAlreadyEnded,
     JobNotFound,
+    JobQueueUnavailable,
+    ReplayedRunGone,
 )
-from edge_deploy.records import DeploymentRecord, RecordFormatError, RecordQuery
+from edge_deploy.records import DeploymentRecord, RecordFormatError, RecordQuery, RecordStoreError
 from edge_deploy.records.pages import PageCursor, find_page, latest_release
 from edge_deploy.status.events import STAGE_FAILED, STAGE_FINISHED, STAGE_STARTED, RunProgress, StageEvent
 from edge_deploy.status.tracker import RunTracker
@@ -143,6 +146,8 @@ def create_deployment(
         queued = submission.submit(wanted, commit, principal, key, service)
     except IdempotencyKeyReused as exc:
         raise invalid("header Idempotency-Key", str(exc)) from None
+    except ReplayedRunGone as exc:
+        raise ApiError(409, str(exc), "header Idempotency-Key", {"Location": links(exc.run_id).deployment}) from None
     except DeploymentInProgress as exc:
         raise ApiError(409, str(exc), headers={"Location": links(exc.run_id).run}) from None
     return _accepted(
@@ -175,7 +180,9 @@ def list_deployments(
     device_class: Annotated[str | None, Query(pattern=DEVICE_CLASS_PATTERN, description="has an image for it")] = None,
     status: Annotated[Literal["running", "succeeded", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, pattern=PLAIN_TEXT_PATTERN, description="next_cursor of the previous page")
+    ] = None,
 ) -> RecordPageView:
     service = service_of(request)
     if device_class is not None:
@@ -186,7 +193,8 @@ def list_deployments(
         raise invalid("query.cursor", str(exc).removeprefix("cursor: ")) from None
     page = find_page(service.records, RecordQuery(model_repo=model, state=status), device_class, after, limit)
     next_cursor = page.next_cursor.encode() if page.next_cursor else None
-    return RecordPageView(items=[record_view(record) for record in page.records], next_cursor=next_cursor)
+    root = service.settings.local_model_root
+    return RecordPageView(items=[record_view(record, root) for record in page.records], next_cursor=next_cursor)
 
 
 @router.get(
@@ -201,7 +209,7 @@ def get_deployment(
     service = service_of(request)
     record = service.records.get(run_id)
     if record is not None:
-        return record_view(record)
+        return record_view(record, service.settings.local_model_root)
     job = service.queue.get(run_id)
     if job is not None:
         raise ApiError(404, f"run {run_id} has no deployment record yet: it is {job.state}; see {links(run_id).run}")
@@ -219,7 +227,9 @@ def latest_model_release(
     _caller: Annotated[Principal, Depends(needs(READ))],
     model: Annotated[str, Path(pattern=REPO_PATTERN, description="lakeFS repository of the model")],
     device_class: Annotated[str, Query(pattern=DEVICE_CLASS_PATTERN, description="The device's class")],
-    prefix: Annotated[str | None, Query(max_length=1024, description="Only the model under this prefix")] = None,
+    prefix: Annotated[
+        str | None, Query(max_length=1024, pattern=PLAIN_TEXT_PATTERN, description="Only the model under this prefix")
+    ] = None,
 ) -> ReleaseView:
     service = service_of(request)
     _known_device_class(device_class, service, "query.device_class")
@@ -281,9 +291,10 @@ def _run_view(service: Service, run_id: str) -> RunView:
         ended_at=(job.ended_at or None) if job else (record.updated_at if record and state != "running" else None),
         attempts=job.attempts if job else None,
         cancel_requested=job.cancel_requested if job else False,
+        cancelled_by=(job.cancelled_by or None) if job else None,
         error=(job.error or None) if job else (record.status.error if record else progress.error if progress else None),
         stages=_stages(events),
-        request=request_view(job) if job else None,
+        request=request_view(job, service.settings.local_model_root) if job else None,
     )
 
 
@@ -327,23 +338,29 @@ async def run_events(
     ] = None,
 ) -> EventSourceResponse:
     service = service_of(request)
-    if last_event_id is not None and not EVENT_ID.match(last_event_id):
-        raise invalid("header Last-Event-ID", f"not an event id (<milliseconds>-<sequence>): {last_event_id!r}")
+    if last_event_id is not None and not is_event_id(last_event_id):
+        expected = "<milliseconds>-<sequence>, each below 2^64"
+        raise invalid("header Last-Event-ID", f"not an event id ({expected}): {last_event_id!r}")
     await run_in_threadpool(_run_view, service, run_id)  # 404 before the stream starts
 
-    async def ended() -> bool:
-        return await run_in_threadpool(_run_has_ended, service, run_id)
+    async def state() -> str:
+        return await run_in_threadpool(_run_state, service, run_id)
 
-    stream = run_event_stream(service.feed, run_id, last_event_id or "0-0", ended)
+    stream = run_event_stream(service.feed, run_id, last_event_id or "0-0", state)
     return EventSourceResponse(stream, ping=15, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _run_has_ended(service: Service, run_id: str) -> bool:
-    job = service.queue.get(run_id)
-    if job is not None:
-        return job.ended  # a job ends only after its end event is out (edge_deploy.jobs.worker)
-    record = service.records.get(run_id)
-    return record is not None and record.status.state != "running"
+def _run_state(service: Service, run_id: str) -> str:
+    try:
+        job = service.queue.get(run_id)
+        if job is not None:  # a job ends only after its end event is out (edge_deploy.jobs.worker)
+            return ENDED if job.ended else RUNNING
+        record = service.records.get(run_id)
+    except (JobQueueUnavailable, RecordStoreError):
+        return RUNNING  # unknown for now: the stream goes on, and looks again later
+    if record is None:
+        return UNKNOWN
+    return RUNNING if record.status.state == "running" else ENDED
 
 
 @router.post(
@@ -353,10 +370,10 @@ def _run_has_ended(service: Service, run_id: str) -> bool:
     responses=responses(401, 403, 404, 409, 422, 503),
     summary="Cancel a queued run at once, or ask a running one's worker to stop it",
 )
-def cancel_run(run_id: RunIdPath, request: Request, _caller: Annotated[Principal, Depends(needs(DEPLOY))]) -> RunView:
+def cancel_run(run_id: RunIdPath, request: Request, caller: Annotated[Principal, Depends(needs(DEPLOY))]) -> RunView:
     service = service_of(request)
     try:
-        job = service.queue.request_cancel(run_id)
+        job = service.queue.request_cancel(run_id, by=caller.name)
     except JobNotFound:
         raise ApiError(
             404, f"no queued or running run {run_id!r} (only runs queued through this API can be cancelled)"

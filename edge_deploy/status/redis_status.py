@@ -10,6 +10,7 @@ run's stages in order before it waits for new ones.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ KEY_PREFIX = "edge-deploy"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600  # long enough to look back at last week's runs
 STREAM_MAX_LENGTH = 10_000  # approximate cap: a run emits a few dozen events
 BLOCK_MILLISECONDS = 1000
+POOL_CONNECTIONS = 16
+POOL_WAIT_SECONDS = 5.0
 
 
 def run_key(run_id: str) -> str:
@@ -36,10 +39,20 @@ def events_key(run_id: str) -> str:
 
 
 def redis_client(url: Secret | str) -> redis.Redis:
-    """A client that gives up quickly when Redis is down: status must never hold a deployment up."""
-    text = url.reveal() if isinstance(url, Secret) else url
-    return redis.Redis.from_url(
-        text,
+    """A client that gives up quickly when Redis is down: status must never hold a deployment up.
+
+    Every client of one URL in a process shares one bounded pool: however many threads ask at once,
+    Redis sees at most POOL_CONNECTIONS connections from here (a thread waits up to POOL_WAIT_SECONDS
+    for one, then fails as Redis being unreachable would)."""
+    return redis.Redis(connection_pool=_shared_pool(url.reveal() if isinstance(url, Secret) else url))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_pool(url: str) -> redis.BlockingConnectionPool:
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=BLOCK_MILLISECONDS / 1000 + 5.0,  # longer than an XREAD BLOCK

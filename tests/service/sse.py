@@ -25,7 +25,7 @@ def read_events(client: httpx.Client, path: str, last_event_id: str | None = Non
         for line in response.iter_lines():
             if not line:
                 if "data" in fields:
-                    events.append(Event(fields["id"], fields["event"], json.loads(fields["data"])))
+                    events.append(Event(fields.get("id", ""), fields["event"], json.loads(fields["data"])))
                 fields = {}
             elif not line.startswith(":"):  # ":" lines are keep-alive comments
                 name, _, value = line.partition(":")

@@ -81,6 +81,21 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_same_run(client, lakefs_
     assert first.json()["run_id"] in reused.json()["message"]
 
 
+def test_a_retry_whose_run_redis_evicted_is_a_409_naming_the_run(client, lakefs_repo, redis_server):
+    from edge_deploy.jobs.redis_queue import job_key
+
+    key = uuid.uuid4().hex
+    first = deploy(client, {"repo": lakefs_repo, "targets": ["arm64-cpu"]}, key)
+    run_id = first.json()["run_id"]
+    with redis_server.client() as redis:
+        assert redis.delete(job_key(run_id)) == 1  # evicted (allkeys-lru), its idempotency key kept
+    retry = deploy(client, {"repo": lakefs_repo, "targets": ["arm64-cpu"]}, key)
+    assert retry.status_code == 409 and run_id in retry.json()["message"], retry.text
+    assert retry.json()["field"] == "header Idempotency-Key"
+    assert retry.headers["location"] == f"/api/v1/deployments/{run_id}"
+    assert client.get(f"/api/v1/runs/{run_id}").status_code in (200, 404)  # what is left of it, or gone: no 500
+
+
 def test_the_same_commit_and_targets_is_not_started_twice(client, lakefs_repo, head):
     body = {"repo": lakefs_repo, "targets": ["x86_64-cpu"]}
     first = deploy(client, body).json()
@@ -128,7 +143,34 @@ BAD_BODIES = [
         "body.options.validation.samples",
         "valid integer",
     ),
-    ({"repo": "{repo}", "options": {"validation": {"samples": 0}}}, "body.options.validation", "samples must be >= 1"),
+    # the gate's knobs within documented bounds: none can switch the gate off or hold a worker for ever
+    (
+        {"repo": "{repo}", "options": {"validation": {"samples": 0}}},
+        "body.options.validation.samples",
+        "greater than or equal to 1",
+    ),
+    ({"repo": "{repo}", "options": {"validation": {"atol": 1e308}}}, "body.options.validation.atol", "less than"),
+    ({"repo": "{repo}", "options": {"validation": {"samples": 10**9}}}, "body.options.validation.samples", "32"),
+    (
+        {"repo": "{repo}", "options": {"validation": {"batch_sizes": [10**6]}}},
+        "body.options.validation.batch_sizes[0]",
+        "64",
+    ),
+    (
+        {"repo": "{repo}", "options": {"validation": {"timed_runs": 10**12}}},
+        "body.options.validation.timed_runs",
+        "1000",
+    ),
+    (
+        {"repo": "{repo}", "options": {"validation": {"time_budget_s": 1e300}}},
+        "body.options.validation.time_budget_s",
+        "300",
+    ),
+    (
+        {"repo": "{repo}", "options": {"validation": {"intra_op_threads": 10**5}}},
+        "body.options.validation.intra_op_threads",
+        "64",
+    ),
     (
         {"repo": "{repo}", "options": {"base_images": {"sparc-cpu": "x"}}},
         "body.options.base_images.sparc-cpu",
@@ -137,6 +179,16 @@ BAD_BODIES = [
     ({"repo": "{repo}", "options": {"release_tag": "no spaces"}}, "body.options.release_tag", "pattern"),
     ({"repo": "Bad_Repo"}, "body.repo", "pattern"),
     ({"local_dir": "models/x"}, "body.local_dir", "not enabled"),
+    # control characters never reach a path, a Redis key or a log line: NUL, newline, DEL
+    ({"local_dir": "tiny\u0000/../x"}, "body.local_dir", "control characters"),
+    ({"repo": "{repo}", "prefix": "model/\n"}, "body.prefix", "control characters"),
+    ({"uri": "lakefs://{repo}/main/mo\u007fdel/"}, "body.uri", "control characters"),
+    ({"repo": "{repo}", "targets": ["x86_64-cpu\u0000"]}, "body.targets[0]", "control characters"),
+    (
+        {"repo": "{repo}", "options": {"base_images": {"x86_64-cpu": "debian\r\n"}}},
+        "body.options.base_images.x86_64-cpu",
+        "control characters",
+    ),
 ]
 
 
@@ -186,11 +238,12 @@ def test_a_queued_run_is_cancelled_at_once_and_its_followers_told(client, lakefs
     run = deploy(client, body).json()
     cancelled = client.post(run["links"]["cancel"])
     assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["cancelled_by"] == "release-pipeline"  # the caller's token name
     again = client.post(run["links"]["cancel"])
     assert again.status_code == 409 and "already ended (cancelled)" in again.json()["message"]
     with client.stream("GET", run["links"]["events"]) as events:
         lines = [line for line in events.iter_lines() if line.startswith(("event:", "data:"))]
-    assert lines[-2] == "event: run-failed" and "cancelled before it started" in lines[-1]
+    assert lines[-2] == "event: run-failed" and "cancelled before it started, by release-pipeline" in lines[-1]
     assert deploy(client, body).json()["run_id"] != run["run_id"], "a cancelled run no longer holds its deployment"
 
 
@@ -232,10 +285,12 @@ def test_records_are_listed_a_page_at_a_time_and_a_device_asks_for_its_image(api
 
 def test_readiness_names_what_is_missing_and_metrics_count_requests(api, client, api_tokens):
     ready = httpx.get(api.url + "/readyz", trust_env=False)  # no token needed
-    assert ready.status_code == 503, "no worker runs in this module"
+    # no worker runs in this module: reported, but the API still serves (queueing, devices' questions)
+    assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
-    assert checks["queue"]["ok"] and checks["records"]["ok"] and not checks["executor"]["ok"]
-    assert "no worker" in checks["executor"]["detail"]
+    assert set(checks) == {"queue", "records"} and checks["queue"]["ok"] and checks["records"]["ok"]
+    workers = ready.json()["workers"]
+    assert not workers["ok"] and "no worker" in workers["detail"]
 
     assert httpx.get(api.url + "/metrics", trust_env=False).status_code == 401
     with api.client(api_tokens.reader) as reader:
@@ -244,3 +299,19 @@ def test_readiness_names_what_is_missing_and_metrics_count_requests(api, client,
     assert 'edge_deploy_http_requests_total{method="GET",route="/api/v1/platforms",status="200"}' in text
     assert 'edge_deploy_queue_jobs{state="queued"}' in text and "edge_deploy_queue_up 1.0" in text
     assert 'edge_deploy_http_request_duration_seconds_bucket{le="0.1",method="GET",route="/api/v1/platforms"}' in text
+
+
+def test_a_redis_failure_while_reading_a_run_is_a_503(client, lakefs_repo, redis_server):
+    from edge_deploy.status.redis_status import run_key
+
+    run_id = deploy(client, {"repo": lakefs_repo, "targets": ["x86_64-cpu", "arm64-cpu"]}).json()["run_id"]
+    with redis_server.client() as redis:
+        redis.set(run_key(run_id), "not a hash")  # every read of the run's status now fails in Redis
+    try:
+        answer = client.get(f"/api/v1/runs/{run_id}")
+        assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+        assert "Redis" in answer.json()["message"] and "not a hash" not in answer.text
+    finally:
+        with redis_server.client() as redis:
+            redis.delete(run_key(run_id))
+    assert client.get(f"/api/v1/runs/{run_id}").status_code == 200

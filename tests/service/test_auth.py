@@ -117,6 +117,7 @@ def test_an_entra_id_token_is_accepted_with_its_roles_as_scopes(service, signing
     assert accepted.status_code == 202, accepted.text
     run = call(service, token, path=accepted.json()["links"]["run"]).json()
     assert run["principal"] == f"oidc:{CLIENT_ID}"
+    assert run["request"]["local_dir"] == "tiny", "as the caller named it: never the server's own path"
 
     read_only = entra_token(signing_key, roles=["Deployments.Read"])
     assert call(service, read_only).status_code == 200

@@ -129,3 +129,55 @@ def series(metrics_text: str) -> set[str]:
         for line in metrics_text.splitlines()
         if line.startswith("edge_deploy_http_requests_total{")
     }
+
+
+def test_many_followers_with_bad_resume_ids_hold_a_bounded_number_of_redis_connections(
+    tmp_path, redis_server, models_root
+):
+    """100 SSE followers of one queued run (no worker here), resuming from made-up event ids: ids
+    that are no stream id get a 422 naming the header; ids beyond the stream's end resume from its
+    end. Redis sees at most the event pool's connections, and every stream closes at the run's end."""
+    import redis as redis_client
+
+    from app.api.events import EVENT_CONNECTIONS
+    from edge_deploy.status.redis_status import POOL_CONNECTIONS, RedisStatus
+    from edge_deploy.status.tracker import RunTracker
+    from tests.service.sse import read_events
+
+    env = service_env(tmp_path / "work", REDIS_URL=redis_server.url, EDGE_API_LOCAL_MODEL_ROOT=str(models_root))
+    probe = redis_client.Redis.from_url(redis_server.url)
+    with serving(env, tmp_path / "serve.log") as service, service.client() as client:
+        body = {"local_dir": "tiny", "targets": ["x86_64-cpu"], "options": {"build_images": False}}
+        run = client.post("/api/v1/deployments", json=body).json()
+        events_path = run["links"]["events"]
+        for bad in ("99999999999999999999-0", "1-18446744073709551616", "now-0", "1-2-3"):
+            refused = client.get(events_path, headers={"Last-Event-ID": bad})
+            assert refused.status_code == 422 and refused.json()["field"] == "header Last-Event-ID", bad
+        baseline = len(probe.client_list())
+        resume_ids = ["18446744073709551615-0", "18446744073709551615-18446744073709551615", "0-0", "1-0"]
+
+        def follow(index: int):
+            with service.client() as follower:
+                return read_events(follower, events_path, resume_ids[index % 4], timeout=60)
+
+        with ThreadPoolExecutor(max_workers=100) as followers:
+            streams = [followers.submit(follow, index) for index in range(100)]
+            time.sleep(3)  # every stream open and reading
+            assert not [future for future in streams if future.done()], "a stream ended before the run did"
+            during = len(probe.client_list())
+            RunTracker(RedisStatus.from_url(redis_server.url), run["run_id"]).failed("convert", "stopped by the test")
+            endings = [future.result(timeout=60) for future in streams]
+    # the event pool, and the request threads' shared pool: 100 streams once held 151 connections
+    bound = EVENT_CONNECTIONS + POOL_CONNECTIONS
+    assert during - baseline <= bound, f"{during - baseline} more Redis connections for 100 streams (bound {bound})"
+    for events in endings:  # each stream saw the run's end and closed: from the end, or from the start
+        assert events and events[-1].kind == "run-failed", events
+    assert "stays unreachable" not in service.log()
+
+
+@pytest.fixture
+def models_root(tmp_path):
+    root = tmp_path / "local-models"
+    (root / "tiny").mkdir(parents=True)
+    (root / "tiny" / "model.pth").write_bytes(b"weights")
+    return root
