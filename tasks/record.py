@@ -10,6 +10,7 @@ from flytekit.types.error import FlyteError
 from edge_deploy.config import Settings
 from edge_deploy.conversion import ConversionResult
 from edge_deploy.images.push import ReleaseResult
+from edge_deploy.jobs.fence import FencedOff, check_fence
 from edge_deploy.records import DeploymentRecord, ModelSource, open_record_store
 from edge_deploy.records.assemble import assemble_record
 from edge_deploy.status import RunTracker, open_status
@@ -77,6 +78,11 @@ def record_failure(
     commit may never have been resolved); the failed stage comes from the live status.
     """
     run_id, settings = current_run_id(), Settings.from_env()
+    try:
+        check_fence(run_id, "recording the failure", settings)
+    except FencedOff as exc:  # another attempt holds the run: its outcome is the run's, not this one
+        log.warning("%s", exc)
+        return
     status = open_status(settings)
     progress = status.progress(run_id)
     stage = progress.stage if progress and progress.stage else (err.failed_node_id if err else "") or "unknown"

@@ -15,9 +15,13 @@ from collections.abc import Iterator
 import flytekit
 
 from edge_deploy.config import Settings
+from edge_deploy.jobs.fence import check_fence
 from edge_deploy.status import RunTracker, open_status
 from tasks.errors import retry_transient_failures
 
+# Stages with effects outside the run (the registry, lakeFS, the record store): a job process of the
+# service checks, before each, that its attempt still holds the job (edge_deploy.jobs.fence).
+FENCED_STAGES = ("push", "index", "publish", "record")
 _LOCAL_RUN_ID = f"local-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
 
@@ -31,6 +35,9 @@ def current_run_id() -> str:
 @contextlib.contextmanager
 def reported_stage(stage: str) -> Iterator[RunTracker]:
     """Report `stage` as started/finished/failed for this run; transient errors become recoverable."""
-    tracker = RunTracker(open_status(Settings.from_env()), current_run_id())
+    settings, run_id = Settings.from_env(), current_run_id()
+    tracker = RunTracker(open_status(settings), run_id)
+    if stage in FENCED_STAGES:  # before the stage is reported: a fenced-off attempt says nothing of the run
+        check_fence(run_id, stage, settings)
     with retry_transient_failures(), tracker.stage(stage):
         yield tracker

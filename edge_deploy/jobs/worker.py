@@ -29,8 +29,19 @@ from pathlib import Path
 
 from edge_deploy.jobs.child import FORWARD_STATUS_VARIABLE, PARENT_PID_VARIABLE, PIPE_FD_VARIABLE, read_messages
 from edge_deploy.jobs.executor import ExecutionOutcome, ExecutorHealth
+from edge_deploy.jobs.fence import FENCE_VARIABLE, fence_token
 from edge_deploy.jobs.model import CANCELLED, FAILED, SUCCEEDED, Job
-from edge_deploy.jobs.queue import CANCEL, LOST, Claim, JobQueue, JobQueueUnavailable, WorkerInfo
+from edge_deploy.jobs.queue import (
+    CANCEL,
+    LOST,
+    OWNED,
+    VANISHED,
+    Claim,
+    JobQueue,
+    JobQueueError,
+    JobQueueUnavailable,
+    WorkerInfo,
+)
 from edge_deploy.records import DeploymentRecord, ModelSource, RecordStore, RecordStoreError
 from edge_deploy.records.model import FAILED as RECORD_FAILED
 from edge_deploy.records.model import SUCCEEDED as RECORD_SUCCEEDED
@@ -43,6 +54,7 @@ log = logging.getLogger(__name__)
 
 EXECUTOR_CHECK_SECONDS = 30.0
 FINISH_PATIENCE_SECONDS = 120.0  # how long a finished job waits for the queue to answer again
+END_EVENT_PATIENCE_SECONDS = 300.0  # how long the end event of a run is retried while Redis does not answer
 
 
 def default_worker_name() -> str:
@@ -70,6 +82,7 @@ class _ChildEnd:
     outcome: ExecutionOutcome | None
     cancelled: bool = False
     lost: bool = False
+    claim: Claim | None = None  # the claim as it ended (re-established when the queue had lost the job)
 
 
 class Worker:
@@ -120,6 +133,12 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
 
+    def _taken_over(self, claim: Claim) -> bool:
+        try:
+            return self.queue.renew(claim) == LOST
+        except JobQueueUnavailable:
+            return False  # cannot tell: the job is ended as this attempt saw it, and finish() checks again
+
     def _latest(self, job: Job) -> Job:
         try:
             return self.queue.get(job.run_id) or job
@@ -148,6 +167,9 @@ class Worker:
             earlier = self._final_record(job.run_id)
             if earlier is not None:  # an earlier attempt finished, its worker died before saying so
                 log.info("run %s already has a %s record; ending the job from it", job.run_id, earlier.status.state)
+                succeeded = earlier.status.state == RECORD_SUCCEEDED
+                stage = earlier.status.failed_stage or ("record" if succeeded else "run")
+                self._ensure_run_end(job.run_id, stage, earlier.status.error or "", succeeded=succeeded)
                 self._end(claim, _job_state(earlier), earlier.status.error or "")
                 return
             try:
@@ -156,7 +178,8 @@ class Worker:
                 error = f"the job's process could not be started: {type(exc).__name__}: {exc}"
                 self._end(claim, FAILED, self._fail_record(job, error, None))
                 return
-            if end.lost:
+            claim = end.claim or claim
+            if end.lost or self._taken_over(claim):  # its new holder ends it: no record, no end event from here
                 log.warning("run %s: another worker took the job over; this attempt stopped", job.run_id)
                 return
             if self.stopping.is_set() and end.outcome is None and not end.cancelled:
@@ -178,6 +201,7 @@ class Worker:
             PIPE_FD_VARIABLE: str(write_end),
             PARENT_PID_VARIABLE: str(os.getpid()),
             FORWARD_STATUS_VARIABLE: "1" if self.config.forward_status else "0",
+            FENCE_VARIABLE: fence_token(claim.worker, claim.attempt),
         }
         try:
             child = subprocess.Popen(
@@ -218,31 +242,37 @@ class Worker:
             self.status.publish(event.with_id(""), progress)
 
     def _watch(self, claim: Claim, child: subprocess.Popen) -> _ChildEnd:
-        """Wait for the child, renewing the lease; stop it on cancel, on a lost lease, or on shutdown."""
+        """Wait for the child, renewing the lease; stop it on cancel, on a lost lease, or on shutdown.
+        A job the queue lost (Redis restarted without its data) is written back, and the child goes on."""
         next_renewal = time.monotonic() + self.config.renew_seconds
         while True:
             try:
                 returncode = child.wait(timeout=min(0.5, self.config.renew_seconds))
-                return _ChildEnd(returncode, None)
+                return _ChildEnd(returncode, None, claim=claim)
             except subprocess.TimeoutExpired:
                 pass
             if self.stopping.is_set():
-                return _ChildEnd(self._stop_child(child), None)
+                return _ChildEnd(self._stop_child(child), None, claim=claim)
             if time.monotonic() < next_renewal:
                 continue
             next_renewal = time.monotonic() + self.config.renew_seconds
             try:
                 self._heartbeat()
                 lease = self.queue.renew(claim)
+                if lease == VANISHED:
+                    claim, lease = self.queue.reestablish(claim), OWNED
                 self._queue_up()
             except JobQueueUnavailable as exc:
                 self._queue_down(exc)  # the child goes on; the lease is checked again when the queue is back
                 continue
+            except JobQueueError as exc:  # another attempt holds it by now
+                log.warning("run %s: %s", claim.job.run_id, exc)
+                lease = LOST
             if lease == CANCEL:
                 log.info("run %s: cancel requested; stopping its process", claim.job.run_id)
-                return _ChildEnd(self._stop_child(child), None, cancelled=True)
+                return _ChildEnd(self._stop_child(child), None, cancelled=True, claim=claim)
             if lease == LOST:
-                return _ChildEnd(self._stop_child(child), None, lost=True)
+                return _ChildEnd(self._stop_child(child), None, lost=True, claim=claim)
 
     def _stop_child(self, child: subprocess.Popen) -> int:
         """SIGTERM to the child's process group (the flyte executor terminates its execution), then SIGKILL."""
@@ -298,19 +328,28 @@ class Worker:
 
     def _ensure_run_end(self, run_id: str, stage: str, error: str, succeeded: bool = False) -> None:
         """Followers of the run's events stop at its end event: publish one if nobody did (the child's
-        own status may have lost it, e.g. while Redis restarted)."""
-        try:
-            events = self.status.events(run_id)
-            if events and events[-1].ends_run:
+        own status may have lost it, e.g. while Redis restarted). Retried, with backoff, until it lands
+        or END_EVENT_PATIENCE_SECONDS pass: a follower left without an end would wait for ever."""
+        deadline, pause = time.monotonic() + END_EVENT_PATIENCE_SECONDS, 0.5
+        while True:
+            try:
+                events = self.status.events(run_id)
+                if events and events[-1].ends_run:
+                    return
+                tracker = RunTracker(self.status, run_id)
+                tracker.current_stage = stage
+                if succeeded:
+                    tracker.succeeded()
+                else:
+                    tracker.failed(stage, error)
                 return
-            tracker = RunTracker(self.status, run_id)
-            tracker.current_stage = stage
-            if succeeded:
-                tracker.succeeded()
-            else:
-                tracker.failed(stage, error)
-        except Exception as exc:  # live status is best effort; the record already holds the outcome
-            log.warning("run %s: could not publish its end to %s: %s", run_id, self.status.where, exc)
+            except Exception as exc:  # Redis down or restarting: the record already holds the outcome
+                if time.monotonic() >= deadline or self.stopping.is_set():
+                    log.error("run %s: could not publish its end to %s: %s", run_id, self.status.where, exc)
+                    return
+                log.warning("run %s: publishing its end to %s failed (%s); retrying", run_id, self.status.where, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _final_record(self, run_id: str) -> DeploymentRecord | None:
         try:
@@ -332,7 +371,12 @@ class Worker:
         deadline, pause = time.monotonic() + FINISH_PATIENCE_SECONDS, 0.5
         while True:
             try:
-                if self.queue.finish(claim, state, error):
+                finished = self.queue.finish(claim, state, error)
+                if not finished and self.queue.get(claim.job.run_id) is None:
+                    # the queue lost the job while it ran (Redis restarted): write it back, then end it
+                    claim = self.queue.reestablish(claim)
+                    finished = self.queue.finish(claim, state, error)
+                if finished:
                     log.info("run %s: %s%s", claim.job.run_id, state, f" ({error})" if error else "")
                 else:
                     log.warning("run %s ended %s, but its lease had passed to another worker", claim.job.run_id, state)
@@ -352,6 +396,9 @@ class Worker:
                     return
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
+            except JobQueueError as exc:  # another attempt holds the job now: it ends it
+                log.warning("run %s ended %s, but: %s", claim.job.run_id, state, exc)
+                return
 
     def _give_back(self, claim: Claim) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -52,14 +53,22 @@ def test_redis_stopped_mid_run_costs_one_warning_and_the_run_finishes(
     assert set(tracker.timings) == set(PLAN)
 
 
-def test_once_degraded_redis_is_not_tried_again(redis_server: RedisServer, run_id: str, caplog) -> None:
+def test_redis_is_tried_again_after_an_interval_and_gets_what_it_missed(
+    redis_server: RedisServer, run_id: str, caplog
+) -> None:
     caplog.set_level(logging.WARNING)
-    status = BestEffortStatus(RedisStatus.from_url(redis_server.url), InProcessStatus())
+    status = BestEffortStatus(RedisStatus.from_url(redis_server.url), InProcessStatus(), retry_seconds=1.0)
+    tracker = RunTracker(status, run_id)
     with redis_server.stopped():
-        RunTracker(status, run_id).start_stage("download")
+        tracker.start_stage("download")
     assert len(_warnings(caplog)) == 1
     caplog.clear()
-    RunTracker(status, run_id).start_stage("convert")  # Redis is back, but this run stays in-process
-    assert _warnings(caplog) == []
+    tracker.start_stage("convert")  # Redis is back, but within the interval it is not asked
     with redis_server.client() as client:
         assert client.exists(f"edge-deploy:events:{run_id}") == 0
+    time.sleep(1.2)
+    tracker.succeeded()  # after it: the missed events first, in order, then this one
+    assert _warnings(caplog) == [] and not status.degraded
+    with redis_server.client() as client:
+        kinds = [(fields["kind"], fields["stage"]) for _, fields in client.xrange(f"edge-deploy:events:{run_id}")]
+    assert kinds == [("stage-started", "download"), ("stage-started", "convert"), ("run-succeeded", "convert")]
