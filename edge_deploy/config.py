@@ -19,6 +19,8 @@ mount secrets.
 | EDGE_REGISTRY_PASSWORD       | registry password (or EDGE_REGISTRY_PASSWORD_FILE)               |
 | EDGE_REGISTRY_INSECURE       | true: plain HTTP registry (loopback test registries)             |
 | EDGE_REGISTRY_CA_BUNDLE      | CA file for a registry with a private certificate                |
+| EDGE_ALLOWED_BASE_IMAGES     | repository prefixes a digest-pinned base image override may use  |
+|                              | without the `policy` scope (comma-separated; see edge_deploy.policy)|
 | EDGE_KEY_DIR                 | directory of key-encryption keys, one file per key id            |
 | EDGE_KEY_<ID>                | a key-encryption key in an environment variable (base64)         |
 | EDGE_SEAL_KEY_ID             | the key id that seals models for the edge                        |
@@ -102,6 +104,7 @@ class Settings:
     registry_password: Secret | None = None
     registry_insecure: bool = False
     registry_ca_bundle: Path | None = None
+    allowed_base_images: tuple[str, ...] = ()
     work_dir: Path = Path.home() / ".cache" / "edge-deploy"
 
     @classmethod
@@ -194,6 +197,14 @@ class _Reader:
             return False
         raise ConfigError(f"{name} must be true or false, got {value!r}")
 
+    def prefixes(self, name: str) -> tuple[str, ...]:
+        """Comma-separated image repository prefixes (host[:port]/path, no scheme, no tag)."""
+        values = tuple(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
+        for value in values:
+            if "://" in value or "@" in value or any(c.isspace() for c in value) or "/" not in value:
+                raise ConfigError(f"{name}: {value!r} is not a repository prefix such as myacr.azurecr.io/base/")
+        return values
+
     def path(self, name: str, must_exist: bool = False) -> Path | None:
         value = self.text(name)
         if value is None:
@@ -220,6 +231,7 @@ class _Reader:
             registry_password=self.secret("EDGE_REGISTRY_PASSWORD"),
             registry_insecure=self.flag("EDGE_REGISTRY_INSECURE"),
             registry_ca_bundle=self.path("EDGE_REGISTRY_CA_BUNDLE", must_exist=True),
+            allowed_base_images=self.prefixes("EDGE_ALLOWED_BASE_IMAGES"),
             work_dir=self.path("EDGE_WORK_DIR") or Path.home() / ".cache" / "edge-deploy",
         )
 

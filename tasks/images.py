@@ -134,6 +134,7 @@ def release_request(
         lakefs_repository=None if provenance.local else provenance.repo,
         lakefs_commit=None if provenance.local else provenance.commit_id,
         validation_status="passed" if report.passed else "failed",
+        loosened=tuple(report.loosened),
     )
     return ReleaseRequest(
         model, [], repository, release_tag, image_provenance, base_images, acceptance=_acceptance(photo_reference, seal)

@@ -33,6 +33,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
@@ -144,6 +145,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict",
         413: "Body too large",
         422: "Invalid input; `field` names what to fix",
+        429: "The caller has as many queued and running runs as it may (EDGE_API_MAX_ACTIVE_RUNS); see Retry-After",
         503: "A dependency (Redis, the record store, lakeFS, the issuer's keys) does not answer; retry later",
     }
     return {status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses}

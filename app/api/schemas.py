@@ -259,6 +259,7 @@ class RecordView(BaseModel):
     images: ImageSetView | None
     published: PublishedView | None
     timings: dict[str, float | None]
+    loosened: list[str] = Field(default_factory=list, description="Safety checks the run was asked to weaken.")
     created_at: str
     updated_at: str
     schema_version: int

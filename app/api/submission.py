@@ -15,12 +15,13 @@ from pathlib import Path
 
 from app.api.errors import ApiError, invalid
 from app.api.schemas import REF_PATTERN, REPO_PATTERN, DeploymentCreate
-from app.core.auth import Principal
+from app.core.auth import POLICY, Principal
 from app.core.service import Service
 from edge_deploy.errors import ConfigError, NotFoundError, StorageError, TransientError
 from edge_deploy.jobs.model import DeploymentRequest, Job, deployment_fingerprint, deployment_key, new_run_id
 from edge_deploy.jobs.queue import Submission
 from edge_deploy.platforms import KNOWN_BACKENDS, detect_targets
+from edge_deploy.policy import loosened
 from edge_deploy.storage import LakeFSLocation, describe_local_directory
 from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.report import ValidationSettings
@@ -28,8 +29,9 @@ from edge_deploy.validation.report import ValidationSettings
 BACKEND = KNOWN_BACKENDS[0]  # the deploy backend every device class builds today (onnxruntime)
 
 
-def deployment_request(body: DeploymentCreate, service: Service) -> DeploymentRequest:
+def deployment_request(body: DeploymentCreate, service: Service, principal: Principal) -> DeploymentRequest:
     targets, options = _device_classes(body.targets, service), _options(body, service)
+    _check_policy(options, principal, service)
     repo, ref, prefix = body.repo or "", body.ref, body.prefix
     if body.uri is not None:
         repo, ref, prefix = _parse_uri(body.uri)
@@ -106,6 +108,20 @@ def _options(body: DeploymentCreate, service: Service) -> dict:
     return options
 
 
+def _check_policy(options: dict, principal: Principal, service: Service) -> None:
+    """A request that loosens a safety check needs the `policy` scope (403 naming the first such setting)."""
+    found = loosened(
+        ValidationSettings(**options["validation"]), options["base_images"], service.settings.base.allowed_base_images
+    )
+    if found and POLICY not in principal.scopes:
+        field = f"body.options.{found[0].setting}"
+        raise ApiError(
+            403,
+            f"{field}: {found[0]}; loosening a safety check needs the `policy` scope, which {principal.name} lacks",
+            field,
+        )
+
+
 def resolve_source(request: DeploymentRequest, service: Service) -> str:
     """The commit the model is taken from: the ref's commit in lakeFS, or the local directory's digest."""
     if request.local_dir:
@@ -148,4 +164,10 @@ def submit(
     request: DeploymentRequest, commit: str, principal: Principal, key: str | None, service: Service
 ) -> Submission:
     job = Job(new_run_id(), request, commit, principal=principal.name)
-    return service.queue.submit(job, deployment_key(request, commit), deployment_fingerprint(request, commit), key)
+    return service.queue.submit(
+        job,
+        deployment_key(request, commit),
+        deployment_fingerprint(request, commit),
+        key,
+        max_active=service.settings.max_active_runs,
+    )

@@ -53,6 +53,7 @@ from edge_deploy.jobs.queue import (
     JobAlreadyEnded,
     JobNotFound,
     JobQueueUnavailable,
+    QuotaExceeded,
     ReplayedRunGone,
 )
 from edge_deploy.records import DeploymentRecord, RecordFormatError, RecordQuery, RecordStoreError
@@ -61,6 +62,7 @@ from edge_deploy.status.events import STAGE_FAILED, STAGE_FINISHED, STAGE_STARTE
 from edge_deploy.status.tracker import RunTracker
 
 PREFIX = "/api/v1"
+QUOTA_RETRY_SECONDS = 60  # a run takes minutes: asking again sooner is no use
 
 
 async def known_query_parameters(request: Request) -> None:
@@ -116,7 +118,7 @@ def links(run_id: str) -> Links:
     "/deployments",
     status_code=202,
     response_model=DeploymentAccepted,
-    responses=responses(401, 403, 409, 413, 422, 503),
+    responses=responses(401, 403, 409, 413, 422, 429, 503),
     summary="Queue a deployment of one model version",
 )
 def create_deployment(
@@ -136,7 +138,7 @@ def create_deployment(
     ] = None,
 ) -> DeploymentAccepted:
     service = service_of(request)
-    wanted = submission.deployment_request(body, service)
+    wanted = submission.deployment_request(body, service, principal)
     key = submission.idempotency_scope(principal, idempotency_key)
     try:
         earlier = service.queue.replayed(key, wanted.request_fingerprint()) if key else None
@@ -146,6 +148,8 @@ def create_deployment(
         queued = submission.submit(wanted, commit, principal, key, service)
     except IdempotencyKeyReused as exc:
         raise invalid("header Idempotency-Key", str(exc)) from None
+    except QuotaExceeded as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": str(QUOTA_RETRY_SECONDS)}) from None
     except ReplayedRunGone as exc:
         raise ApiError(409, str(exc), "header Idempotency-Key", {"Location": links(exc.run_id).deployment}) from None
     except DeploymentInProgress as exc:

@@ -2,6 +2,8 @@
 
 Every endpoint but the health checks needs `Authorization: Bearer <token>` with a scope:
 `read` (records, runs, events, platforms, metrics) or `deploy` (queue and cancel deployments).
+A deployment that loosens a safety check (edge_deploy.policy: gate tolerances, a base image off the
+allow-list) needs `policy` as well.
 
 Static tokens: a YAML document, from EDGE_API_TOKENS_FILE (a mounted Kubernetes Secret; re-read when
 it changes) or EDGE_API_TOKENS, that holds only each token's sha256:
@@ -43,8 +45,8 @@ from edge_deploy.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-READ, DEPLOY = "read", "deploy"
-SCOPES = (READ, DEPLOY)
+READ, DEPLOY, POLICY = "read", "deploy", "policy"
+SCOPES = (READ, DEPLOY, POLICY)
 TOKEN_PREFIX = "edt_"
 RELOAD_CHECK_SECONDS = 5.0
 JWT_ALGORITHMS = ["RS256"]  # what Entra ID signs access tokens with
@@ -210,6 +212,8 @@ class OIDCVerifier:
             scopes.add(READ)
         if granted & set(self.settings.deploy_roles):
             scopes.add(DEPLOY)
+        if granted & set(self.settings.policy_roles):
+            scopes.add(POLICY)
         return frozenset(scopes)
 
 

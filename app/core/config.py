@@ -10,6 +10,8 @@ Every variable, its meaning and default (README's configuration table has the sa
     EDGE_API_OIDC_JWKS_URL          the issuer's signing keys (required with the issuer)
     EDGE_API_OIDC_READ_ROLES        `roles`/`scp` values that grant `read` (read,Deployments.Read)
     EDGE_API_OIDC_DEPLOY_ROLES      `roles`/`scp` values that grant `deploy` (deploy,Deployments.Deploy)
+    EDGE_API_OIDC_POLICY_ROLES      `roles`/`scp` values that grant `policy` (policy,Deployments.Policy)
+    EDGE_API_MAX_ACTIVE_RUNS        queued + running runs one caller may have at once; more is a 429 (10)
     EDGE_API_MAX_BODY_BYTES         larger request bodies are refused with 413 (65536)
     EDGE_API_LOCAL_MODEL_ROOT       directory under which requests may name a `local_dir` model (none: refused)
     EDGE_API_PUBLIC_METRICS         true: /metrics without a token, for a cluster-internal scraper (false)
@@ -37,6 +39,7 @@ from edge_deploy.jobs.executor import EXECUTOR_NAMES
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_ACTIVE_RUNS = 10
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class OIDCSettings:
     jwks_url: str
     read_roles: tuple[str, ...]
     deploy_roles: tuple[str, ...]
+    policy_roles: tuple[str, ...] = ("policy", "Deployments.Policy")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class ServiceSettings:
     flyte: FlyteSettings = FlyteSettings()
     lease_seconds: float = 60.0
     max_attempts: int = 3
+    max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: Path | None = None) -> ServiceSettings:
@@ -155,6 +160,7 @@ class _ServiceReader(_Reader):
             jwks_url=jwks_url,
             read_roles=self.names("EDGE_API_OIDC_READ_ROLES", "read,Deployments.Read"),
             deploy_roles=self.names("EDGE_API_OIDC_DEPLOY_ROLES", "deploy,Deployments.Deploy"),
+            policy_roles=self.names("EDGE_API_OIDC_POLICY_ROLES", "policy,Deployments.Policy"),
         )
 
     def flyte(self) -> FlyteSettings:
@@ -186,4 +192,5 @@ class _ServiceReader(_Reader):
             flyte=self.flyte(),
             lease_seconds=self.seconds("EDGE_JOB_LEASE_SECONDS", 60.0),
             max_attempts=self.integer("EDGE_JOB_MAX_ATTEMPTS", 3, 1),
+            max_active_runs=self.integer("EDGE_API_MAX_ACTIVE_RUNS", DEFAULT_MAX_ACTIVE_RUNS, 1),
         )

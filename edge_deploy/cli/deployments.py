@@ -91,6 +91,8 @@ def _describe(record: DeploymentRecord) -> str:
             f"validation {'passed' if validation.passed else 'FAILED'}; worst abs error: {worst}; "
             f"latency p50 {validation.latency_p50_ms:.2f} ms, p95 {validation.latency_p95_ms:.2f} ms"
         )
+    for item in record.loosened:  # a weakened check is shown before what it produced
+        lines.append(f"LOOSENED   {item}")
     if record.images:
         lines.append(f"index      {record.images.index_reference}@{record.images.index_digest}")
         for image in record.images.platforms:

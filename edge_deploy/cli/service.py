@@ -99,7 +99,12 @@ def _let_job_processes_import_app() -> None:
 @click.command("api-token")
 @click.option("--name", required=True, help="Who holds it (shown in logs and in the runs it queues).")
 @click.option(
-    "--scope", "scopes", multiple=True, required=True, type=click.Choice(["read", "deploy"]), help="Repeatable."
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["read", "deploy", "policy"]),
+    help="Repeatable.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def api_token(name: str, scopes: tuple[str, ...], as_json: bool) -> None:

@@ -51,6 +51,7 @@ from edge_deploy.images.operators import operator_library
 from edge_deploy.images.registry import IndexEntry, RegistryClient
 from edge_deploy.images.tags import TagInputs, check_tag, content_tag, dockerfile_sha256
 from edge_deploy.platforms import BuildTarget, OciPlatform, build_mode
+from edge_deploy.policy import loosened_base_images
 from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class ImageProvenance:
     lakefs_repository: str | None = None
     lakefs_commit: str | None = None
     validation_status: str = "not-validated"  # passed | failed | not-validated
+    loosened: tuple[str, ...] = ()  # the gate's settings that weakened it (edge_deploy.policy), as the report says
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class TargetResult:
     build_seconds: float = 0.0
     push_seconds: float = 0.0
     acceptance: TargetAcceptance | None = None  # how the image answered when run as a device
+    loosened: list[str] = field(default_factory=list)  # safety checks weakened for it (edge_deploy.policy)
 
     @property
     def pinned_reference(self) -> str:
@@ -178,6 +181,7 @@ class Candidate:
     existing_digest: str | None = None
     built: bool = False
     build_seconds: float = 0.0
+    loosened: list[str] = field(default_factory=list)
 
 
 def build_candidate(
@@ -206,6 +210,9 @@ def build_candidate(
     dockerfile = render_dockerfile(target, request.dockerfile)
     metadata = model_metadata(target, request.model, _provenance_metadata(request.provenance), operators)
     labels = image_labels(request, target)
+    loosening = _loosening(request, target, settings)
+    if loosening:  # the trace a weakened check leaves on what it produced
+        labels[f"{LABEL_PREFIX}.policy.loosened"] = "; ".join(loosening)
     inputs = TagInputs(
         device_class=target.name,
         platform=str(target.platform),
@@ -224,6 +231,7 @@ def build_candidate(
         registry.reference(request.repository, tag).rsplit(":", 1)[0] if registry else f"edge/{request.repository}"
     )
     candidate = Candidate(target, f"{local_repository}:{tag}", labels, client, registry, host, mode, started)
+    candidate.loosened = loosening
     if registry is not None:
         existing = registry.manifest_digest(request.repository, tag)
         if existing:
@@ -285,6 +293,7 @@ def release_candidate(
             seconds=time.monotonic() - candidate.started,
             build_seconds=candidate.build_seconds,
             acceptance=acceptance,
+            loosened=candidate.loosened,
             **outcome,
         )
 
@@ -406,6 +415,14 @@ def push_image(
         raise
     except TransientError as exc:
         raise RegistryUnavailableError(f"pushing {reference} failed: {exc}") from None
+
+
+def _loosening(request: ReleaseRequest, target: BuildTarget, settings: Settings) -> list[str]:
+    """What weakens this image's proof: the gate's settings, and its base image when it is an override
+    outside EDGE_ALLOWED_BASE_IMAGES."""
+    overridden = {target.name: request.base_images[target.name]} if target.name in request.base_images else {}
+    bases = loosened_base_images(overridden, settings.allowed_base_images)
+    return [*request.provenance.loosened, *(str(item) for item in bases)]
 
 
 def image_labels(request: ReleaseRequest, target: BuildTarget) -> dict[str, str]:

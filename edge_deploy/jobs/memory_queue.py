@@ -27,6 +27,7 @@ from edge_deploy.jobs.queue import (
     JobAlreadyEnded,
     JobNotFound,
     QueueDepth,
+    QuotaExceeded,
     ReplayedRunGone,
     Submission,
     WorkerInfo,
@@ -63,7 +64,12 @@ class InProcessJobQueue:
     # -- the API's side ---------------------------------------------------------------------------
 
     def submit(
-        self, job: Job, deployment_key: str, deployment_fingerprint: str, idempotency_key: str | None
+        self,
+        job: Job,
+        deployment_key: str,
+        deployment_fingerprint: str,
+        idempotency_key: str | None,
+        max_active: int = 0,
     ) -> Submission:
         fingerprint = job.request.request_fingerprint()
         with self._changed:
@@ -81,6 +87,11 @@ class InProcessJobQueue:
                     raise DeploymentInProgress(current.job.run_id)
                 self._remember(idempotency_key, current.job.run_id, fingerprint)
                 return Submission(current.job, DUPLICATE)
+            if max_active > 0:
+                mine = [e.job for e in self._entries.values() if e.job.principal == job.principal]
+                active = sum(1 for other in mine if other.state in ACTIVE_STATES)
+                if active >= max_active:
+                    raise QuotaExceeded(job.principal, active, max_active)
             self._entries[job.run_id] = _Entry(job, deployment_key, deployment_fingerprint)
             self._waiting.append(job.run_id)
             self._active[deployment_key] = job.run_id
@@ -161,6 +172,9 @@ class InProcessJobQueue:
             if job.worker != claim.worker or job.attempts != claim.attempt or job.state != RUNNING:
                 return LOST
             return CANCEL if job.cancel_requested else OWNED
+
+    def reestablish(self, claim: Claim) -> Claim:
+        return claim  # this queue lives and dies with its only worker: a job cannot vanish from it
 
     def release(self, claim: Claim) -> None:
         with self._changed:

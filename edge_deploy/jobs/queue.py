@@ -16,7 +16,9 @@ from edge_deploy.errors import EdgeDeployError, TransientError
 from edge_deploy.jobs.model import Job
 
 CREATED, REPLAYED, DUPLICATE = "created", "replayed", "duplicate"
-OWNED, LOST, CANCEL = "owned", "lost", "cancel"
+# What a lease renewal finds: still ours; ours and a cancel was asked for; taken over by another
+# worker (a later attempt); or gone, because the queue lost the job (Redis restarted without its data).
+OWNED, LOST, CANCEL, VANISHED = "owned", "lost", "cancel", "vanished"
 
 
 def queued_cancel_error(by: str) -> str:
@@ -64,6 +66,17 @@ class IdempotencyKeyReused(JobQueueError):
             "use a new key for a new request"
         )
         self.run_id = run_id
+
+
+class QuotaExceeded(JobQueueError):
+    """The caller already has as many queued and running runs as it may."""
+
+    def __init__(self, principal: str, active: int, limit: int) -> None:
+        super().__init__(
+            f"{principal} already has {active} queued or running runs (at most {limit}, EDGE_API_MAX_ACTIVE_RUNS); "
+            "wait for one to end"
+        )
+        self.principal, self.active, self.limit = principal, active, limit
 
 
 class DeploymentInProgress(JobQueueError):
@@ -119,11 +132,17 @@ class JobQueue(Protocol):
 
     # -- the API's side --
     def submit(
-        self, job: Job, deployment_key: str, deployment_fingerprint: str, idempotency_key: str | None
+        self,
+        job: Job,
+        deployment_key: str,
+        deployment_fingerprint: str,
+        idempotency_key: str | None,
+        max_active: int = 0,
     ) -> Submission:
         """Queue `job`, unless the idempotency key names an earlier run (REPLAYED) or the same
         deployment is already queued or running (DUPLICATE). Raises IdempotencyKeyReused or
-        DeploymentInProgress when the earlier request differs."""
+        DeploymentInProgress when the earlier request differs, and QuotaExceeded when `max_active`
+        (0: no limit) of the job's principal's runs are already queued or running."""
         ...
 
     def replayed(self, idempotency_key: str, request_fingerprint: str) -> Job | None:
@@ -151,7 +170,13 @@ class JobQueue(Protocol):
     def claim(self, worker: str, block_seconds: float) -> Claim | None: ...
 
     def renew(self, claim: Claim) -> str:
-        """Extend the lease: OWNED, CANCEL (owned, and a cancel was asked for) or LOST (taken over)."""
+        """Extend the lease: OWNED, CANCEL (owned, and a cancel was asked for), LOST (taken over) or
+        VANISHED (the queue no longer holds the job or its entry: see `reestablish`)."""
+        ...
+
+    def reestablish(self, claim: Claim) -> Claim:
+        """Write a vanished job back, held by this claim's worker and attempt, with a new entry that a
+        worker takes over if this one dies; raises JobQueueError when another attempt holds it now."""
         ...
 
     def release(self, claim: Claim) -> None:

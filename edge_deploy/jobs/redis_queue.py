@@ -21,15 +21,17 @@ if queued jobs must survive a Redis restart.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import redis
 
 from edge_deploy.config import Secret
-from edge_deploy.jobs.model import Job, JobFormatError
+from edge_deploy.jobs.model import RUNNING, Job, JobFormatError, deployment_fingerprint, deployment_key
 from edge_deploy.jobs.queue import (
     CANCEL,
     CREATED,
@@ -37,13 +39,16 @@ from edge_deploy.jobs.queue import (
     LOST,
     OWNED,
     REPLAYED,
+    VANISHED,
     Claim,
     DeploymentInProgress,
     IdempotencyKeyReused,
     JobAlreadyEnded,
     JobNotFound,
+    JobQueueError,
     JobQueueUnavailable,
     QueueDepth,
+    QuotaExceeded,
     ReplayedRunGone,
     Submission,
     WorkerInfo,
@@ -79,14 +84,20 @@ def idempotency_key(key: str) -> str:
     return f"{KEY_PREFIX}:idempotency:{key}"
 
 
+def caller_key(principal: str) -> str:
+    """The set of a caller's queued and running run ids (for its quota); hashed, as names are free text."""
+    return f"{KEY_PREFIX}:caller-runs:{hashlib.sha256(principal.encode()).hexdigest()[:32]}"
+
+
 def worker_key(name: str) -> str:
     return f"{KEY_PREFIX}:worker:{name}"
 
 
 _UNLOCK = """
 local function unlock(job)
-  local h = redis.call('HMGET', job, 'active_key', 'run_id')
+  local h = redis.call('HMGET', job, 'active_key', 'run_id', 'caller_key')
   if h[1] and redis.call('GET', h[1]) == h[2] then redis.call('DEL', h[1]) end
+  if h[3] then redis.call('SREM', h[3], h[2]) end
 end
 """
 
@@ -97,7 +108,7 @@ return 0
 """
 
 _SUBMIT = """
-local idem, active, job, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local idem, active, job, stream, caller = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local use_idem, request_fp, deploy_fp, run_id, job_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local idem_ttl, active_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local function remember(existing)
@@ -122,12 +133,23 @@ if current then
     return {'duplicate', current}
   end
 end
+local max_active = tonumber(ARGV[8])
+if max_active > 0 then  -- the caller's queued and running runs; ended or vanished ones are dropped
+  local live = 0
+  for _, id in ipairs(redis.call('SMEMBERS', caller)) do
+    local state = redis.call('HGET', job_prefix .. id, 'state')
+    if state == 'queued' or state == 'running' then live = live + 1 else redis.call('SREM', caller, id) end
+  end
+  if live >= max_active then return {'quota', tostring(live)} end
+end
 local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 local entry = redis.call('XADD', stream, '*', 'run_id', run_id)
-redis.call('HSET', job, 'deployment', deploy_fp, 'active_key', active, 'entry', entry)
+redis.call('HSET', job, 'deployment', deploy_fp, 'active_key', active, 'entry', entry, 'caller_key', caller)
 redis.call('SET', active, run_id, 'EX', active_ttl)
+redis.call('SADD', caller, run_id)
+redis.call('EXPIRE', caller, active_ttl)
 remember(run_id)
 return {'created', run_id}
 """
@@ -158,16 +180,42 @@ local function owned(stream, job, group, entry, worker, attempt)
 end
 """
 
-_RENEW = (
-    _OWNED
-    + """
-local h = owned(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if not h then return 'lost' end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+# Renewal tells a takeover (the job names another worker or attempt, or another worker holds the
+# entry) from a loss (no job, or no entry and no group: Redis restarted without its data).
+_RENEW = """
+local stream, job, group, entry, worker, attempt = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local h = redis.call('HMGET', job, 'worker', 'attempts', 'cancel', 'state')
+if not h[4] then return 'vanished' end
+if h[1] ~= worker or h[2] ~= attempt or h[4] ~= 'running' then return 'lost' end
+local p = redis.pcall('XPENDING', stream, group, entry, entry, 1)
+if type(p) == 'table' and p.err then return 'vanished' end
+if #p == 0 then return 'vanished' end
+if p[1][2] ~= worker then return 'lost' end
+redis.call('XCLAIM', stream, group, worker, 0, entry, 'JUSTID')
 if h[3] == '1' then return 'cancel' end
 return 'owned'
 """
-)
+
+# Writes a vanished job back from the worker's own copy (unless another attempt holds it by now),
+# with a new stream entry forced into this worker's pending list, so that it is taken over if this
+# worker dies too; and the deployment's marker and the caller's quota entry with it.
+_REESTABLISH = """
+local stream, job, active, caller = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, worker, attempt, run_id, active_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local h = redis.call('HMGET', job, 'worker', 'attempts', 'state')
+if h[3] and (h[1] ~= worker or h[2] ~= attempt or h[3] ~= 'running') then return {'lost', ''} end
+if not h[3] then
+  local fields = {}
+  for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', job, unpack(fields))
+end
+local entry = redis.call('XADD', stream, '*', 'run_id', run_id)
+redis.call('XCLAIM', stream, group, worker, 0, entry, 'FORCE', 'JUSTID')
+redis.call('HSET', job, 'entry', entry, 'active_key', active, 'caller_key', caller)
+redis.call('SET', active, run_id, 'EX', active_ttl, 'NX')
+redis.call('SADD', caller, run_id)
+return {'owned', entry}
+"""
 
 _RELEASE = (
     _OWNED
@@ -231,6 +279,7 @@ class RedisJobQueue:
         self._drop_marker = client.register_script(_DROP_MARKER)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
+        self._reestablish = client.register_script(_REESTABLISH)
         self._release = client.register_script(_RELEASE)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
@@ -248,6 +297,7 @@ class RedisJobQueue:
         deployment_key: str,
         deployment_fingerprint: str,
         idempotency_key_: str | None,
+        max_active: int = 0,
         retried: bool = False,
     ) -> Submission:
         fields = [item for pair in job.to_fields().items() for item in pair]
@@ -259,10 +309,19 @@ class RedisJobQueue:
             job_key(""),
             IDEMPOTENCY_SECONDS,
             ACTIVE_SECONDS,
+            max_active,
             *fields,
         ]
-        keys = [idempotency_key(idempotency_key_ or "-"), active_key(deployment_key), job_key(job.run_id), STREAM]
+        keys = [
+            idempotency_key(idempotency_key_ or "-"),
+            active_key(deployment_key),
+            job_key(job.run_id),
+            STREAM,
+            caller_key(job.principal),
+        ]
         outcome, run_id = self._call("queue the job", lambda: self._submit(keys=keys, args=argv))
+        if outcome == "quota":
+            raise QuotaExceeded(job.principal, int(run_id), max_active)
         if outcome == "reused":
             raise IdempotencyKeyReused(run_id)
         if outcome == "in-progress":
@@ -278,7 +337,7 @@ class RedisJobQueue:
         # a marker of a job that is gone guards nothing: drop it (only if it still names that run)
         marker = active_key(deployment_key)
         self._call("drop a stale deployment marker", lambda: self._drop_marker(keys=[marker], args=[run_id]))
-        return self.submit(job, deployment_key, deployment_fingerprint, idempotency_key_, retried=True)
+        return self.submit(job, deployment_key, deployment_fingerprint, idempotency_key_, max_active, retried=True)
 
     def replayed(self, idempotency_key_: str, request_fingerprint: str) -> Job | None:
         seen = self._call(
@@ -382,7 +441,35 @@ class RedisJobQueue:
                 keys=[STREAM, job_key(claim.job.run_id)], args=[GROUP, claim.entry_id, claim.worker, claim.attempt]
             ),
         )
-        return {"owned": OWNED, "cancel": CANCEL}.get(answer, LOST)
+        return {"owned": OWNED, "cancel": CANCEL, "vanished": VANISHED}.get(answer, LOST)
+
+    def reestablish(self, claim: Claim) -> Claim:
+        job = claim.job.updated(state=RUNNING, worker=claim.worker, attempts=claim.attempt)
+        fields = [item for pair in job.to_fields().items() for item in pair]
+        fields += ["deployment", deployment_fingerprint(job.request, job.source_commit)]
+        keys = [
+            STREAM,
+            job_key(job.run_id),
+            active_key(deployment_key(job.request, job.source_commit)),
+            caller_key(job.principal),
+        ]
+        args = [GROUP, claim.worker, claim.attempt, job.run_id, ACTIVE_SECONDS, *fields]
+
+        def write_back() -> list[str]:
+            self._group_ready = False  # the group may be gone with the rest
+            self._ensure_group()
+            return self._reestablish(keys=keys, args=args)
+
+        outcome, entry = self._call(f"re-establish run {job.run_id}", write_back)
+        if outcome != "owned":
+            raise JobQueueError(f"run {job.run_id} is held by another attempt now")
+        log.warning(
+            "run %s: the queue had lost its job (Redis restarted?); written back as attempt %d of %s",
+            job.run_id,
+            claim.attempt,
+            claim.worker,
+        )
+        return replace(claim, entry_id=entry)
 
     def release(self, claim: Claim) -> None:
         self._call(

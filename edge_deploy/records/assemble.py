@@ -114,4 +114,13 @@ def assemble_record(
         images=image_set(release) if release and release.targets else None,
         published=published_artifacts(upload) if upload else None,
         timings=dict(timings or {}),
+        loosened=loosened_checks(validation, release),
     )
+
+
+def loosened_checks(validation: ValidationReport | None, release: ReleaseResult | None) -> list[str]:
+    """The gate's loosened settings, then each image's (its base image), once each."""
+    found = list(validation.loosened) if validation else []
+    for target in release.targets if release else []:
+        found += [item for item in target.loosened if item not in found]
+    return found

@@ -196,6 +196,8 @@ class DeploymentRecord:
     images: ImageSet | None = None
     published: PublishedArtifacts | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage name -> seconds, in run order
+    # safety checks the run was asked to weaken (edge_deploy.policy), e.g. "validation.atol=0.001 (...)"
+    loosened: list[str] = field(default_factory=list)
     created_at: str = ""
     updated_at: str = ""
     schema_version: int = SCHEMA_VERSION

@@ -68,6 +68,8 @@ def _summary(report: ValidationReport) -> str:
         rows.append(("photos (/v1/predict)", f"off: {serving.unservable}" if serving.unservable
                      else f"prepared by {serving.pipeline_source}"))  # fmt: skip
     failure = f"<p class='fail'>{_e(report.failure)}</p>" if report.failure else ""
+    for item in report.loosened:  # a weakened gate says so at the top, next to its verdict
+        failure += f"<p class='fail'>Loosened by request: {_e(item)}</p>"
     return f"<h2>ONNX validation <span class='verdict {verdict.lower()}'>{verdict}</span></h2>{failure}" + _table(
         ["", ""], rows, header=False
     )

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edge_deploy.files import ONNX_FILE_NAME, sha256_file
+from edge_deploy.policy import loosened_validation
 from edge_deploy.validation.errors import ValidationError
 from edge_deploy.validation.report import (
     Check,
@@ -236,6 +237,7 @@ def run_gate(
         shipped_onnx=optimization.file if kept else onnx_path.name,
         shipped_sha256=optimization.sha256 if kept else onnx_sha256,
         settings=settings,
+        loosened=[str(item) for item in loosened_validation(settings)],
         structure=structure,
         parity=parity,
         speed=speed,

@@ -323,6 +323,8 @@ class ValidationReport:
     seconds: float
     serving: ServingSummary | None = None
     photos: PhotoSummary | None = None
+    # settings that weakened the gate (edge_deploy.policy): what a reader should weigh the verdict by
+    loosened: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self, indent: int | None = 2) -> str:

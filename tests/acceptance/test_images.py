@@ -89,6 +89,11 @@ def test_the_sample_is_accepted_on_x86_64_and_emulated_arm64_then_labelled_and_p
         assert labels["io.edge-deploy.validation.status"] == "passed"
         assert labels["io.edge-deploy.acceptance.status"] == "accepted"
         assert labels["io.edge-deploy.acceptance.photos"] == str(photos)
+        # the tests' base images are overrides outside any allow-list: each image says so, as must a
+        # production image built on an unvetted base
+        base = bases[target.device_class].reference
+        assert labels["io.edge-deploy.policy.loosened"].startswith(f"base_images.{target.device_class}={base} (")
+        assert target.loosened == [labels["io.edge-deploy.policy.loosened"]]
     assert result.index_digest and "v1" in tags(registry, "accept/good")  # the index, over both
     # the record keeps each verdict beside its digest
     recorded = {image.platform: image.acceptance for image in image_set(result).platforms}

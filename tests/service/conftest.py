@@ -46,6 +46,24 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
         process.stop()
 
 
+@pytest.fixture
+def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, without persistence: a restart loses everything (a cache-style
+    deployment, or an operator's mistake), which the queue must survive too."""
+    binary = require_binary("redis-server", "install Debian's redis-server (apt-get install redis-server)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(tmp_path)]
+    process = RestartableProcess(
+        argv, f"volatile redis-server on {port}", lambda: _answers_ping(port), tmp_path / "redis.log"
+    )
+    process.start()
+    try:
+        yield RedisServer(f"redis://127.0.0.1:{port}/0", port, tmp_path / "redis.log", process)
+    finally:
+        process.stop()
+
+
 @dataclass(frozen=True)
 class ApiTokens:
     """Static API tokens of the test service: the file holds only their sha256."""
@@ -53,18 +71,20 @@ class ApiTokens:
     reader: str
     deployer: str
     file: Path
+    approver: str = ""  # read, deploy and policy: may loosen a safety check (edge_deploy.policy)
 
 
 @pytest.fixture(scope="session")
 def api_tokens(tmp_path_factory: pytest.TempPathFactory) -> ApiTokens:
-    reader, deployer = new_token(), new_token()
+    reader, deployer, approver = new_token(), new_token(), new_token()
     path = tmp_path_factory.mktemp("api") / "tokens.yaml"
     entries = [
         {"name": "dashboard", "sha256": token_digest(reader), "scopes": ["read"]},
         {"name": "release-pipeline", "sha256": token_digest(deployer), "scopes": ["read", "deploy"]},
+        {"name": "release-manager", "sha256": token_digest(approver), "scopes": ["read", "deploy", "policy"]},
     ]
     path.write_text(yaml.safe_dump({"tokens": entries}))
-    return ApiTokens(reader, deployer, path)
+    return ApiTokens(reader, deployer, path, approver)
 
 
 @pytest.fixture(params=["mongodb", "embedded"])

@@ -27,6 +27,8 @@ def api(tmp_path_factory, redis_server, mongo_server, lakefs_server, api_tokens)
         MONGODB_DATABASE=database,
         EDGE_API_TOKENS_FILE=str(api_tokens.file),
         EDGE_API_MAX_BODY_BYTES="4096",
+        EDGE_ALLOWED_BASE_IMAGES="allowed.example.com/base",
+        EDGE_API_MAX_ACTIVE_RUNS="1000",  # runs queued here stay queued (no worker): the quota has its own test
         **lakefs_server.env(),
     )
     with serving(env, work / "serve.log", api_tokens.deployer) as service:
@@ -315,3 +317,38 @@ def test_a_redis_failure_while_reading_a_run_is_a_503(client, lakefs_repo, redis
         with redis_server.client() as redis:
             redis.delete(run_key(run_id))
     assert client.get(f"/api/v1/runs/{run_id}").status_code == 200
+
+
+DIGEST = "@sha256:" + "b" * 64
+LOOSENING = [
+    ({"validation": {"atol": 1e-3}}, "body.options.validation.atol"),
+    ({"validation": {"rtol": 0.5}}, "body.options.validation.rtol"),
+    ({"validation": {"min_speedup": 1.0}}, "body.options.validation.min_speedup"),
+    ({"base_images": {"x86_64-cpu": "docker.io/library/python:3.11-slim"}}, "body.options.base_images.x86_64-cpu"),
+    (
+        {"base_images": {"x86_64-cpu": "allowed.example.com/base-evil/python" + DIGEST}},
+        "body.options.base_images.x86_64-cpu",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "field"), LOOSENING, ids=[case[1] for case in LOOSENING])
+def test_loosening_a_safety_check_needs_the_policy_scope(api, client, lakefs_repo, api_tokens, options, field):
+    body = {"repo": lakefs_repo, "targets": ["x86_64-cpu"], "options": options}
+    refused = deploy(client, body)  # release-pipeline: read and deploy
+    assert refused.status_code == 403 and refused.json()["field"] == field, refused.text
+    assert "`policy` scope" in refused.json()["message"] and "release-pipeline" in refused.json()["message"]
+    with api.client(api_tokens.approver) as approver:  # release-manager: read, deploy and policy
+        allowed = deploy(approver, body)
+        assert allowed.status_code == 202, allowed.text
+        assert approver.post(allowed.json()["links"]["cancel"]).status_code == 202
+
+
+def test_a_stricter_setting_or_an_allowed_pinned_base_needs_no_policy(client, lakefs_repo):
+    for options in (
+        {"validation": {"atol": 1e-6, "rtol": 1e-5, "min_speedup": 1.2}},
+        {"base_images": {"x86_64-cpu": "allowed.example.com/base/python" + DIGEST}},
+    ):
+        answer = deploy(client, {"repo": lakefs_repo, "targets": ["arm64-cpu"], "options": options})
+        assert answer.status_code == 202, answer.text
+        assert client.post(answer.json()["links"]["cancel"]).status_code == 202

@@ -181,3 +181,26 @@ def models_root(tmp_path):
     (root / "tiny").mkdir(parents=True)
     (root / "tiny" / "model.pth").write_bytes(b"weights")
     return root
+
+
+def test_a_caller_may_have_only_so_many_runs_queued_or_running(tmp_path, volatile_redis, models_root):
+    env = service_env(
+        tmp_path / "work",
+        REDIS_URL=volatile_redis.url,  # its own: runs other tests left queued do not count here
+        EDGE_API_LOCAL_MODEL_ROOT=str(models_root),
+        EDGE_API_MAX_ACTIVE_RUNS="2",
+    )
+    with serving(env, tmp_path / "serve.log") as service, service.client() as client:
+
+        def deploy(target: str, key: str | None = None):
+            body = {"local_dir": "tiny", "targets": [target], "options": {"build_images": False}}
+            return client.post("/api/v1/deployments", json=body, headers={"Idempotency-Key": key} if key else {})
+
+        first, second = deploy("x86_64-cpu", "first"), deploy("arm64-cpu")
+        assert (first.status_code, second.status_code) == (202, 202)
+        third = deploy("x86_64-nvidia")
+        assert third.status_code == 429 and third.headers["retry-after"], third.text
+        assert "2 queued or running runs" in third.json()["message"]
+        assert deploy("x86_64-cpu", "first").json()["replayed"], "a retry of a queued run is no new run"
+        assert client.post(first.json()["links"]["cancel"]).status_code == 202
+        assert deploy("x86_64-nvidia").status_code == 202, "an ended run frees its place"

@@ -4,6 +4,7 @@ and the in-process queue of the embedded default."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ from edge_deploy.jobs.queue import (
     IdempotencyKeyReused,
     JobAlreadyEnded,
     JobNotFound,
+    QuotaExceeded,
     ReplayedRunGone,
 )
 from edge_deploy.jobs.redis_queue import RedisJobQueue, job_key
@@ -187,3 +189,23 @@ def test_the_in_process_queue_forgets_ended_jobs_beyond_its_bound(monkeypatch):
     assert replay.outcome == CREATED, "a forgotten key is free again"
     assert queue.replayed("key-5", runs[5].request.request_fingerprint()).run_id == runs[5].run_id
     assert queue.outcomes() == {SUCCEEDED: 6}
+
+
+def test_a_caller_s_queued_and_running_runs_are_bounded(queue):
+    def mine(targets, principal="ci"):
+        return replace(make_job(targets=targets), principal=principal)
+
+    first = mine(("x86_64-cpu",))
+    assert queue.submit(first, "d1", "f1", None, max_active=2).outcome == CREATED
+    assert queue.submit(mine(("arm64-cpu",)), "d2", "f2", None, max_active=2).outcome == CREATED
+    with pytest.raises(QuotaExceeded, match="ci already has 2 queued or running runs"):
+        queue.submit(mine(("x86_64-nvidia",)), "d3", "f3", None, max_active=2)
+    assert queue.submit(mine(("x86_64-cpu",)), "d1", "f1", None, max_active=2).outcome == DUPLICATE
+    assert queue.submit(mine(("x86_64-nvidia",), "other"), "d3", "f3", None, max_active=2).outcome == CREATED
+    claim = queue.claim("worker-a", 1.0)  # running still counts
+    with pytest.raises(QuotaExceeded):
+        queue.submit(mine(("jetson",)), "d4", "f4", None, max_active=2)
+    queue.finish(claim, SUCCEEDED)  # an ended run frees its place
+    assert claim.job.run_id == first.run_id
+    assert queue.submit(mine(("jetson",)), "d4", "f4", None, max_active=2).outcome == CREATED
+    assert queue.submit(mine(("x86_64-cpu",), "ci"), "d5", "f5", None).outcome == CREATED  # 0: no limit
