@@ -7,9 +7,10 @@ in process memory, `{"event": {...}, "progress": {...}}` for each stage event so
 process (which serves the API) can show them. The child's stdout and stderr stay the worker's, so
 the workflow's logs end up where the worker's do.
 
-A child must not outlive its worker: a job whose worker died is taken up by another worker, and two
-runs of one job must not overlap. `die_with_parent` asks the kernel to kill the child when its
-parent goes (Linux), and checks that the parent has not already gone before that took effect.
+A child must not outlive its worker, nor must anything it started: a job whose worker died is
+taken up by another worker, and two runs of one job must not overlap. `die_with_parent` has the
+kernel signal the child when its parent goes (Linux), keeps a watchdog thread too, and then kills
+the child's whole process group.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import IO, Any
@@ -35,19 +37,40 @@ PIPE_FD_VARIABLE = "EDGE_JOB_PIPE_FD"
 PARENT_PID_VARIABLE = "EDGE_JOB_PARENT_PID"
 FORWARD_STATUS_VARIABLE = "EDGE_JOB_FORWARD_STATUS"
 _PR_SET_PDEATHSIG = 1
+PARENT_DIED_SIGNAL = signal.SIGUSR1
+PARENT_POLL_SECONDS = 1.0
 FORWARD_INTERVAL_SECONDS = 0.2
 
 
 def die_with_parent(expected_parent: int) -> None:
-    """Be killed (SIGKILL) when the parent process dies; exit now if it already has."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            log.warning(
-                "prctl(PR_SET_PDEATHSIG) failed (errno %d): this job may outlive its worker", ctypes.get_errno()
-            )
+    """When the worker dies, this job and every process it started die too; exit now if it already has.
+
+    The job process leads its own process group (the worker starts it in a new session), and the
+    processes it starts (a converter, a Docker client) are in that group. The kernel tells it of the
+    worker's death with PARENT_DIED_SIGNAL (a SIGKILL would spare its children), and a watchdog
+    thread looks too, for when the main thread is inside a long C call: either kills the group."""
     if os.getppid() != expected_parent:
         os._exit(70)  # the worker died before we were set up; another worker will take the job
+    signal.signal(PARENT_DIED_SIGNAL, lambda *_: _kill_own_group())
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, PARENT_DIED_SIGNAL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d); the watchdog alone stands in", ctypes.get_errno())
+    threading.Thread(target=_watch_parent, args=(expected_parent,), name="parent-watchdog", daemon=True).start()
+    if os.getppid() != expected_parent:  # it died in between
+        _kill_own_group()
+
+
+def _watch_parent(expected_parent: int) -> None:
+    while os.getppid() == expected_parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    _kill_own_group()
+
+
+def _kill_own_group() -> None:
+    if os.getpgrp() == os.getpid():  # the group is the job's own: never the caller's of a stray call
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(70)
 
 
 def outcome_message(outcome: ExecutionOutcome) -> str:

@@ -196,6 +196,9 @@ class InProcessJobQueue:
         with self._changed:
             self._workers[info.name] = WorkerInfo(**{**info.__dict__, "seen_at": time.time()})
 
+    def forget_dead_consumers(self) -> list[str]:
+        return []  # one worker, in this process
+
     def close(self) -> None:
         return None
 

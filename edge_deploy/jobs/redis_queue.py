@@ -66,6 +66,7 @@ OUTCOMES = f"{KEY_PREFIX}:job-outcomes"
 WORKERS = f"{KEY_PREFIX}:workers"
 IDEMPOTENCY_SECONDS = 24 * 3600
 ACTIVE_SECONDS = 7 * 24 * 3600  # only bounds a key whose job vanished; `finish` deletes it
+DEAD_CONSUMER_SECONDS = 3600.0  # a consumer silent this long, holding nothing, is a worker that is gone
 JOB_RETENTION_SECONDS = 30 * 24 * 3600  # an ended job is kept this long (the record stays for good)
 RELEASED_IDLE_MS = 10 * 365 * 24 * 3600 * 1000  # "idle for years": any worker may take it at once
 
@@ -517,6 +518,27 @@ class RedisJobQueue:
                 pipe.execute()
 
         self._call("write the worker heartbeat", write)
+
+    def forget_dead_consumers(self, after_seconds: float = DEAD_CONSUMER_SECONDS) -> list[str]:
+        """Remove from the consumer group the workers gone for `after_seconds` that hold no entry
+        (their entries were taken over): the group would otherwise list every worker that ever ran."""
+
+        def prune() -> list[str]:
+            self._ensure_group()
+            horizon = time.time() - after_seconds
+            seen = {name: score for name, score in self.client.zrange(WORKERS, 0, -1, withscores=True)}
+            gone = [
+                consumer["name"]
+                for consumer in self.client.xinfo_consumers(STREAM, GROUP)
+                if consumer["pending"] == 0
+                and consumer["idle"] > after_seconds * 1000
+                and seen.get(consumer["name"], 0) < horizon
+            ]
+            for name in gone:
+                self.client.xgroup_delconsumer(STREAM, GROUP, name)
+            return gone
+
+        return self._call("forget dead consumers", prune)
 
     def close(self) -> None:
         self.client.close()

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 EXECUTOR_CHECK_SECONDS = 30.0
 FINISH_PATIENCE_SECONDS = 120.0  # how long a finished job waits for the queue to answer again
+PRUNE_EVERY_SECONDS = 300.0  # how often a worker looks for dead consumers in the group
 END_EVENT_PATIENCE_SECONDS = 300.0  # how long the end event of a run is retried while Redis does not answer
 
 
@@ -109,10 +110,14 @@ class Worker:
         log.info(
             "worker %s: taking jobs from %s (executor %s)", self.config.name, self.queue.where, self.config.executor
         )
-        pause = 0.5
+        pause, pruned = 0.5, 0.0
         while not self.stopping.is_set():
             try:
                 self._heartbeat()
+                if time.monotonic() - pruned > PRUNE_EVERY_SECONDS:
+                    pruned = time.monotonic()
+                    for name in self.queue.forget_dead_consumers():
+                        log.info("worker %s: forgot dead consumer %s", self.config.name, name)
                 claim = self.queue.claim(self.config.name, self.config.poll_seconds)
                 self._queue_up()
                 pause = 0.5

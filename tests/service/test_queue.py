@@ -209,3 +209,26 @@ def test_a_caller_s_queued_and_running_runs_are_bounded(queue):
     assert claim.job.run_id == first.run_id
     assert queue.submit(mine(("jetson",)), "d4", "f4", None, max_active=2).outcome == CREATED
     assert queue.submit(mine(("x86_64-cpu",), "ci"), "d5", "f5", None).outcome == CREATED  # 0: no limit
+
+
+def test_dead_consumers_holding_nothing_are_forgotten(redis_server):
+    from edge_deploy.jobs.queue import WorkerInfo
+    from edge_deploy.jobs.redis_queue import GROUP, STREAM
+
+    with redis_server.client() as client:
+        client.flushall()
+    queue = RedisJobQueue.from_url(redis_server.url, lease_seconds=60.0)
+    try:
+        for index in range(3):
+            submit(queue, make_job(commit=f"{index:064x}"))
+        assert queue.claim("worker-holding", 1.0) is not None  # dies holding its job: the entry stays pending
+        queue.finish(queue.claim("worker-gone", 1.0), SUCCEEDED)  # then dies holding nothing
+        queue.finish(queue.claim("worker-alive", 1.0), SUCCEEDED)  # idle since, but it keeps its heartbeat
+        time.sleep(0.4)
+        queue.heartbeat(WorkerInfo("worker-alive", "local", True, "ok", ""))
+        forgotten = queue.forget_dead_consumers(after_seconds=0.3)
+        with redis_server.client() as client:
+            left = {consumer["name"] for consumer in client.xinfo_consumers(STREAM, GROUP)}
+        assert forgotten == ["worker-gone"] and left == {"worker-holding", "worker-alive"}
+    finally:
+        queue.close()

@@ -170,3 +170,54 @@ def test_a_job_taken_up_too_often_is_failed_without_running(harness, tmp_path):
     ended = work.wait_for(job.run_id)
     assert ended.state == FAILED and "given up after 0 attempts" in ended.error
     assert work.records.get(job.run_id).status.failed_stage == "worker"
+
+
+GRANDPARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True, stdout=sys.stdout)
+time.sleep(600)
+"""
+JOB_WITH_A_HELPER = """
+import os, subprocess, sys, time
+from edge_deploy.jobs.child import die_with_parent
+die_with_parent(os.getppid())
+helper = subprocess.Popen(["sleep", "600"])  # what a job starts: a converter, a docker client
+print(helper.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["idle", "inside-a-long-c-call"])
+def test_a_job_and_the_processes_it_started_die_with_their_worker(tmp_path, blocked):
+    import os
+    import signal
+    import subprocess
+
+    job = JOB_WITH_A_HELPER
+    if blocked:  # the main thread never returns to Python: only the watchdog thread can act
+        job = job.replace("time.sleep(600)", "import ctypes; ctypes.CDLL(None).sleep(600)")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", GRANDPARENT, job],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    try:
+        helper = int(worker.stdout.readline())
+        os.kill(worker.pid, signal.SIGKILL)  # the worker dies without a word
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while _alive(helper):
+            assert time.monotonic() < deadline, "the job's helper process outlived the worker"
+            time.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
