@@ -10,12 +10,18 @@ and the ratio to /healthz: the server's own ceiling (routing, middleware, auth a
 the ratio shows is the cost of the endpoint's own work and its store). Every request carries a
 bearer token, as a client's would. The load generator is a minimal HTTP/1.1 client in this process,
 on the same cores as the server: read the figures as relative, and the machine as shared.
+
+Then the device's question, `releases/latest`, three times: with no worker (the API's readiness does
+not depend on one), with an `edge-deploy worker` running, and while the OIDC key server hangs (it
+accepts connections and never answers) and 32 callers send JWTs with made-up key ids: the answer
+must not change.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -23,7 +29,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
+from base64 import urlsafe_b64encode
 from pathlib import Path
 
 import yaml
@@ -61,11 +70,62 @@ def wait_for_port(port: int, what: str, process: subprocess.Popen, timeout: floa
     raise SystemExit(f"{what} did not listen on {port} within {timeout:.0f}s")
 
 
+class HangingKeyServer:
+    """Accepts connections and never answers: an OIDC key server that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/keys"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._hold, daemon=True).start()
+
+    def _hold(self) -> None:
+        try:
+            while True:
+                self.held.append(self.listener.accept()[0])
+        except OSError:
+            return
+
+
+def junk_jwt() -> str:
+    """A JWT-shaped token naming a key id no issuer has: anyone can send one, no key needed."""
+
+    def part(data: bytes) -> str:
+        return urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = part(json.dumps({"alg": "RS256", "typ": "JWT", "kid": uuid.uuid4().hex}).encode())
+    claims = part(json.dumps({"sub": "junk"}).encode())
+    return f"{header}.{claims}.{part(os.urandom(256))}"
+
+
+def flood(port: int, stop: threading.Event, callers: int = 32) -> None:
+    """`callers` connections sending junk JWTs until `stop` (any answer will do: 401 or 503)."""
+
+    async def caller() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not stop.is_set():
+            request = f"GET /api/v1/platforms HTTP/1.1\r\nHost: junk\r\nAuthorization: Bearer {junk_jwt()}\r\n\r\n"
+            writer.write(request.encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(content_length(head))
+        writer.close()
+
+    async def all_callers() -> None:
+        await asyncio.gather(*(caller() for _ in range(callers)))
+
+    asyncio.run(all_callers())
+
+
 def records(count: int) -> list[DeploymentRecord]:
     return [
         released(f"bench-{index:05d}", repo=f"model-{index % MODELS}", classes=CLASSES[index % 3], minute=index)
         for index in range(count)
     ]
+
+
+def content_length(head: bytes) -> int:
+    lines = head.split(b"\r\n")
+    return next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:"))
 
 
 class Connection:
@@ -81,12 +141,8 @@ class Connection:
         request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.token}\r\n\r\n"
         self.writer.write(request.encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-        )
-        await self.reader.readexactly(length)
-        return status
+        await self.reader.readexactly(content_length(head))
+        return int(head.split(b" ", 2)[1])
 
     def close(self) -> None:
         self.writer.close()
@@ -180,6 +236,12 @@ def main() -> None:
                 yaml.safe_dump({"tokens": [{"name": "bench", "sha256": token_digest(token), "scopes": ["read"]}]})
             )
             env["EDGE_API_TOKENS_FILE"] = str(tokens)
+            key_server = HangingKeyServer()
+            env.update(
+                EDGE_API_OIDC_ISSUER="https://login.example.com/tenant/v2.0",
+                EDGE_API_OIDC_AUDIENCE="api://edge-deploy",
+                EDGE_API_OIDC_JWKS_URL=key_server.url,
+            )
             port = free_port()
             log = open(work / "serve.log", "wb")  # noqa: SIM115 (open for the server's whole life)
             processes.append(
@@ -218,6 +280,39 @@ def main() -> None:
                 rate, p50, p99 = measure(port, token, path, options.concurrency, options.seconds)
                 ceiling = ceiling or rate
                 print(f"{name:<46} {rate:>8.0f} {p50:>8.2f} {p99:>8.2f} {rate / ceiling:>9.2f}x")
+            latest = "/api/v1/models/model-4/releases/latest?device_class=arm64-cpu"
+            print("\nthe device's question (releases/latest), under conditions:")
+            print(f"{'condition':<46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs first':>10}")
+            first = None
+
+            def row(condition: str) -> None:
+                nonlocal first
+                rate, p50, p99 = measure(port, token, latest, options.concurrency, options.seconds)
+                first = first or rate
+                print(f"{condition:<46} {rate:>8.0f} {p50:>8.2f} {p99:>8.2f} {rate / first:>9.2f}x")
+
+            row("no worker running")
+            worker_log = open(work / "worker.log", "wb")  # noqa: SIM115 (open for the worker's whole life)
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "edge_deploy.cli", "worker"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=worker_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            time.sleep(3)  # it reports in
+            row("one worker running")
+            stop = threading.Event()
+            junk = threading.Thread(target=flood, args=(port, stop), daemon=True)
+            junk.start()
+            time.sleep(1)
+            try:
+                row("key server hanging, 32 junk-JWT callers")
+            finally:
+                stop.set()
+                junk.join(timeout=30)
         finally:
             for process in reversed(processes):
                 process.terminate()
