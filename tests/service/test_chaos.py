@@ -3,16 +3,20 @@ the lease: real redis-server processes, real workers (threads of this process, a
 worker` runs them) and real job processes (`tests.service.job_programs work`, which report their
 status to Redis, check their fence and then note one side effect, as a deployment pushes and
 publishes). Whatever happens, every run ends exactly once: one side effect, one record, one end
-event in its stream, and its job ended succeeded."""
+event in its stream, its job ended succeeded, and a follower of its events (the API's SSE feed,
+started before the outage) sees that end and stops."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
 
 import pytest
 
+from app.api.events import RUN_UNKNOWN, RUNNING, RedisEventFeed, run_event_stream
+from edge_deploy.config import Secret
 from edge_deploy.jobs.executor import ExecutorHealth
 from edge_deploy.jobs.model import ENDED_STATES, SUCCEEDED
 from edge_deploy.jobs.redis_queue import OUTCOMES, RedisJobQueue
@@ -27,6 +31,31 @@ pytestmark = pytest.mark.slow
 
 LEASE = 2.0  # renewed every 0.5 s
 JOB_SECONDS = 8.0
+
+
+class Follower:
+    """The API's event stream of one run (app.api.events), read in a thread from before the outage."""
+
+    def __init__(self, redis_url: str, run_id: str) -> None:
+        self.events: list[dict[str, str]] = []
+        self.thread = threading.Thread(target=asyncio.run, args=(self._follow(redis_url, run_id),), daemon=True)
+        self.thread.start()
+
+    async def _follow(self, redis_url: str, run_id: str) -> None:
+        async def still_running() -> str:
+            return RUNNING  # only its end event may end this stream
+
+        feed = RedisEventFeed(Secret(redis_url))
+        try:
+            async for message in run_event_stream(feed, run_id, "0-0", still_running):
+                self.events.append(message)
+        finally:
+            await feed.close()
+
+    def ends(self) -> list[str]:
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "the follower's stream never ended"
+        return [m["event"] for m in self.events if m["event"] in ("run-succeeded", "run-failed", RUN_UNKNOWN)]
 
 
 class Cluster:
@@ -100,7 +129,7 @@ def running(cluster: Cluster, run_id: str) -> bool:
     return job is not None and job.state == "running"
 
 
-def check_ended_once(cluster: Cluster, redis_server, run_id: str) -> None:
+def check_ended_once(cluster: Cluster, redis_server, run_id: str, follower: Follower) -> None:
     wait_until(lambda: (cluster.job(run_id) or make_job()).state in ENDED_STATES, "the job to end", timeout=90)
     assert cluster.job(run_id).state == SUCCEEDED
     effects = [line for line in cluster.effects.read_text().splitlines() if line.startswith(run_id)]
@@ -112,6 +141,7 @@ def check_ended_once(cluster: Cluster, redis_server, run_id: str) -> None:
         assert client.hget(OUTCOMES, SUCCEEDED) == "1", "the job ended once"
     ends = [kind for kind in kinds if kind in ("run-succeeded", "run-failed")]
     assert ends == ["run-succeeded"], kinds
+    assert follower.ends() == ["run-succeeded"], follower.events
 
 
 @pytest.mark.parametrize("outage", [0.5, 2.5 * LEASE], ids=["shorter-than-the-lease", "longer-than-the-lease"])
@@ -119,6 +149,7 @@ def test_redis_restarted_without_its_data_under_a_running_job(volatile_redis, cl
     cluster = cluster_on(volatile_redis)
     cluster.start_worker("worker-a")
     job = cluster.submit()
+    follower = Follower(volatile_redis.url, job.run_id)
     wait_until(lambda: running(cluster, job.run_id), "the job to start", timeout=30)
     time.sleep(1.0)
     with volatile_redis.stopped():
@@ -127,13 +158,14 @@ def test_redis_restarted_without_its_data_under_a_running_job(volatile_redis, cl
     # the job writes it back rather than taking the empty queue for a takeover.
     wait_until(lambda: cluster.job(job.run_id) is not None, "the job to be written back", timeout=15)
     cluster.start_worker("worker-b")  # a second worker must not start the job again
-    check_ended_once(cluster, volatile_redis, job.run_id)
+    check_ended_once(cluster, volatile_redis, job.run_id, follower)
 
 
 def test_redis_with_persistence_down_longer_than_the_lease_with_two_workers(durable_redis, cluster_on):
     cluster = cluster_on(durable_redis)
     cluster.start_worker("worker-a")
     job = cluster.submit()
+    follower = Follower(durable_redis.url, job.run_id)
     wait_until(lambda: running(cluster, job.run_id), "the job to start", timeout=30)
     cluster.start_worker("worker-b")
     time.sleep(1.0)
@@ -141,4 +173,4 @@ def test_redis_with_persistence_down_longer_than_the_lease_with_two_workers(dura
         time.sleep(2.5 * LEASE)
     # the lease ran out while Redis was down: worker-b may take the job over, worker-a may renew
     # first; either way one attempt acts (the fence), and the run ends once
-    check_ended_once(cluster, durable_redis, job.run_id)
+    check_ended_once(cluster, durable_redis, job.run_id, follower)
