@@ -49,9 +49,18 @@ def test_unreadable_reports_are_rejected_with_the_field_named(report):
         ValidationReport.from_json(json.dumps(data))
 
 
-def test_settings_are_checked():
+def test_settings_are_checked_against_their_bounds_naming_each():
     with pytest.raises(ValidationError) as caught:
-        ValidationSettings(samples=0, batch_sizes=[0], atol=-1.0, min_speedup=0.5)
+        ValidationSettings(samples=0, batch_sizes=[0], atol=-1.0, min_speedup=0.5, time_budget_s=float("inf"))
     message = str(caught.value)
-    for expected in ("samples must be >= 1", "batch_sizes must be positive", "atol must be", "min_speedup"):
+    for expected in (
+        "samples must be in [1, 32], got 0",
+        "batch_sizes must be in [1, 64], at most 8 values, got [0]",
+        "atol must be in [0, 1], got -1.0",
+        "min_speedup must be in [1, 10], got 0.5",
+        "time_budget_s must be in (0, 300], got inf",
+    ):
         assert expected in message
+    with pytest.raises(ValidationError, match=r"batch_sizes must hold 1 to 8 values, got 9"):
+        ValidationSettings(batch_sizes=list(range(1, 10)))
+    assert ValidationSettings(samples=32, time_budget_s=300, atol=None).samples == 32  # the bounds themselves
