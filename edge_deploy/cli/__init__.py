@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "demo": "edge_deploy.cli.demo:demo",
     "serve": "edge_deploy.cli.service:serve",
     "worker": "edge_deploy.cli.service:worker",
+    "worker-alive": "edge_deploy.cli.service:worker_alive",
     "api-token": "edge_deploy.cli.service:api_token",
     "runtime": "edge_deploy.cli.runtime:runtime",
 }

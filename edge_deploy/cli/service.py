@@ -4,6 +4,8 @@
                                               the queue and one worker in its own process
     edge-deploy worker                        takes jobs from the Redis queue, one at a time, each
                                               in a child process (needs REDIS_URL)
+    edge-deploy worker-alive [--max-age S]    exit 0 when this pod's worker loop turned lately (its
+                                              container's liveness and readiness probe)
     edge-deploy api-token --name N --scope S  a new static API token and its line for the tokens file
 
 The service lives in `app/`, outside this library; these commands import it only when run.
@@ -50,6 +52,7 @@ def worker() -> None:
     """Take deployment jobs from the Redis queue and run each in a process of its own."""
     from app.core.config import ServiceSettings
     from app.run.executors import JOB_COMMAND, executor_health
+    from edge_deploy.jobs.liveness import alive_file
     from edge_deploy.jobs.redis_queue import RedisJobQueue
     from edge_deploy.jobs.worker import Worker, WorkerConfig
     from edge_deploy.records import open_record_store
@@ -64,7 +67,12 @@ def worker() -> None:
         )
     queue = RedisJobQueue.from_url(settings.base.redis_url, settings.lease_seconds, settings.max_attempts)
     records = open_record_store(settings.base)
-    config = WorkerConfig(child_command=JOB_COMMAND, executor=settings.executor, lease_seconds=settings.lease_seconds)
+    config = WorkerConfig(
+        child_command=JOB_COMMAND,
+        executor=settings.executor,
+        lease_seconds=settings.lease_seconds,
+        alive_file=alive_file(settings.base.work_dir),
+    )
     job_worker = Worker(
         queue, records, RedisStatus.from_url(settings.base.redis_url), config, lambda: executor_health(settings)
     )
@@ -84,6 +92,26 @@ def worker() -> None:
     finally:
         queue.close()
         records.close()
+
+
+@click.command("worker-alive")
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds the worker's loop may go without a turn.  [default: twice EDGE_JOB_LEASE_SECONDS]",
+)
+def worker_alive(max_age: float | None) -> None:
+    """Exit 0 when the worker in this container renewed its liveness file lately, else 1 naming why."""
+    from app.core.config import ServiceSettings
+    from edge_deploy.jobs.liveness import alive_file, staleness
+
+    settings = ServiceSettings.from_env()
+    # A worker past two leases without a turn has lost its job to another worker anyway.
+    problem = staleness(alive_file(settings.base.work_dir), max_age or 2 * settings.lease_seconds)
+    if problem:
+        raise click.ClickException(problem)
+    click.echo("alive")
 
 
 def _let_job_processes_import_app() -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from edge_deploy.jobs.child import FORWARD_STATUS_VARIABLE, PARENT_PID_VARIABLE, PIPE_FD_VARIABLE, read_messages
 from edge_deploy.jobs.executor import ExecutionOutcome, ExecutorHealth
 from edge_deploy.jobs.fence import FENCE_VARIABLE, fence_token
+from edge_deploy.jobs.liveness import AliveMarker
 from edge_deploy.jobs.model import CANCELLED, FAILED, SUCCEEDED, Job
 from edge_deploy.jobs.queue import (
     CANCEL,
@@ -71,6 +72,7 @@ class WorkerConfig:
     poll_seconds: float = 1.0
     stop_grace_seconds: float = 10.0
     forward_status: bool = False  # embedded mode: the child's status reaches this process over its pipe
+    alive_file: Path | None = None  # renewed at every turn of the loop, for a liveness probe (`liveness`)
 
     @property
     def renew_seconds(self) -> float:
@@ -102,6 +104,7 @@ class Worker:
         self._health_checked = 0.0
         self._current = ""
         self._queue_down_since: float | None = None
+        self._alive = AliveMarker(config.alive_file) if config.alive_file else None
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -415,6 +418,8 @@ class Worker:
     # -- health ------------------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
+        if self._alive is not None:
+            self._alive.mark()  # first: the loop turns, whether or not Redis answers
         now = time.monotonic()
         if now - self._health_checked >= EXECUTOR_CHECK_SECONDS or not self._health_checked:
             self._health_checked = now
