@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from edge_deploy.errors import ConfigError
+from edge_deploy.errors import ConfigError, EdgeDeployError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def worker_alive(max_age: float | None) -> None:
     # A worker past two leases without a turn has lost its job to another worker anyway.
     problem = staleness(alive_file(settings.base.work_dir), max_age or 2 * settings.lease_seconds)
     if problem:
-        raise click.ClickException(problem)
+        raise EdgeDeployError(problem)
     click.echo("alive")
 
 

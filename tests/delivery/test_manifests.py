@@ -1,6 +1,6 @@
 """The Kubernetes objects of both environments, rendered as ci/deploy.sh renders them: valid for the versions
 AKS runs, and holding to the policy (non-root, read-only, no capabilities, limits, probes, digests, no secret
-in a ConfigMap, workload identity, PDBs, a worker autoscaler, network policies, an Ingress)."""
+in a ConfigMap, workload identity, PDBs, queue-driven workers, network policies, the route to the platform's Gateway)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_the_service_account_carries_the_workload_identity(objects):
         assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
 
 
-def test_disruption_budgets_autoscaler_network_policies_and_ingress(objects):
+def test_disruption_budgets_and_network_policies_select_their_pods(objects):
     for name in ("edge-deploy-api", "edge-deploy-worker"):
         budget = objects[("PodDisruptionBudget", name)]
         selected = objects[("Deployment", name)]["spec"]["selector"]["matchLabels"]
@@ -140,20 +140,99 @@ def test_disruption_budgets_autoscaler_network_policies_and_ingress(objects):
         assert policy["spec"]["podSelector"]["matchLabels"] == selected
         assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert objects[("NetworkPolicy", "edge-deploy-worker")]["spec"]["ingress"] == []
-    autoscaler = objects[("HorizontalPodAutoscaler", "edge-deploy-worker")]["spec"]
-    assert autoscaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge-deploy-worker"}
-    assert 1 <= autoscaler["minReplicas"] < autoscaler["maxReplicas"]
-    assert "replicas" not in objects[("Deployment", "edge-deploy-worker")]["spec"]  # the autoscaler owns it
-    rule = objects[("Ingress", "edge-deploy-api")]["spec"]["rules"][0]
-    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "edge-deploy-api"
-    assert objects[("Ingress", "edge-deploy-api")]["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    assert objects[("PodDisruptionBudget", "edge-deploy-api")]["spec"]["minAvailable"] >= 1
+
+
+def test_workers_scale_on_the_queues_consumer_group_and_production_never_drops_to_zero(objects):
+    from edge_deploy.jobs.redis_queue import GROUP, STREAM
+
+    assert not [kind for kind, _ in objects if kind == "HorizontalPodAutoscaler"]  # KEDA makes its own
+    assert "replicas" not in objects[("Deployment", "edge-deploy-worker")]["spec"]  # the ScaledObject owns it
+    scaled = objects[("ScaledObject", "edge-deploy-worker")]["spec"]
+    assert scaled["scaleTargetRef"]["name"] == "edge-deploy-worker"
+    triggers = scaled["triggers"]
+    assert {t["type"] for t in triggers} == {"redis-streams"}
+    assert all(t["metadata"]["stream"] == STREAM and t["metadata"]["consumerGroup"] == GROUP for t in triggers)
+    modes = {key for t in triggers for key in t["metadata"] if key in ("lagCount", "pendingEntriesCount")}
+    assert modes == {"lagCount", "pendingEntriesCount"}  # queued jobs start workers; running jobs keep theirs
+    authentication = objects[("TriggerAuthentication", triggers[0]["authenticationRef"]["name"])]["spec"]
+    assert {ref["name"] for ref in authentication["secretTargetRef"]} == {"edge-deploy-secrets"}
+    budget = objects[("PodDisruptionBudget", "edge-deploy-worker")]["spec"]
+    if objects[("ConfigMap", config_name(objects))]["data"]["EDGE_FLYTE_DOMAIN"] == "production":
+        assert scaled["minReplicaCount"] >= 2 and budget["minAvailable"] >= 1 and "maxUnavailable" not in budget
+    else:
+        assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (0, 1)
+
+
+def config_name(objects) -> str:
+    return next(name for kind, name in objects if kind == "ConfigMap")
+
+
+def test_workers_are_probed_on_their_loop_and_pods_spread_over_zones(objects):
+    from edge_deploy.cli import COMMANDS
+
+    worker = objects[("Deployment", "edge-deploy-worker")]["spec"]
+    container = worker["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command[0] == "edge-deploy" and command[1] in COMMANDS and command[1] == "worker-alive"
+    for deployment in deployments(objects):
+        assert deployment["spec"]["minReadySeconds"] > 0  # a pod that dies at once never counts as available
+        keys = {c["topologyKey"] for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+        assert {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys
+
+
+def test_the_route_attaches_to_the_platforms_gateway_listener_for_this_environment(objects):
+    route = objects[("HTTPRoute", "edge-deploy-api")]
+    namespace = route["metadata"]["namespace"]
+    [parent] = route["spec"]["parentRefs"]
+    gateway = platform_object("Gateway", parent["name"], parent["namespace"])
+    [listener] = [item for item in gateway["spec"]["listeners"] if item["name"] == parent["sectionName"]]
+    assert listener["hostname"] in route["spec"]["hostnames"] and listener["protocol"] == "HTTPS"
+    assert listener["allowedRoutes"]["namespaces"]["selector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": namespace
+    }  # no other namespace can take this host
+    assert set(listener["tls"]["options"]) == {
+        "kubernetes.azure.com/tls-cert-keyvault-uri",
+        "kubernetes.azure.com/tls-cert-service-account",
+    }  # TLS from Key Vault, rotated by the add-on
+    [backend] = route["spec"]["rules"][0]["backendRefs"]
+    service = objects[("Service", backend["name"])]
+    assert backend["port"] == service["spec"]["ports"][0]["port"]
+    # Only the gateway's pods reach the API.
+    [source] = objects[("NetworkPolicy", "edge-deploy-api")]["spec"]["ingress"][0]["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": parent["namespace"]}
+    assert source["podSelector"]["matchLabels"] == {"gateway.networking.k8s.io/gateway-name": parent["name"]}
+
+
+def test_egress_reaches_the_managed_redis_and_mongodb_ports_of_the_overlay(objects):
+    for name in ("edge-deploy-api", "edge-deploy-worker"):
+        ports = {p["port"] for rule in objects[("NetworkPolicy", name)]["spec"]["egress"] for p in rule["ports"]}
+        assert {443, 53, 10000, 10260} <= ports  # HTTPS, DNS, Azure Managed Redis, Cosmos DB for MongoDB vCore
+
+
+def test_the_namespace_is_the_platform_teams_and_enforces_restricted_pod_security(objects):
+    namespace = objects[("Deployment", "edge-deploy-api")]["metadata"]["namespace"]
+    labels = platform_object("Namespace", namespace)["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    assert not [kind for kind, _ in objects if kind == "Namespace"]  # the deploy identities cannot make one
+
+
+def platform_object(kind: str, name: str, namespace: str | None = None) -> dict:
+    for path in sorted((ROOT / "deploy" / "platform").glob("*.yaml")):
+        for item in rendered_objects(path):
+            if item["kind"] == kind and item["metadata"]["name"] == name:
+                if namespace is None or item["metadata"].get("namespace") == namespace:
+                    return item
+    raise AssertionError(f"deploy/platform/ has no {kind} {name}")
 
 
 def test_the_environments_differ_where_they_should(tmp_path):
     staging, production = ({(i["kind"], i["metadata"]["name"]): i for i in render(e, tmp_path)} for e in ENVIRONMENTS)
     namespaces = [{i["metadata"].get("namespace") for i in objects.values()} for objects in (staging, production)]
     assert namespaces == [{"edge-deploy-staging"}, {"edge-deploy"}]
-    hosts = [o[("Ingress", "edge-deploy-api")]["spec"]["rules"][0]["host"] for o in (staging, production)]
+    hosts = [o[("HTTPRoute", "edge-deploy-api")]["spec"]["hostnames"][0] for o in (staging, production)]
     assert hosts[0] != hosts[1]
     configs = [next(i for k, i in o.items() if k[0] == "ConfigMap") for o in (staging, production)]
     domains = [config["data"]["EDGE_FLYTE_DOMAIN"] for config in configs]
