@@ -1,6 +1,7 @@
 """The Kubernetes objects of both environments, rendered as ci/deploy.sh renders them: valid for the versions
 AKS runs, and holding to the policy (non-root, read-only, no capabilities, limits, probes, digests, no secret
-in a ConfigMap, workload identity, PDBs, queue-driven workers, network policies, the route to the platform's Gateway)."""
+in a ConfigMap, workload identity, PDBs, queue-driven workers, network policies, the route to the platform's
+Gateway)."""
 
 from __future__ import annotations
 
@@ -222,9 +223,9 @@ def test_the_namespace_is_the_platform_teams_and_enforces_restricted_pod_securit
 def platform_object(kind: str, name: str, namespace: str | None = None) -> dict:
     for path in sorted((ROOT / "deploy" / "platform").glob("*.yaml")):
         for item in rendered_objects(path):
-            if item["kind"] == kind and item["metadata"]["name"] == name:
-                if namespace is None or item["metadata"].get("namespace") == namespace:
-                    return item
+            same_namespace = namespace is None or item["metadata"].get("namespace") == namespace
+            if item["kind"] == kind and item["metadata"]["name"] == name and same_namespace:
+                return item
     raise AssertionError(f"deploy/platform/ has no {kind} {name}")
 
 
