@@ -15,7 +15,8 @@ example_digest=sha256:$(printf '%064d' 0)
 check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
 for overlay in deploy/overlays/*/; do
   env=$(basename "$overlay")
-  SERVICE_IMAGE="example.azurecr.io/edge-deploy/service@$example_digest" DRY_RUN=1 ci/deploy.sh render "$env"
+  SERVICE_IMAGE="example.azurecr.io/edge-deploy/service@$example_digest" CI_COMMIT_SHORT_SHA=${CI_COMMIT_SHORT_SHA:-example} \
+    DRY_RUN=1 ci/deploy.sh render "$env"
   for version in $AKS_KUBERNETES_VERSIONS; do
     kubernetes-validate --strict --quiet --kubernetes-version "$version" "dist/deploy/$env.yaml" ||
       die "dist/deploy/$env.yaml does not validate against Kubernetes $version"

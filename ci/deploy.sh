@@ -4,7 +4,9 @@
 #   ci/deploy.sh [--dry-run] render|apply|rollback staging|production
 #
 # render    deploy/overlays/ENV with the service image pinned by digest ($SERVICE_IMAGE, repository@sha256:...,
-#           from the build job's dotenv report) -> dist/deploy/ENV.yaml. Offline; runs in a dry run too.
+#           from the build job's dotenv report) and the workers pinned to this release's launch plan version
+#           (EDGE_FLYTE_LAUNCH_PLAN_VERSION: the tag, else the commit, as ci/flyte-register.sh registered it)
+#           -> dist/deploy/ENV.yaml. Offline; runs in a dry run too.
 # apply     render, `kubectl apply`, then wait for both Deployments to roll out ($ROLLOUT_TIMEOUT, 10m); a
 #           rollout that does not finish is undone (`kubectl rollout undo`) and the job fails.
 # rollback  `kubectl rollout undo` of both Deployments to their previous revision, then wait for it.
@@ -27,10 +29,11 @@ render() {
   [[ "${SERVICE_IMAGE:-}" =~ ^([^@[:space:]]+)@(sha256:[0-9a-f]{64})$ ]] ||
     die "SERVICE_IMAGE must be the service image by digest (repository@sha256:<64 hex>), got '${SERVICE_IMAGE:-}':" \
       "deploy what the build job pushed (dist/images/service.env), never a tag"
-  local repository=${BASH_REMATCH[1]} digest=${BASH_REMATCH[2]} wrapper=dist/deploy/$env
+  local repository=${BASH_REMATCH[1]} digest=${BASH_REMATCH[2]} wrapper=dist/deploy/$env version
+  version=$(release_version)
   mkdir -p "$wrapper"
   cat >"$wrapper/kustomization.yaml" <<YAML
-# Written by ci/deploy.sh: $overlay with the image the pipeline built, by digest.
+# Written by ci/deploy.sh: $overlay with the image the pipeline built, by digest, and its launch plan version.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -39,10 +42,15 @@ images:
   - name: edge-deploy-service
     newName: $repository
     digest: $digest
+configMapGenerator:
+  - name: edge-deploy-config
+    behavior: merge
+    literals:
+      - EDGE_FLYTE_LAUNCH_PLAN_VERSION=$version
 YAML
   kubectl kustomize "$wrapper" >"$rendered.tmp"
   mv "$rendered.tmp" "$rendered"
-  log "rendered $rendered: $env (namespace $namespace) with $repository@$digest"
+  log "rendered $rendered: $env (namespace $namespace) with $repository@$digest, launch plan version $version"
 }
 
 wait_for_rollout() {

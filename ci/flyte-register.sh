@@ -5,8 +5,8 @@
 #
 # CONVERSION_IMAGE and BUILDER_IMAGE are repository@sha256:... (the build jobs' dotenv reports): tasks name
 # their images as {{.image.conversion...}} / {{.image.builder...}}, so `-i conversion=... -i builder=...`
-# decides what the cluster runs. The version is the git tag, else the commit: a re-run registers the same
-# entities again. Launch-plan schedules are activated only when ACTIVATE_SCHEDULES=true (the pipeline sets it
+# decides what the cluster runs. The version is the git tag, else the commit (`release_version`): a re-run
+# registers the same entities again, and ci/deploy.sh pins the workers to that version. Launch-plan schedules are activated only when ACTIVATE_SCHEDULES=true (the pipeline sets it
 # on the default branch and on tags): a feature branch's registration never starts nightly runs.
 # Flyte's endpoint and credentials come from flytekit's variables (FLYTE_PLATFORM_URL, FLYTE_CREDENTIALS_*),
 # or the file FLYTE_CONFIG names. FLYTE_PROJECT defaults to edge-deploy.
@@ -21,7 +21,7 @@ for variable in CONVERSION_IMAGE BUILDER_IMAGE; do
     die "$variable must be an image by digest (repository@sha256:<64 hex>), got '${!variable:-}': register what" \
       "the build jobs pushed (dist/images/*.env), never a tag"
 done
-version=${CI_COMMIT_TAG:-${CI_COMMIT_SHORT_SHA:-$(git rev-parse --short=8 HEAD)}}
+version=$(release_version)
 
 pyflyte=(pyflyte)
 [ -z "${FLYTE_CONFIG:-}" ] || pyflyte+=(--config "$FLYTE_CONFIG")

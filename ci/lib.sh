@@ -44,6 +44,15 @@ run() {
   fi
 }
 
+# The release's version: the git tag, else the commit. Flyte entities are registered under it
+# (ci/flyte-register.sh) and the workers launch exactly that version (ci/deploy.sh), never "the latest".
+release_version() {
+  local version=${CI_COMMIT_TAG:-${CI_COMMIT_SHORT_SHA:-}}
+  [ -n "$version" ] || version=$(git rev-parse --short=8 HEAD 2>/dev/null) ||
+    die "no release version: set CI_COMMIT_TAG or CI_COMMIT_SHORT_SHA, or run inside the git checkout"
+  printf '%s\n' "$version"
+}
+
 # The Azure CLI, pip-installed into its own venv when the job image has none (the pipeline's images are
 # python:3.11-bookworm). Pinned: a new az release must not change a deploy unannounced.
 AZURE_CLI_VERSION=${AZURE_CLI_VERSION:-2.91.0}

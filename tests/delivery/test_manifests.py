@@ -15,6 +15,7 @@ from tests.delivery.conftest import EXAMPLE_DIGEST, ROOT, rendered_objects, run_
 
 ENVIRONMENTS = ["staging", "production"]
 REPOSITORY = "myregistry.azurecr.io/edge-deploy/service"
+COMMIT = "0123abcd"  # the pipeline's CI_COMMIT_SHORT_SHA
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|TOKENS|PRIVATE|CREDENTIAL)(_|$)|(^|_)(KEY|URI|URL)$")
 # Names that look secret but hold no secret: where a secret file is, an id, the service's non-secret URLs.
 NOT_SECRET = re.compile(r"_FILE$|_LOCATION$|_ID$|^EDGE_API_OIDC_JWKS_URL$|^FLYTE_PLATFORM_URL$")
@@ -24,7 +25,7 @@ def render(environment: str, tmp_path: Path, image: str | None = None) -> list[d
     repository = tmp_path / environment
     shutil.copytree(ROOT / "ci", repository / "ci")
     shutil.copytree(ROOT / "deploy", repository / "deploy")
-    done = run_script("ci/deploy.sh", "render", environment, cwd=repository,
+    done = run_script("ci/deploy.sh", "render", environment, cwd=repository, CI_COMMIT_SHORT_SHA=COMMIT,
                       SERVICE_IMAGE=image or f"{REPOSITORY}@{EXAMPLE_DIGEST}")  # fmt: skip
     assert done.returncode == 0, done.stderr
     return rendered_objects(repository / "dist" / "deploy" / f"{environment}.yaml")
@@ -245,8 +246,26 @@ def test_rendering_refuses_anything_but_a_digest(image, tmp_path):
     repository = tmp_path / "repo"
     shutil.copytree(ROOT / "ci", repository / "ci")
     shutil.copytree(ROOT / "deploy", repository / "deploy")
-    done = run_script("ci/deploy.sh", "render", "staging", cwd=repository, SERVICE_IMAGE=image)
+    done = run_script(
+        "ci/deploy.sh", "render", "staging", cwd=repository, SERVICE_IMAGE=image, CI_COMMIT_SHORT_SHA=COMMIT
+    )
     assert done.returncode == 1 and "SERVICE_IMAGE must be the service image by digest" in done.stderr
+    assert not (repository / "dist" / "deploy" / "staging.yaml").exists()
+
+
+def test_workers_launch_the_launch_plan_version_this_release_registered(objects):
+    data = objects[("ConfigMap", config_name(objects))]["data"]
+    assert data["EDGE_FLYTE_LAUNCH_PLAN_VERSION"] == COMMIT  # what ci/flyte-register.sh registers, never "latest"
+
+
+def test_rendering_without_a_release_version_refuses(tmp_path):
+    repository = tmp_path / "repo"  # not a git checkout, and no CI_COMMIT_* variables
+    shutil.copytree(ROOT / "ci", repository / "ci")
+    shutil.copytree(ROOT / "deploy", repository / "deploy")
+    done = run_script(
+        "ci/deploy.sh", "render", "staging", cwd=repository, SERVICE_IMAGE=f"{REPOSITORY}@{EXAMPLE_DIGEST}"
+    )
+    assert done.returncode == 1 and "no release version: set CI_COMMIT_TAG or CI_COMMIT_SHORT_SHA" in done.stderr
     assert not (repository / "dist" / "deploy" / "staging.yaml").exists()
 
 

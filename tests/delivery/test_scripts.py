@@ -114,13 +114,14 @@ def test_deploy_applies_the_rendered_environment_and_waits_for_both_rollouts(tmp
         shutil.copytree(ROOT / name, tmp_path / name)
     image = f"edgeacr.azurecr.io/edge-deploy/service@{EXAMPLE_DIGEST}"
     done = run_script("ci/deploy.sh", "--dry-run", "apply", "production", cwd=tmp_path, SERVICE_IMAGE=image,
-                      ROLLOUT_TIMEOUT="5m")  # fmt: skip
+                      ROLLOUT_TIMEOUT="5m", CI_COMMIT_TAG="v1.2.0")  # fmt: skip
     assert calls(done) == [
         "kubectl apply --namespace edge-deploy --filename dist/deploy/production.yaml",
         "kubectl --namespace edge-deploy rollout status deployment/edge-deploy-api --timeout 5m",
         "kubectl --namespace edge-deploy rollout status deployment/edge-deploy-worker --timeout 5m",
     ]
-    assert EXAMPLE_DIGEST in (tmp_path / "dist" / "deploy" / "production.yaml").read_text()
+    rendered = (tmp_path / "dist" / "deploy" / "production.yaml").read_text()
+    assert EXAMPLE_DIGEST in rendered and "EDGE_FLYTE_LAUNCH_PLAN_VERSION: v1.2.0" in rendered
 
 
 def test_rollback_undoes_both_deployments_and_waits():
