@@ -2,8 +2,12 @@
 # Offline checks of the delivery files (the lint job; tests/delivery runs it too):
 #   1. .gitlab-ci.yml against GitLab's CI schema (check-jsonschema's vendored copy, no network);
 #   2. each overlay rendered as ci/deploy.sh renders it (an example digest) and every object checked against the
-#      Kubernetes schemas of the versions AKS runs (kubernetes-validate, strict: unknown fields are errors).
-# Needs check-jsonschema, kubernetes-validate (requirements/test.txt) and kubectl on PATH.
+#      Kubernetes schemas of the versions AKS runs (kubernetes-validate, strict: unknown fields are errors);
+#   3. checkov's policies over those rendered overlays, the platform team's deploy/platform/, every Dockerfile
+#      and this pipeline: no failed check. A check that does not apply is skipped where it would fire, in a
+#      `checkov:skip=ID: reason` comment, never here.
+# Needs check-jsonschema, kubernetes-validate (requirements/test.txt), kubectl and checkov (ci/install-tools.sh
+# checkov) on PATH.
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
@@ -23,3 +27,10 @@ for overlay in deploy/overlays/*/; do
   done
   log "$env: valid for Kubernetes $AKS_KUBERNETES_VERSIONS"
 done
+
+files=()
+for file in .gitlab-ci.yml dist/deploy/*.yaml deploy/platform/*.yaml images/*/Dockerfile; do files+=(-f "$file"); done
+# --skip-download and BC_SKIP_MAPPING: offline; checkov otherwise asks its vendor's API for guideline links.
+BC_SKIP_MAPPING=TRUE checkov --skip-download --quiet --compact --framework kubernetes dockerfile gitlab_ci "${files[@]}" ||
+  die "checkov found failed checks (above)"
+log "checkov: no failed check in $((${#files[@]} / 2)) files"

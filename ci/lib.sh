@@ -94,6 +94,21 @@ ensure_kubelogin() {
     --install-location /usr/local/bin/kubectl --kubelogin-install-location /usr/local/bin/kubelogin
 }
 
+# checkov (policy checks of the manifests, Dockerfiles and this pipeline), in a venv of its own: its many
+# dependencies must not meet the project's. Pinned, so that a new release's new checks arrive in a commit.
+CHECKOV_VERSION=${CHECKOV_VERSION:-3.3.30}
+ensure_checkov() {
+  [ "$(checkov --version 2>/dev/null)" = "$CHECKOV_VERSION" ] && return 0
+  if dry_run; then
+    echo "dry-run: python3 -m venv /opt/checkov && /opt/checkov/bin/pip install checkov==$CHECKOV_VERSION"
+    return 0
+  fi
+  log "installing checkov $CHECKOV_VERSION"
+  python3 -m venv /opt/checkov
+  /opt/checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  ln -sf /opt/checkov/bin/checkov /usr/local/bin/checkov
+}
+
 # The Docker CLI (Debian's docker.io) when the image has none; the engine is the job's docker:dind service.
 ensure_docker() {
   command -v docker >/dev/null && return 0

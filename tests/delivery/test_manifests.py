@@ -274,14 +274,20 @@ def test_an_unknown_environment_is_named_with_the_choices(tmp_path):
     assert done.returncode == 1 and "no overlay 'qa': choose one of production staging" in done.stderr
 
 
-def test_both_overlays_validate_against_the_kubernetes_schemas_aks_runs(tmp_path):
+def delivery_files(tmp_path: Path) -> Path:
     repository = tmp_path / "repo"
-    for name in ("ci", "deploy"):
+    for name in ("ci", "deploy", "images"):
         shutil.copytree(ROOT / name, repository / name)
     shutil.copy(ROOT / ".gitlab-ci.yml", repository)
+    return repository
+
+
+def test_both_overlays_validate_against_the_kubernetes_schemas_aks_runs_and_checkov_passes(tmp_path):
+    repository = delivery_files(tmp_path)
     done = run_script("ci/check-delivery.sh", cwd=repository)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "staging: valid for Kubernetes 1.33.0 1.34.0 1.35.0" in done.stderr
+    assert "checkov: no failed check in 10 files" in done.stderr  # pipeline, 2 overlays, 2 platform, 5 Dockerfiles
     # The same check fails on an object Kubernetes would refuse: an unknown field in a pod's security context.
     api = repository / "deploy" / "base" / "api.yaml"
     api.write_text(api.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"))
@@ -289,3 +295,40 @@ def test_both_overlays_validate_against_the_kubernetes_schemas_aks_runs(tmp_path
     assert done.returncode == 1
     assert "readOnlyRootFileSystem" in done.stdout + done.stderr
     assert "does not validate against Kubernetes 1.33.0" in done.stderr
+
+
+def without_block(text: str, first: str, next_line: str) -> str:
+    """`text` without the lines from `first` up to (not including) `next_line`."""
+    start, end = text.index(first), text.index(next_line)
+    return text[:start] + text[end:]
+
+
+@pytest.mark.parametrize(
+    ("path", "edit", "check"),
+    [
+        # a worker without a liveness probe
+        ("deploy/base/worker.yaml", lambda t: without_block(t, "          livenessProbe:", "          readinessProbe:"),
+         "CKV_K8S_8"),
+        # a task image that runs as root
+        ("images/builder/Dockerfile", lambda t: t.replace("USER 10001:10001", ""), "CKV_DOCKER_3"),
+    ],
+)  # fmt: skip
+def test_checkov_fails_on_a_broken_policy(tmp_path, path, edit, check):
+    repository = delivery_files(tmp_path)
+    target = repository / path
+    target.write_text(edit(target.read_text()))
+    done = run_script("ci/check-delivery.sh", cwd=repository)
+    assert done.returncode == 1 and check in done.stdout and "checkov found failed checks" in done.stderr
+
+
+def test_every_checkov_skip_says_why():
+    skip = re.compile(r"checkov:skip=(CKV\w*_\d+)(.*)")
+    found = []
+    for path in [ROOT / ".gitlab-ci.yml", *(ROOT / "images").glob("*/Dockerfile"), *(ROOT / "deploy").rglob("*.yaml")]:
+        for line in path.read_text().splitlines():
+            for check, reason in skip.findall(line):
+                assert re.fullmatch(r":\s*\S.{15,}", reason), (
+                    f"{path.relative_to(ROOT)}: skip of {check} without a reason"
+                )
+                found.append(check)
+    assert found  # the Dockerfiles' HEALTHCHECK and base-argument skips
