@@ -26,7 +26,8 @@ from tests.images.test_registry_bearer import TokenRegistry, token_registry  # n
 
 pytestmark = pytest.mark.docker
 
-BUILD_JOBS = ["build:conversion", "build:builder", "build:service"]
+BUILD_JOBS = ["build:conversion", "build:builder", "build:service", "build:ci-tools"]
+PREBUILT = ("conversion", "builder", "ci-tools")  # built elsewhere: they install from PyPI and the internet
 
 
 @dataclass
@@ -48,11 +49,16 @@ class LocalPipeline:
     def image(self, name: str) -> str:
         return f"{self.registry.host}/edge-deploy/{name}"
 
+    def registry_digest(self, name: str) -> str | None:
+        return RegistryClient(self.registry.settings(), FAST_RETRIES).manifest_digest(
+            f"edge-deploy/{name}", self.commit
+        )
+
 
 def local_pipeline_file(repository: Path) -> None:
     """The pipeline as it is, less the docker:dind service: here the jobs use the machine's engine."""
     pipeline = yaml.safe_load((repository / ".gitlab-ci.yml").read_text())
-    assert [s["name"] for s in pipeline[".build-image"].pop("services")] == ["docker:27-dind"]
+    assert [s["name"] for s in pipeline[".build-image"].pop("services")] == ["$DIND_IMAGE"]
     (repository / ".gitlab-ci-local.yml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
 
 
@@ -77,11 +83,11 @@ def pipeline(tmp_path_factory, token_registry, docker_engine, debian_python_base
     }
     arguments = [f"--variable={name}={value}" for name, value in variables.items()]
     local = LocalPipeline(repository, commit, token_registry, debian_python_base.reference, arguments)
-    # The task images cannot be built here (their Dockerfiles pull python:3.11-slim and pip-install from PyPI
-    # inside the build). Their commit tags are pushed beforehand, as a first run of this commit's pipeline would
-    # have done; the jobs then take the re-run path: nothing is built, the digest in the registry is recorded.
+    # The task and tools images cannot be built here (their Dockerfiles install from PyPI and the internet inside
+    # the build). Their commit tags are pushed beforehand, as a first run of this commit's pipeline would have
+    # done; the jobs then take the re-run path: nothing is built, the digest in the registry is recorded.
     pushed = {}
-    for name in ("conversion", "builder"):
+    for name in PREBUILT:
         image = build_scratch_image(docker_engine, work / name, f"{local.image(name)}:{commit}")
         auth = {"username": token_registry.username, "password": token_registry.password}
         for line in docker_engine.images.push(local.image(name), commit, auth_config=auth, stream=True, decode=True):
@@ -117,7 +123,7 @@ def test_the_service_image_is_pushed_by_commit_and_its_digest_recorded_for_later
 
 def test_a_commit_already_in_the_registry_is_not_rebuilt_and_keeps_its_digest(pipeline):
     local, pushed, _ = pipeline
-    for name in ("conversion", "builder"):
+    for name in PREBUILT:
         record = local.record(name)
         assert record["built"] is False and record["digest"] == pushed[name]
     first = local.record("service")
@@ -126,6 +132,43 @@ def test_a_commit_already_in_the_registry_is_not_rebuilt_and_keeps_its_digest(pi
     assert "is already in the registry" in done.stdout + done.stderr
     again = local.record("service")
     assert again["built"] is False and again["digest"] == first["digest"]
+
+
+def test_every_job_leaves_a_valid_cyclonedx_sbom_of_the_image_it_pushed(pipeline):
+    local, _, _ = pipeline
+    for name in ("conversion", "builder", "service", "ci-tools"):
+        text = (local.repository / "dist" / "images" / f"{name}.cdx.json").read_text()
+        assert_valid_cyclonedx(text)
+        subject = json.loads(text)["metadata"]["component"]
+        assert (subject["name"], subject["version"]) == (local.image(name), local.record(name)["digest"])
+    service = json.loads((local.repository / "dist" / "images" / "service.cdx.json").read_text())
+    purls = {c.get("purl", "").split("@")[0] for c in service["components"]}
+    assert {"pkg:pypi/fastapi", "pkg:pypi/uvicorn", "pkg:pypi/redis", "pkg:deb/debian/python3.11"} <= purls
+    assert {"type": "container", "bom-ref": f"base:{local.python_base}", "name": local.python_base} in service[
+        "components"
+    ]  # the base it was built on (a local base here: no registry digest to record)
+    assert local.record("service")["base"] == {"name": local.python_base, "digest": None}
+
+
+def assert_valid_cyclonedx(text: str) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    assert error is None, str(error).splitlines()[0]
+
+
+def test_a_merge_request_builds_without_pushing_or_signing_in(pipeline):
+    local, _, _ = pipeline
+    before = local.registry_digest("service")
+    (local.repository / "dist" / "images" / "service.cdx.json").unlink()
+    done = local.run("build:service", "--variable", "CI_PIPELINE_SOURCE=merge_request_event",
+                     "--variable", "CI_MERGE_REQUEST_IID=7", "--unset-variable", "CI_COMMIT_BRANCH")  # fmt: skip
+    assert "PASS  build:service" in done.stdout, done.stdout[-4000:]
+    assert "installing images/service/requirements.in" in done.stdout + done.stderr  # it did build
+    assert "docker login" not in done.stdout + done.stderr and "docker push" not in done.stdout + done.stderr
+    assert local.registry_digest("service") == before  # the pushed image is untouched
+    assert_valid_cyclonedx((local.repository / "dist" / "images" / "service.cdx.json").read_text())
 
 
 def test_a_build_from_nothing_gives_the_same_layers(pipeline, docker_engine):

@@ -133,13 +133,18 @@ def test_rollback_undoes_both_deployments_and_waits():
     ]
 
 
+PINNED_BASE = f"docker.io/library/python:3.11-slim-bookworm@{EXAMPLE_DIGEST}"
+
+
 def test_an_image_build_passes_the_commit_time_and_tags_by_commit_and_version():
     done = run_script("ci/build-image.sh", "--dry-run", "builder", IMAGE_REGISTRY="edgeacr.azurecr.io",
                       CI_COMMIT_SHA="0a1b2c3d" * 5, CI_COMMIT_SHORT_SHA="0a1b2c3d", CI_COMMIT_TAG="v1.2.0",
-                      SOURCE_DATE_EPOCH="1767225600")  # fmt: skip
+                      SOURCE_DATE_EPOCH="1767225600", PYTHON_BASE=PINNED_BASE)  # fmt: skip
     build, *pushes = calls(done)
     repository = "edgeacr.azurecr.io/edge-deploy/builder"
     assert build.startswith("docker build -f images/builder/Dockerfile --build-arg SOURCE_DATE_EPOCH=1767225600 ")
+    assert f"--build-arg PYTHON_BASE={PINNED_BASE} " in build
+    assert f"--label org.opencontainers.image.base.name={PINNED_BASE} " in build
     assert f"-t {repository}:0a1b2c3d -t {repository}:v1.2.0" in build and build.endswith(" .")
     assert pushes == [f"docker push {repository}:0a1b2c3d", f"docker push {repository}:v1.2.0"]
     assert "no digest is recorded for builder" in done.stderr
@@ -148,10 +153,28 @@ def test_an_image_build_passes_the_commit_time_and_tags_by_commit_and_version():
 @pytest.mark.parametrize(
     ("arguments", "environment", "message"),
     [
-        (["edge"], {"IMAGE_REGISTRY": "r.example"}, "name the image: conversion, builder or service (got 'edge')"),
+        (["edge"], {"IMAGE_REGISTRY": "r.example"}, "name the image: conversion, builder, service or ci-tools"),
         (["service"], {}, "set IMAGE_REGISTRY (the registry to push to"),
     ],
 )
 def test_an_image_build_stops_naming_what_to_fix(arguments, environment, message):
     done = run_script("ci/build-image.sh", "--dry-run", *arguments, **environment)
     assert done.returncode == 1 and message in done.stderr
+
+
+@pytest.mark.parametrize("release", [{"CI_COMMIT_TAG": "v1.2.0"}, {"REQUIRE_PINNED_BASES": "true"}])
+def test_a_release_is_never_built_on_a_base_that_is_not_pinned(release):
+    done = run_script("ci/build-image.sh", "--dry-run", "service", IMAGE_REGISTRY="r.example",
+                      PYTHON_BASE="docker.io/library/python:3.11-slim-bookworm", **release)  # fmt: skip
+    assert done.returncode == 1 and "dry-run: docker" not in done.stdout
+    assert "is not pinned by digest, and a release is built only on pinned bases" in done.stderr
+    assert "run ci/pin-base-images.py" in done.stderr
+
+
+def test_a_branch_build_on_an_unpinned_base_says_so_and_builds():
+    done = run_script("ci/build-image.sh", "--dry-run", "--no-push", "service", IMAGE_REGISTRY="r.example",
+                      CI_COMMIT_SHORT_SHA="0a1b2c3d")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warning: PYTHON_BASE (docker.io/library/python:3.11-slim-bookworm) is not pinned" in done.stderr
+    [build] = [call for call in calls(done) if call.startswith("docker ")]  # --no-push: a build, no push
+    assert build.startswith("docker build -f images/service/Dockerfile")
