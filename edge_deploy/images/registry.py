@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -120,6 +121,61 @@ class RegistryClient:
         if returned != expected:
             raise RegistryError(f"{name}:{reference}: the registry stored digest {returned}, expected {expected}")
         return expected
+
+    def put_manifest_with_subject(self, repository: str, media_type: str, body: bytes) -> tuple[str, bool]:
+        """PUT a manifest that names a `subject`, by its digest. Returns (digest, indexed): whether the
+        registry says it indexed the subject (`OCI-Subject`, OCI distribution 1.1); if not, the client
+        must keep the referrers tag itself."""
+        name = self.repository_name(repository)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        response = self._request(
+            "PUT", f"/v2/{name}/manifests/{digest}", scope=_scope(name),
+            headers={"Content-Type": media_type}, data=body, what=f"{name}@{digest}",
+        )  # fmt: skip
+        return digest, bool(response.headers.get("OCI-Subject"))
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The descriptors of the manifests whose subject is `digest` (the referrers API), or None when
+        the registry has no referrers API (a 404, as OCI distribution 1.1 has clients expect)."""
+        name = self.repository_name(repository)
+        response = self._request(
+            "GET", f"/v2/{name}/referrers/{digest}", scope=_scope(name),
+            headers={"Accept": OCI_INDEX}, allowed=(404,), what=f"referrers of {name}@{digest}",
+        )  # fmt: skip
+        if response.status_code == 404:
+            return None
+        return list(json.loads(response.content).get("manifests") or [])
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        name = self.repository_name(repository)
+        response = self._request(
+            "HEAD", f"/v2/{name}/blobs/{digest}", scope=_scope(name), allowed=(404,), what=f"blob {digest}"
+        )
+        return response.status_code != 404
+
+    def put_blob(self, repository: str, data: bytes) -> str:
+        """Upload `data` as one blob (a monolithic upload: POST, then PUT with the digest), unless the
+        repository has it already. Returns its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has_blob(repository, digest):
+            return digest
+        name = self.repository_name(repository)
+        started = self._request("POST", f"/v2/{name}/blobs/uploads/", scope=_scope(name), what=f"upload to {name}")
+        location = _relative(started.headers.get("Location", ""), self.base_url)
+        separator = "&" if "?" in location else "?"
+        self._request(
+            "PUT", f"{location}{separator}digest={digest}", scope=_scope(name),
+            headers={"Content-Type": "application/octet-stream"}, data=data, what=f"blob {digest}",
+        )  # fmt: skip
+        return digest
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """The blob `digest`, checked against its digest."""
+        name = self.repository_name(repository)
+        response = self._request("GET", f"/v2/{name}/blobs/{digest}", scope=_scope(name), what=f"blob {digest}")
+        if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+            raise RegistryError(f"registry {self.settings.host}: blob {digest} of {name} does not match its digest")
+        return response.content
 
     def put_index(self, repository: str, tag: str, entries: list[IndexEntry]) -> tuple[str, bool]:
         """PUT a multi-platform index over `entries` under `tag`, unless the tag already holds exactly
@@ -233,6 +289,16 @@ class RegistryClient:
             "check EDGE_REGISTRY_USERNAME and EDGE_REGISTRY_PASSWORD "
             "(ACR: a service principal or repository token with push rights)"
         )
+
+
+def _relative(location: str, base_url: str) -> str:
+    """An upload Location as a path on this registry (registries answer absolute or relative ones)."""
+    if not location:
+        raise RegistryError("the registry started an upload without saying where (no Location header)")
+    if location.startswith(("http://", "https://")):
+        parts = urlsplit(location)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return location if location.startswith("/") else f"/{location}"
 
 
 def index_body(entries: list[IndexEntry]) -> tuple[str, bytes]:

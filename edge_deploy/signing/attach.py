@@ -1,0 +1,78 @@
+"""Attach a signature to an image in its registry, as an OCI 1.1 referrer.
+
+A registry with the referrers API indexes the signature by its `subject` when it is pushed (it says so
+with `OCI-Subject`). For one without (distribution 2.x, older registries), the OCI 1.1 fallback is
+kept by the signer: an image index under the tag `sha256-<hex of the signed digest>` that lists every
+referrer, read, extended and written back. Two signers writing that tag at the same moment can lose
+one entry; the signature itself stays in the registry and is found again by the next signing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+
+from edge_deploy.images.registry import OCI_INDEX, RegistryClient
+from edge_deploy.signing.cosign import (
+    EMPTY_CONFIG,
+    OCI_MANIFEST,
+    SIGNATURE_ARTIFACT,
+    descriptor,
+    signature_manifest,
+    simple_signing_payload,
+)
+from edge_deploy.signing.keys import SigningKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttachedSignature:
+    image_digest: str  # what was signed
+    signature_digest: str  # the manifest that carries the signature
+    indexed_by_registry: bool  # False: the referrers tag fallback was written
+
+
+def fallback_tag(digest: str) -> str:
+    """The OCI 1.1 referrers tag of `digest` (sha256:abc... -> sha256-abc...)."""
+    algorithm, _, hex_digest = digest.partition(":")
+    return f"{algorithm}-{hex_digest}"
+
+
+def sign_image(
+    client: RegistryClient, repository: str, digest: str, key: SigningKey, *, identity: str
+) -> AttachedSignature:
+    """Sign the manifest `digest` in `repository` (an image or an index) and attach the signature.
+    `identity` is the repository as the payload names it (host/path, no tag)."""
+    subject = client.get_manifest(repository, digest)
+    payload = simple_signing_payload(identity, digest)
+    signature_b64 = base64.b64encode(key.sign(payload)).decode()
+    client.put_blob(repository, EMPTY_CONFIG)
+    client.put_blob(repository, payload)
+    body = signature_manifest(descriptor(subject.media_type, subject.body), payload, signature_b64)
+    signature_digest, indexed = client.put_manifest_with_subject(repository, OCI_MANIFEST, body)
+    if not indexed:
+        _add_to_referrers_tag(
+            client, repository, digest, descriptor(OCI_MANIFEST, body, artifactType=SIGNATURE_ARTIFACT)
+        )
+    log.info("signed %s@%s (signature %s)", identity, digest, signature_digest)
+    return AttachedSignature(digest, signature_digest, indexed)
+
+
+def _add_to_referrers_tag(client: RegistryClient, repository: str, digest: str, entry: dict) -> None:
+    tag = fallback_tag(digest)
+    manifests = referrers_from_tag(client, repository, digest) or []
+    if any(item.get("digest") == entry["digest"] for item in manifests):
+        return
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*manifests, entry]}
+    client.put_manifest(repository, tag, OCI_INDEX, json.dumps(index, separators=(",", ":")).encode())
+
+
+def referrers_from_tag(client: RegistryClient, repository: str, digest: str) -> list[dict] | None:
+    """The descriptors listed under the referrers tag of `digest`, or None when there is no such tag."""
+    tag = fallback_tag(digest)
+    if client.manifest_digest(repository, tag) is None:
+        return None
+    return list(json.loads(client.get_manifest(repository, tag).body).get("manifests") or [])

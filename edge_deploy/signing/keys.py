@@ -1,0 +1,92 @@
+"""The signing key: an ECDSA P-256 private key in a PEM file, read once, never logged or copied.
+
+cosign's own key files (`cosign generate-key-pair`) are encrypted with its own scheme; export such a
+key to PKCS#8 PEM (or make one with `openssl ecparam -name prime256v1 -genkey | openssl pkcs8 -topk8
+-nocrypt`) for EDGE_SIGNING_KEY_FILE. An encrypted PKCS#8 PEM works with EDGE_SIGNING_KEY_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge_deploy.errors import ConfigError
+
+CURVE = ec.SECP256R1
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key that signs; its repr names only the public key's fingerprint."""
+
+    private: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @classmethod
+    def from_file(cls, path: Path, password: str | None = None) -> SigningKey:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"EDGE_SIGNING_KEY_FILE {path}: cannot read it ({exc.strerror})") from None
+        try:
+            key = serialization.load_pem_private_key(data, password.encode() if password else None)
+        except TypeError:
+            raise ConfigError(
+                f"EDGE_SIGNING_KEY_FILE {path} is encrypted: set EDGE_SIGNING_KEY_PASSWORD"
+                if not password
+                else f"EDGE_SIGNING_KEY_FILE {path} is not encrypted: unset EDGE_SIGNING_KEY_PASSWORD"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            # never the exception's text: it could quote the file
+            raise ConfigError(
+                f"EDGE_SIGNING_KEY_FILE {path} is not a PEM private key (or its password is wrong)"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, CURVE):
+            raise ConfigError(f"EDGE_SIGNING_KEY_FILE {path} must be an ECDSA P-256 key (cosign's key type)")
+        return cls(key)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(ec.generate_private_key(CURVE()))
+
+    def sign(self, payload: bytes) -> bytes:
+        """ECDSA with SHA-256 over `payload`, DER-encoded (what cosign writes, base64, in its annotation)."""
+        return self.private.sign(payload, ec.ECDSA(hashes.SHA256()))
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.private.public_key())
+
+    def private_pem(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key: ec.EllipticCurvePublicKey
+
+    @classmethod
+    def from_pem(cls, data: bytes, where: str = "public key") -> PublicKey:
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, UnsupportedAlgorithm):
+            raise ConfigError(f"{where} is not a PEM public key") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, CURVE):
+            raise ConfigError(f"{where} must be an ECDSA P-256 public key")
+        return cls(key)
+
+    def pem(self) -> bytes:
+        return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def verifies(self, payload: bytes, signature_b64: str) -> bool:
+        try:
+            self.key.verify(base64.b64decode(signature_b64, validate=True), payload, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
