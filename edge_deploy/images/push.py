@@ -53,6 +53,9 @@ from edge_deploy.images.tags import TagInputs, check_tag, content_tag, dockerfil
 from edge_deploy.platforms import BuildTarget, OciPlatform, build_mode
 from edge_deploy.policy import loosened_base_images
 from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from edge_deploy.signing.attach import sign_image
+from edge_deploy.signing.keys import SigningKey
+from edge_deploy.signing.verify import SignatureError, verify_image
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,8 @@ class ReleaseResult:
     index_reference: str | None
     index_digest: str | None
     index_pushed: bool
+    # manifest digest (each target's and the index's) -> the digest of its signature (EDGE_SIGNING_KEY_FILE)
+    signatures: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -355,7 +360,29 @@ def push_index(
     index_digest, index_pushed = registry.put_index(repository, release_tag, entries)
     index_reference = registry.reference(repository, release_tag)
     log.info("index %s -> %s (%s)", index_reference, index_digest, "pushed" if index_pushed else "unchanged")
-    return ReleaseResult(list(results), index_reference, index_digest, index_pushed)
+    signatures = {}
+    if settings.signing_key_file is not None:
+        digests = [*(r.digest for r in results if r.digest), index_digest]
+        signatures = sign_release(registry, repository, digests, settings)
+    return ReleaseResult(list(results), index_reference, index_digest, index_pushed, signatures)
+
+
+def sign_release(
+    registry: RegistryClient, repository: str, digests: Sequence[str], settings: Settings
+) -> dict[str, str]:
+    """Sign each manifest in `digests` with EDGE_SIGNING_KEY_FILE, unless a signature by that key is
+    already attached (a re-run signs nothing twice). Returns digest -> signature manifest digest."""
+    assert settings.signing_key_file is not None
+    password = settings.signing_key_password.reveal() if settings.signing_key_password else None
+    key = SigningKey.from_file(settings.signing_key_file, password)
+    identity = f"{registry.settings.server.rstrip('/')}/{repository}"  # what the payload names, without a tag
+    signed = {}
+    for digest in dict.fromkeys(digests):
+        try:
+            signed[digest] = verify_image(registry, repository, digest, key.public, identity=identity).signature_digest
+        except SignatureError:
+            signed[digest] = sign_image(registry, repository, digest, key, identity=identity).signature_digest
+    return signed
 
 
 def _registry(settings: Settings, push: bool | None, retry_policy: RetryPolicy) -> RegistryClient | None:
