@@ -21,9 +21,9 @@ mount secrets.
 | EDGE_REGISTRY_CA_BUNDLE      | CA file for a registry with a private certificate                |
 | EDGE_ALLOWED_BASE_IMAGES     | repository prefixes a digest-pinned base image override may use  |
 |                              | without the `policy` scope (comma-separated; see edge_deploy.policy)|
-| EDGE_SIGNING_KEY_FILE        | ECDSA P-256 PEM key: every pushed image and index is signed       |
-|                              | (cosign format, OCI 1.1 referrers; edge_deploy.signing)          |
-| EDGE_SIGNING_KEY_PASSWORD    | the key file's password, if it is encrypted (or ..._FILE)        |
+| EDGE_SIGNING_KEY             | ECDSA P-256 PEM key (or EDGE_SIGNING_KEY_FILE): every pushed image|
+|                              | and index is signed (cosign format, OCI 1.1 referrers)            |
+| EDGE_SIGNING_KEY_PASSWORD    | the key's password, if it is encrypted (or ..._FILE)             |
 | EDGE_KEY_DIR                 | directory of key-encryption keys, one file per key id            |
 | EDGE_KEY_<ID>                | a key-encryption key in an environment variable (base64)         |
 | EDGE_SEAL_KEY_ID             | the key id that seals models for the edge                        |
@@ -108,7 +108,7 @@ class Settings:
     registry_insecure: bool = False
     registry_ca_bundle: Path | None = None
     allowed_base_images: tuple[str, ...] = ()
-    signing_key_file: Path | None = None
+    signing_key: Secret | None = None  # the PEM text
     signing_key_password: Secret | None = None
     work_dir: Path = Path.home() / ".cache" / "edge-deploy"
 
@@ -237,7 +237,7 @@ class _Reader:
             registry_insecure=self.flag("EDGE_REGISTRY_INSECURE"),
             registry_ca_bundle=self.path("EDGE_REGISTRY_CA_BUNDLE", must_exist=True),
             allowed_base_images=self.prefixes("EDGE_ALLOWED_BASE_IMAGES"),
-            signing_key_file=self.path("EDGE_SIGNING_KEY_FILE", must_exist=True),
+            signing_key=self.secret("EDGE_SIGNING_KEY"),
             signing_key_password=self.secret("EDGE_SIGNING_KEY_PASSWORD"),
             work_dir=self.path("EDGE_WORK_DIR") or Path.home() / ".cache" / "edge-deploy",
         )

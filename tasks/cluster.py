@@ -69,6 +69,7 @@ SECRET_KEYS = {
     "MONGODB_URI": "mongodb-uri",
     "REDIS_URL": "redis-url",
     "EDGE_REGISTRY_PASSWORD": "registry-password",
+    "EDGE_SIGNING_KEY": "signing-key",  # absent: the release is not signed
 }
 
 
@@ -82,6 +83,7 @@ def secret(variable: str) -> Secret:
 STATUS_SECRETS = [secret("REDIS_URL")]
 LAKEFS_SECRETS = [*STATUS_SECRETS, secret("LAKEFS_SECRET_ACCESS_KEY")]
 REGISTRY_SECRETS = [*STATUS_SECRETS, secret("EDGE_REGISTRY_PASSWORD")]
+SIGNING_SECRETS = [*REGISTRY_SECRETS, secret("EDGE_SIGNING_KEY")]
 RECORD_SECRETS = [*STATUS_SECRETS, secret("MONGODB_URI")]
 
 

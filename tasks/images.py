@@ -33,7 +33,7 @@ from edge_deploy.platforms import detect_targets
 from edge_deploy.status import LockTarget, open_locks
 from edge_deploy.storage import Provenance
 from edge_deploy.validation.report import ValidationReport
-from tasks.cluster import BUILDER_IMAGE, DOCKER_KEY_POD, REGISTRY_SECRETS, STANDARD_POD
+from tasks.cluster import BUILDER_IMAGE, DOCKER_KEY_POD, REGISTRY_SECRETS, SIGNING_SECRETS, STANDARD_POD
 from tasks.platforms import BACKEND
 from tasks.stage import current_run_id, reported_stage
 
@@ -100,7 +100,7 @@ def build_image(
     requests=Resources(cpu="500m", mem="512Mi"),
     container_image=BUILDER_IMAGE,
     pod_template=STANDARD_POD,
-    secret_requests=REGISTRY_SECRETS,
+    secret_requests=SIGNING_SECRETS,
 )
 def push_release_index(repository: str, release_tag: str, results: list[TargetResult]) -> ReleaseResult:
     """The multi-arch index over every target's image, under the release tag."""

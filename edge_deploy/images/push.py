@@ -128,7 +128,7 @@ class ReleaseResult:
     index_reference: str | None
     index_digest: str | None
     index_pushed: bool
-    # manifest digest (each target's and the index's) -> the digest of its signature (EDGE_SIGNING_KEY_FILE)
+    # manifest digest (each target's and the index's) -> the digest of its signature (EDGE_SIGNING_KEY)
     signatures: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -361,7 +361,7 @@ def push_index(
     index_reference = registry.reference(repository, release_tag)
     log.info("index %s -> %s (%s)", index_reference, index_digest, "pushed" if index_pushed else "unchanged")
     signatures = {}
-    if settings.signing_key_file is not None:
+    if settings.signing_key is not None:
         digests = [*(r.digest for r in results if r.digest), index_digest]
         signatures = sign_release(registry, repository, digests, settings)
     return ReleaseResult(list(results), index_reference, index_digest, index_pushed, signatures)
@@ -370,11 +370,11 @@ def push_index(
 def sign_release(
     registry: RegistryClient, repository: str, digests: Sequence[str], settings: Settings
 ) -> dict[str, str]:
-    """Sign each manifest in `digests` with EDGE_SIGNING_KEY_FILE, unless a signature by that key is
+    """Sign each manifest in `digests` with EDGE_SIGNING_KEY, unless a signature by that key is
     already attached (a re-run signs nothing twice). Returns digest -> signature manifest digest."""
-    assert settings.signing_key_file is not None
+    assert settings.signing_key is not None
     password = settings.signing_key_password.reveal() if settings.signing_key_password else None
-    key = SigningKey.from_file(settings.signing_key_file, password)
+    key = SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
     identity = f"{registry.settings.server.rstrip('/')}/{repository}"  # what the payload names, without a tag
     signed = {}
     for digest in dict.fromkeys(digests):

@@ -1,8 +1,10 @@
-"""The signing key: an ECDSA P-256 private key in a PEM file, read once, never logged or copied.
+"""The signing key: an ECDSA P-256 private key in PEM, read once, never logged or copied.
 
-cosign's own key files (`cosign generate-key-pair`) are encrypted with its own scheme; export such a
-key to PKCS#8 PEM (or make one with `openssl ecparam -name prime256v1 -genkey | openssl pkcs8 -topk8
--nocrypt`) for EDGE_SIGNING_KEY_FILE. An encrypted PKCS#8 PEM works with EDGE_SIGNING_KEY_PASSWORD.
+It comes from EDGE_SIGNING_KEY (the PEM itself, e.g. a Kubernetes Secret as a variable) or
+EDGE_SIGNING_KEY_FILE (a mounted file). cosign's own key files (`cosign generate-key-pair`) are
+encrypted with its own scheme; export such a key to PKCS#8 PEM (or make one with `openssl ecparam
+-name prime256v1 -genkey | openssl pkcs8 -topk8 -nocrypt`). An encrypted PKCS#8 PEM works with
+EDGE_SIGNING_KEY_PASSWORD.
 """
 
 from __future__ import annotations
@@ -27,27 +29,29 @@ class SigningKey:
     private: ec.EllipticCurvePrivateKey = field(repr=False)
 
     @classmethod
+    def from_pem(cls, data: bytes, password: str | None = None, source: str = "EDGE_SIGNING_KEY") -> SigningKey:
+        """The key in `data`; errors name `source` (the variable or file), never the key's text."""
+        try:
+            key = serialization.load_pem_private_key(data, password.encode() if password else None)
+        except TypeError:
+            raise ConfigError(
+                f"{source} is encrypted: set EDGE_SIGNING_KEY_PASSWORD"
+                if not password
+                else f"{source} is not encrypted: unset EDGE_SIGNING_KEY_PASSWORD"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise ConfigError(f"{source} is not a PEM private key (or its password is wrong)") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, CURVE):
+            raise ConfigError(f"{source} must be an ECDSA P-256 key (cosign's key type)")
+        return cls(key)
+
+    @classmethod
     def from_file(cls, path: Path, password: str | None = None) -> SigningKey:
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"EDGE_SIGNING_KEY_FILE {path}: cannot read it ({exc.strerror})") from None
-        try:
-            key = serialization.load_pem_private_key(data, password.encode() if password else None)
-        except TypeError:
-            raise ConfigError(
-                f"EDGE_SIGNING_KEY_FILE {path} is encrypted: set EDGE_SIGNING_KEY_PASSWORD"
-                if not password
-                else f"EDGE_SIGNING_KEY_FILE {path} is not encrypted: unset EDGE_SIGNING_KEY_PASSWORD"
-            ) from None
-        except (ValueError, UnsupportedAlgorithm):
-            # never the exception's text: it could quote the file
-            raise ConfigError(
-                f"EDGE_SIGNING_KEY_FILE {path} is not a PEM private key (or its password is wrong)"
-            ) from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, CURVE):
-            raise ConfigError(f"EDGE_SIGNING_KEY_FILE {path} must be an ECDSA P-256 key (cosign's key type)")
-        return cls(key)
+        return cls.from_pem(data, password, f"EDGE_SIGNING_KEY_FILE {path}")
 
     @classmethod
     def generate(cls) -> SigningKey:

@@ -20,7 +20,7 @@ def copy_sources(dockerfile: Path) -> list[str]:
     sources = []
     for line in dockerfile.read_text().splitlines():
         if line.startswith("COPY ") and "--from" not in line:
-            sources += line.split()[1:-1]
+            sources += [word for word in line.split()[1:-1] if not word.startswith("--")]  # not --chown=...
     return sources
 
 

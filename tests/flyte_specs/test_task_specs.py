@@ -36,6 +36,7 @@ SECRET_READERS = {
     "LAKEFS_SECRET_ACCESS_KEY": ("require_lakefs(",),
     "MONGODB_URI": ("open_record_store(",),
     "EDGE_REGISTRY_PASSWORD": ("build_target(", "build_candidate(", "push_index("),
+    "EDGE_SIGNING_KEY": ("push_index(",),  # it signs the release's images and index
 }
 # Tasks that talk to a service over the network (lakeFS, a registry, the record store): their
 # failures can be transient. The rest compute from their inputs, where a retry repeats the failure.
@@ -181,6 +182,7 @@ def test_injected_secret_variables_are_the_ones_the_settings_read():
         "MONGODB_URI": "mongodb://user:pw@mongo:27017",
         "REDIS_URL": "redis://redis:6379/0",
         "EDGE_REGISTRY_PASSWORD": "registry-secret",
+        "EDGE_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\n...",
     }
     assert set(values) == set(SECRET_KEYS) == set(SECRET_READERS)
     settings = Settings.from_env({**values, "EDGE_REGISTRY_USERNAME": "bot"})
@@ -188,6 +190,7 @@ def test_injected_secret_variables_are_the_ones_the_settings_read():
     assert settings.mongodb_uri.reveal() == values["MONGODB_URI"]
     assert settings.redis_url.reveal() == values["REDIS_URL"]
     assert settings.registry_password.reveal() == values["EDGE_REGISTRY_PASSWORD"]
+    assert settings.signing_key.reveal() == values["EDGE_SIGNING_KEY"]
 
 
 @pytest.mark.parametrize("task", sorted(CONVERSION_TASKS | BUILDER_TASKS))

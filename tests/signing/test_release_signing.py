@@ -1,4 +1,4 @@
-"""A release's images and its multi-platform index are signed when EDGE_SIGNING_KEY_FILE is set: once,
+"""A release's images and its multi-platform index are signed when EDGE_SIGNING_KEY(_FILE) is set: once,
 however often the release step runs, and not at all without a key."""
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ def targets(registry, docker_engine, make_scratch_image) -> list[TargetResult]:
 
 
 def settings_for(registry, tmp_path, key: SigningKey | None) -> Settings:
-    path = None
-    if key is not None:
-        path = tmp_path / "signing.pem"
-        path.write_bytes(key.private_pem())
-    return Settings(registry=registry.host, registry_insecure=True, signing_key_file=path, work_dir=tmp_path)
+    env = {"EDGE_REGISTRY": registry.host, "EDGE_REGISTRY_INSECURE": "true", "EDGE_WORK_DIR": str(tmp_path)}
+    if key is not None:  # a mounted key file, as Kubernetes gives it
+        (tmp_path / "signing.pem").write_bytes(key.private_pem())
+        env["EDGE_SIGNING_KEY_FILE"] = str(tmp_path / "signing.pem")
+    return Settings.from_env(env)
 
 
 def test_every_image_and_the_index_are_signed_once(registry, targets, tmp_path):
