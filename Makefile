@@ -46,7 +46,7 @@ clean:
 
 # ---- Flyte cluster: a kind cluster with the flyte-binary chart, the task images, registration ----
 # Needs docker, kind, kubectl and helm on PATH (none of them runs on the project's build machine).
-# See README "Running on a Flyte cluster".
+# See docs/operations.md, "Running on a Flyte cluster".
 CLUSTER_NAME ?= edge-deploy
 KUBE_CONTEXT := kind-$(CLUSTER_NAME)
 FLYTE_CHART_VERSION ?= v1.16.1

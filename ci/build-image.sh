@@ -17,7 +17,7 @@
 # image is not built again and the digest already there is recorded (REBUILD=1 builds anyway). A build that
 # does run gets SOURCE_DATE_EPOCH (the commit's time) as a build argument (BuildKit stamps it into the image
 # config); the service image's context has fixed mtimes and no .pyc, so its layers depend only on the files.
-# How far each builder goes: README.
+# How far each builder goes: docs/delivery.md.
 #
 # Variables: IMAGE_REGISTRY (host[:port][/path]; default $ACR_NAME.azurecr.io), IMAGE_NAMESPACE (edge-deploy),
 # IMAGE_REGISTRY_INSECURE=true for a plain-HTTP registry, BUILD_NO_CACHE=true to build without the engine's

@@ -1,6 +1,6 @@
 """The service's own settings, read from the environment beside `edge_deploy.config.Settings`.
 
-Every variable, its meaning and default (README's configuration table has the same rows):
+Every variable, its meaning and default (docs/user-guide.md's configuration table has the same rows):
 
     EDGE_API_HOST, EDGE_API_PORT    where `edge-deploy serve` listens (127.0.0.1, 8000)
     EDGE_API_TOKENS_FILE            static API tokens (YAML: name, sha256, scopes), e.g. a mounted Secret

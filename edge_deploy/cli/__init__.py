@@ -5,8 +5,8 @@ commands never load lakeFS, Flyte, torch or the Docker SDK; `edge-deploy --help`
 To add a command, add one line to `COMMANDS`: its name and where the click command lives.
 
 Every command exits 0 on success. A known failure (`EdgeDeployError`) prints one line
-`error: ...` to stderr and exits with the code of its class in `EXIT_CODES` (the README's "Exit
-codes"); with `-v` the exception chain is logged first, at debug level, as pip does. Anything else
+`error: ...` to stderr and exits with the code of its class in `EXIT_CODES` (the "Exit
+codes" of docs/user-guide.md); with `-v` the exception chain is logged first, at debug level, as pip does. Anything else
 is a bug and ends in Python's traceback (exit 1). `--json` is offered wherever a script would read
 the output.
 """

@@ -16,7 +16,7 @@ from edge_deploy.errors import EdgeDeployError
 
 REPO = Path(__file__).resolve().parents[2]
 
-# the README's "Exit codes" table, as a user reads it
+# the "Exit codes" table of docs/user-guide.md, as a user reads it
 EXPECTED = {
     "config": 2,
     "not-found": 3,

@@ -43,7 +43,7 @@ def run(key_dir: Path):
 
 
 def one_error_line(result: Result, exit_code: int) -> str:
-    """The single `error: ...` line of a failure, which exits with `exit_code` (README, Exit codes)."""
+    """The single `error: ...` line of a failure, which exits with `exit_code` (docs/user-guide.md, Exit codes)."""
     assert result.exit_code == exit_code, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

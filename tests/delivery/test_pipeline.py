@@ -122,7 +122,7 @@ def test_each_step_uses_its_own_identity_and_environment(expanded):
         assert "environment" not in expanded[name]
     for environment in ("staging", "production"):
         deploy, register = expanded[f"deploy:{environment}"], expanded[f"register:{environment}"]
-        # AZURE_CLIENT_ID comes from the variable scoped to this environment (GitLab settings, README).
+        # AZURE_CLIENT_ID comes from the variable scoped to this environment (GitLab settings, docs/delivery.md).
         assert deploy["environment"]["name"] == environment and "AZURE_CLIENT_ID" not in deploy.get("variables", {})
         assert register["environment"] == {"name": environment, "action": "prepare"}
         assert expanded[f"rollback:{environment}"]["environment"]["name"] == environment

@@ -25,7 +25,7 @@ def test_platforms_resolves_targets_and_refuses_unsupported_ones_in_one_line():
     resolved = CliRunner().invoke(cli, ["platforms", "linux/arm64", "--json"])
     assert [row["name"] for row in json.loads(resolved.output)["targets"]] == ["arm64-cpu"]
     refused = CliRunner().invoke(cli, ["platforms", "linux/arm/v7"])
-    assert refused.exit_code == 2  # a target to fix, like any setting (README: exit codes)
+    assert refused.exit_code == 2  # a target to fix, like any setting (docs/user-guide.md: exit codes)
     assert refused.output.startswith("error: target 'linux/arm/v7' (armv7-cpu, linux/arm/v7) is not supported")
     assert len(refused.output.strip().splitlines()) == 1
 

@@ -2,7 +2,7 @@
 messages) on a loopback port, serving the launch plan and workflow that flytekit serializes from this
 project's code, and keeping executions in memory.
 
-No Flyte backend can run on the project's machine (see README, "The deployment service"), so this is
+No Flyte backend can run on the project's machine (see docs/service.md), so this is
 what the `flyte` executor is tested against: FlyteRemote's real client, its gRPC transport, its
 launch-plan fetch, its input conversion against the registered interface, its create/get/terminate
 calls and its wait loop. It does not run anything: an execution's phases follow the script the

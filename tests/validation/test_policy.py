@@ -14,7 +14,7 @@ ALLOWED = ("myacr.azurecr.io/base", "docker.io/library/")
 
 
 def test_the_strictest_tolerances_are_the_smallest_task_defaults_scores_included():
-    # detection scores (atol 1e-5) and boxes (rtol 1e-4): the values the README and the 403 name
+    # detection scores (atol 1e-5) and boxes (rtol 1e-4): the values docs/service.md and the 403 name
     assert (STRICTEST_ATOL, STRICTEST_RTOL) == (1e-5, 1e-4)
     for defaults in TASK_DEFAULTS.values():
         assert min(defaults.atol, defaults.score_atol or 1) >= STRICTEST_ATOL

@@ -157,7 +157,7 @@ def test_cli_failure_exits_with_the_gate_code_and_one_line_naming_the_output(con
     perturb_initializer(sample.onnx_path, tampered / "end2end.onnx", name="head.fc.weight", scale=1.0)
     args = ["validate", str(sample.model_dir.root), str(tampered), "--samples", "1", "--runs", "1", "--json"]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 6  # a failed gate (README: exit codes)
+    assert result.exit_code == 6  # a failed gate (docs/user-guide.md: exit codes)
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: end2end.onnx failed validation: parity: output 'output' max abs error")
     assert json.loads(result.stdout)["passed"] is False  # --json still prints the report
