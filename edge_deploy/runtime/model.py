@@ -27,7 +27,7 @@ from edge_deploy.runtime.config import (
     RuntimeConfig,
     find_mmdeploy_ops_library,
 )
-from edge_deploy.runtime.plaintext import Opening, Plaintext, close_in_background, open_plaintext
+from edge_deploy.runtime.plaintext import Opening, Plaintext, open_plaintext
 from edge_deploy.runtime.refusals import BadInput
 
 log = logging.getLogger(__name__)
@@ -162,18 +162,13 @@ def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedM
     usable = usable_providers(requested)
     libraries = operator_libraries(config.model_dir, metadata)
     opened = _finished_opening(opening, sealed, config) if opening else None
-    plaintext = opened or _opened(sealed, config, read_twice=usable != [CPU_PROVIDER])
-    try:
+    with opened or _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
         try:
             session = create_session(plaintext.source, usable, requested, libraries)
         except BaseException:
             _finish(plaintext, sealed, config)  # a failed decryption explains a failed session best
             raise
         digest = _finish(plaintext, sealed, config)
-    except BaseException:
-        plaintext.close()
-        raise
-    close_in_background(plaintext)  # unmapping the model's pages takes ~10 ms per 50 MiB: not on the way to ready
     expected = metadata.get("model_sha256")
     if expected and expected != digest:
         raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")

@@ -46,7 +46,7 @@ PIPE_BYTES = 1024 * 1024  # 16 times fewer hand-overs between the decrypting thr
 
 
 class Plaintext:
-    """The decrypted model as ONNX Runtime opens it (`source`), until `close()`."""
+    """The decrypted model as ONNX Runtime opens it (`source`) while the block lasts."""
 
     source: str | bytes
 
@@ -57,6 +57,12 @@ class Plaintext:
     def close(self) -> None:
         """Release what holds the plaintext."""
 
+    def __enter__(self) -> Plaintext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def open_plaintext(sealed: Path, keyring: Keyring, *, decrypt_to: str = "memory", read_twice: bool) -> Plaintext:
     """The sealed model, decrypted for ONNX Runtime; `read_twice` when the session may be created
@@ -66,12 +72,6 @@ def open_plaintext(sealed: Path, keyring: Keyring, *, decrypt_to: str = "memory"
     if decrypt_to == "pipe" and not read_twice:
         return _Streamed(sealed, keyring)
     return _InMemoryFile(sealed, keyring)
-
-
-def close_in_background(plaintext: Plaintext) -> None:
-    """Close `plaintext` in a thread, once the session no longer needs it: giving a large
-    mapping's pages back to the kernel releases the GIL but still takes time."""
-    threading.Thread(target=plaintext.close, name="edge-runtime-release", daemon=True).start()
 
 
 def start_opening(config: RuntimeConfig) -> Opening | None:
