@@ -141,12 +141,10 @@ sbom() {
 
 # Record NAME's digest: NAME.env for later jobs, NAME.json for people and tests. Temp + rename.
 record() {
-  local digest=$1 built=$2 variable base_name base_digest
+  local digest=$1 built=$2 variable base_name base_digest labels
   variable="$(tr 'a-z-' 'A-Z_' <<<"$name")_IMAGE"
-  base_name=$(docker image inspect --format '{{index .Config.Labels "org.opencontainers.image.base.name"}}' \
-    "$repository@$digest" 2>/dev/null || true)
-  base_digest=$(docker image inspect --format '{{index .Config.Labels "org.opencontainers.image.base.digest"}}' \
-    "$repository@$digest" 2>/dev/null || true)
+  labels='{{index .Config.Labels "org.opencontainers.image.base.name"}} {{index .Config.Labels "org.opencontainers.image.base.digest"}}'
+  read -r base_name base_digest < <(docker image inspect --format "$labels" "$repository@$digest" 2>/dev/null) || true
   mkdir -p "$digest_dir"
   printf '%s=%s@%s\n' "$variable" "$repository" "$digest" >"$digest_dir/.$name.env.tmp"
   python3 - "$digest_dir/.$name.json.tmp" "$name" "$repository" "$digest" "$built" "$revision" \

@@ -375,7 +375,7 @@ def sign_release(
     assert settings.signing_key is not None
     password = settings.signing_key_password.reveal() if settings.signing_key_password else None
     key = SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
-    identity = f"{registry.settings.server.rstrip('/')}/{repository}"  # what the payload names, without a tag
+    identity = registry.repository_reference(repository)  # what the payload names, without a tag
     signed = {}
     for digest in dict.fromkeys(digests):
         try:

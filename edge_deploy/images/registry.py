@@ -84,8 +84,12 @@ class RegistryClient:
         """The API name of a repository under EDGE_REGISTRY's namespace (host/ns + models/x -> ns/models/x)."""
         return f"{self.namespace}/{repository}" if self.namespace else repository
 
+    def repository_reference(self, repository: str) -> str:
+        """host[:port][/namespace]/repository: how an image reference names the repository."""
+        return f"{self.settings.server.rstrip('/')}/{repository}"
+
     def reference(self, repository: str, tag: str) -> str:
-        return f"{self.settings.server.rstrip('/')}/{repository}:{tag}"
+        return f"{self.repository_reference(repository)}:{tag}"
 
     def check_access(self, repository: str) -> None:
         """Fail early (before any build) when the registry is down or refuses the credentials for push."""

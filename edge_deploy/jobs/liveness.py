@@ -31,9 +31,11 @@ class AliveMarker:
 
     def mark(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a"):
-                os.utime(self.path)
+            try:
+                os.utime(self.path)  # the common case: one call per turn of the loop
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.touch()
         except OSError as exc:
             if not self._warned:
                 self._warned = True
