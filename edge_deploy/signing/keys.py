@@ -10,6 +10,7 @@ EDGE_SIGNING_KEY_PASSWORD.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,11 @@ class PublicKey:
 
     def pem(self) -> bytes:
         return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the DER public key, hex: the DSSE keyid, and how messages name a key."""
+        der = self.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(der).hexdigest()
 
     def verifies(self, payload: bytes, signature_b64: str) -> bool:
         try:
