@@ -17,6 +17,7 @@ from edge_deploy.acceptance.reference import REFERENCE_FILE
 from edge_deploy.config import Secret, Settings
 from edge_deploy.crypto import SealedFile
 from edge_deploy.crypto.keyring import exported_key
+from edge_deploy.files import sha256_file
 from edge_deploy.images.context import SealedModel
 from edge_deploy.images.push import (
     AcceptanceInputs,
@@ -30,6 +31,7 @@ from edge_deploy.images.push import (
     release_candidate,
 )
 from edge_deploy.platforms import detect_targets
+from edge_deploy.signing.provenance import REPORT_NAME, ImageEvidence, now
 from edge_deploy.status import LockTarget, open_locks
 from edge_deploy.storage import Provenance
 from edge_deploy.validation.report import ValidationReport
@@ -137,7 +139,34 @@ def release_request(
         loosened=tuple(report.loosened),
     )
     return ReleaseRequest(
-        model, [], repository, release_tag, image_provenance, base_images, acceptance=_acceptance(photo_reference, seal)
+        model,
+        [],
+        repository,
+        release_tag,
+        image_provenance,
+        base_images,
+        acceptance=_acceptance(photo_reference, seal),
+        evidence=_evidence(model, seal, report, provenance),
+    )
+
+
+def _evidence(model: SealedModel, seal: SealedFile, report: ValidationReport, provenance: Provenance) -> ImageEvidence:
+    """What the images are made from, for their provenance (signed in push_release_index)."""
+    report_file = model.serving_dir / REPORT_NAME if model.serving_dir else None
+    return ImageEvidence(
+        model_name=model.name,
+        onnx_sha256=report.shipped_sha256,
+        sealed_sha256=seal.ciphertext_sha256 or sha256_file(model.sealed_path),
+        key_id=seal.key_id,
+        report_sha256=sha256_file(report_file) if report_file and report_file.is_file() else "",
+        validation_status="passed" if report.passed else "failed",
+        run_id=current_run_id(),
+        lakefs_repository=None if provenance.local else provenance.repo,
+        lakefs_commit=None if provenance.local else provenance.commit_id,
+        lakefs_ref=None if provenance.local else provenance.ref,
+        source_prefix=provenance.prefix,
+        source_files=list(provenance.files),
+        started_on=now(),
     )
 
 

@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import docker
@@ -20,6 +20,7 @@ import docker.errors
 from edge_deploy.images.context import BuildContext
 from edge_deploy.images.errors import BaseImageMissingError, BuildError, EngineUnavailableError
 from edge_deploy.platforms import OciPlatform, host_platform
+from edge_deploy.sbom import Inventory, read_inventory
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +165,33 @@ def _pull_base(client: docker.DockerClient, reference: str, platform: OciPlatfor
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc).strip()
     return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+def image_inventory(client: docker.DockerClient, image_id: str) -> Inventory:
+    """What the image has installed, read from its filesystem (`docker export` of a container that is
+    created, never started: it works for any architecture)."""
+    container = client.containers.create(image_id, command=["sbom"])  # a command, for images without one
+    try:
+        return read_inventory(_ChunkReader(container.export()))
+    finally:
+        with contextlib.suppress(docker.errors.DockerException):
+            container.remove(force=True)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like reader over an iterator of byte chunks (the SDK's export stream), for tarfile."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import logging
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -53,8 +55,11 @@ from edge_deploy.images.tags import TagInputs, check_tag, content_tag, dockerfil
 from edge_deploy.platforms import BuildTarget, OciPlatform, build_mode
 from edge_deploy.policy import loosened_base_images
 from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from edge_deploy.sbom import Inventory, Package, cyclonedx
 from edge_deploy.signing.attach import sign_image
+from edge_deploy.signing.attest import attach_sbom, attached_sbom, attest, verified_statements
 from edge_deploy.signing.keys import SigningKey
+from edge_deploy.signing.provenance import SLSA_PROVENANCE, ImageEvidence, provenance_statement
 from edge_deploy.signing.verify import SignatureError, verify_image
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,8 @@ LABEL_PREFIX = "io.edge-deploy"
 # Labels only an image that passed acceptance carries (added after it, with the acceptance's own).
 RELEASE_LABELS = (f"{LABEL_PREFIX}.validation.status",)
 _TRANSIENT_PUSH_ERRORS = ("connection refused", "i/o timeout", "no such host", "connection reset", "eof", "503", "502")
+# what the provenance says of the acceptance run (the rest is timing)
+ACCEPTANCE_FIELDS = ("status", "mode", "photos", "compared", "detail", "open_inference_protocol")
 _AUTH_PUSH_ERRORS = ("unauthorized", "authentication required", "denied", "forbidden")
 
 
@@ -86,6 +93,7 @@ class ReleaseRequest:
     base_images: Mapping[str, str] = field(default_factory=dict)  # device class -> base reference (overrides)
     dockerfile: Path = DOCKERFILE
     acceptance: AcceptanceInputs | None = None  # None: images are released without being run (tests of the build)
+    evidence: ImageEvidence | None = None  # what the images are made from: their signed provenance says it
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,8 @@ class TargetResult:
     push_seconds: float = 0.0
     acceptance: TargetAcceptance | None = None  # how the image answered when run as a device
     loosened: list[str] = field(default_factory=list)  # safety checks weakened for it (edge_deploy.policy)
+    evidence: ImageEvidence | None = None  # the provenance's materials, signed with the release
+    sbom_digest: str | None = None  # the CycloneDX document attached to the image in the registry
 
     @property
     def pinned_reference(self) -> str:
@@ -130,6 +140,8 @@ class ReleaseResult:
     index_pushed: bool
     # manifest digest (each target's and the index's) -> the digest of its signature (EDGE_SIGNING_KEY)
     signatures: dict[str, str] = field(default_factory=dict)
+    # image digest -> the digest of its signed provenance attestation (EDGE_SIGNING_KEY)
+    attestations: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -187,6 +199,8 @@ class Candidate:
     built: bool = False
     build_seconds: float = 0.0
     loosened: list[str] = field(default_factory=list)
+    evidence: ImageEvidence | None = None
+    inventory_cache: Path | None = None  # per base image + runtime layer: what decides the packages in the image
 
 
 def build_candidate(
@@ -237,6 +251,12 @@ def build_candidate(
     )
     candidate = Candidate(target, f"{local_repository}:{tag}", labels, client, registry, host, mode, started)
     candidate.loosened = loosening
+    inventory_key = f"{base.image_id.removeprefix('sha256:')[:24]}-{layer.digest.removeprefix('sha256:')[:24]}"
+    candidate.inventory_cache = settings.work_dir / "sbom-inventories" / f"{inventory_key}.json"
+    if request.evidence is not None:
+        candidate.evidence = replace(
+            request.evidence, base_image=base.reference, base_image_id=base.image_id, runtime_layer_digest=layer.digest
+        )
     if registry is not None:
         existing = registry.manifest_digest(request.repository, tag)
         if existing:
@@ -299,13 +319,15 @@ def release_candidate(
             build_seconds=candidate.build_seconds,
             acceptance=acceptance,
             loosened=candidate.loosened,
+            evidence=candidate.evidence,
             **outcome,
         )
 
     if candidate.existing_digest is not None:
         assert registry is not None
         manifest = registry.get_manifest(request.repository, candidate.existing_digest)
-        return result(candidate.existing_digest, manifest.image_size, built=False, pushed=False)
+        sbom = attached_sbom(registry, request.repository, candidate.existing_digest)
+        return result(candidate.existing_digest, manifest.image_size, built=False, pushed=False, sbom_digest=sbom)
     assert candidate.image_id is not None
     added = {k: v for k, v in candidate.labels.items() if k in RELEASE_LABELS} | acceptance_labels(acceptance)
     image_id = candidate.image_id
@@ -321,9 +343,35 @@ def release_candidate(
     push_seconds = time.monotonic() - push_started
     manifest = registry.get_manifest(request.repository, digest)
     log.info("%s: pushed %s (%s, %d bytes)", target.name, candidate.reference, digest, manifest.image_size)
+    sbom = attach_sbom(registry, request.repository, digest, _sbom_document(candidate, image_id, digest))
     return result(
-        digest, manifest.image_size, built=candidate.built, pushed=True, image_id=image_id, push_seconds=push_seconds
+        digest,
+        manifest.image_size,
+        built=candidate.built,
+        pushed=True,
+        image_id=image_id,
+        push_seconds=push_seconds,
+        sbom_digest=sbom,
     )
+
+
+def _sbom_document(candidate: Candidate, image_id: str, digest: str) -> bytes:
+    """The image's CycloneDX SBOM. Its packages come from the base and the runtime layer only (the
+    model and code layers hold no package), so they are read once per pair and kept in EDGE_WORK_DIR."""
+    cache = candidate.inventory_cache
+    try:
+        cached = json.loads(cache.read_text()) if cache else {}
+        inventory = Inventory([Package(**p) for p in cached["packages"]], cached["os_release"])
+    except (OSError, ValueError, KeyError, TypeError):
+        inventory = engine.image_inventory(candidate.client, image_id)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(asdict(inventory)))
+            partial.replace(cache)
+    labels = candidate.client.images.get(image_id).labels or {}
+    name = candidate.reference.rsplit(":", 1)[0]
+    return json.dumps(cyclonedx(inventory, name, digest, labels), indent=1).encode()
 
 
 def acceptance_labels(acceptance: TargetAcceptance | None) -> dict[str, str]:
@@ -360,29 +408,60 @@ def push_index(
     index_digest, index_pushed = registry.put_index(repository, release_tag, entries)
     index_reference = registry.reference(repository, release_tag)
     log.info("index %s -> %s (%s)", index_reference, index_digest, "pushed" if index_pushed else "unchanged")
-    signatures = {}
+    signatures, attestations = {}, {}
     if settings.signing_key is not None:
-        digests = [*(r.digest for r in results if r.digest), index_digest]
-        signatures = sign_release(registry, repository, digests, settings)
-    return ReleaseResult(list(results), index_reference, index_digest, index_pushed, signatures)
+        signatures, attestations = sign_release(registry, repository, results, index_digest, settings)
+    return ReleaseResult(list(results), index_reference, index_digest, index_pushed, signatures, attestations)
 
 
 def sign_release(
-    registry: RegistryClient, repository: str, digests: Sequence[str], settings: Settings
-) -> dict[str, str]:
-    """Sign each manifest in `digests` with EDGE_SIGNING_KEY, unless a signature by that key is
-    already attached (a re-run signs nothing twice). Returns digest -> signature manifest digest."""
+    registry: RegistryClient,
+    repository: str,
+    results: Sequence[TargetResult],
+    index_digest: str,
+    settings: Settings,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Sign each image and the index with EDGE_SIGNING_KEY, and attach each image's signed provenance.
+    What a signature or a provenance by that key already covers is not signed again (a re-run adds
+    nothing). Returns (digest -> signature manifest digest, image digest -> attestation manifest digest)."""
+    key = signing_key(settings)
+    identity = registry.repository_reference(repository)  # what the payloads name, without a tag
+    signatures, attestations = {}, {}
+    for result in results:
+        if result.digest is None:
+            continue
+        signatures[result.digest] = _signature(registry, repository, result.digest, key, identity)
+        if result.evidence is not None:
+            attestations[result.digest] = _provenance(registry, repository, result, key, identity)
+    signatures[index_digest] = _signature(registry, repository, index_digest, key, identity)
+    return signatures, attestations
+
+
+def signing_key(settings: Settings) -> SigningKey:
     assert settings.signing_key is not None
     password = settings.signing_key_password.reveal() if settings.signing_key_password else None
-    key = SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
-    identity = registry.repository_reference(repository)  # what the payload names, without a tag
-    signed = {}
-    for digest in dict.fromkeys(digests):
-        try:
-            signed[digest] = verify_image(registry, repository, digest, key.public, identity=identity).signature_digest
-        except SignatureError:
-            signed[digest] = sign_image(registry, repository, digest, key, identity=identity).signature_digest
-    return signed
+    return SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
+
+
+def _signature(registry: RegistryClient, repository: str, digest: str, key: SigningKey, identity: str) -> str:
+    try:
+        return verify_image(registry, repository, digest, key.public, identity=identity).signature_digest
+    except SignatureError:
+        return sign_image(registry, repository, digest, key, identity=identity).signature_digest
+
+
+def _provenance(registry: RegistryClient, repository: str, result: TargetResult, key: SigningKey, identity: str) -> str:
+    assert result.digest is not None and result.evidence is not None
+    existing, _ = verified_statements(registry, repository, result.digest, SLSA_PROVENANCE, key.public)
+    if existing:
+        return existing[0].manifest_digest
+    acceptance = (
+        {k: v for k, v in asdict(result.acceptance).items() if k in ACCEPTANCE_FIELDS} if result.acceptance else None
+    )
+    statement = provenance_statement(
+        identity, result.digest, result.evidence, acceptance, result.sbom_digest, result.device_class, result.platform
+    )
+    return attest(registry, repository, result.digest, statement, SLSA_PROVENANCE, key).signature_digest
 
 
 def _registry(settings: Settings, push: bool | None, retry_policy: RetryPolicy) -> RegistryClient | None:

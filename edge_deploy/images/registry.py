@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -181,6 +181,20 @@ class RegistryClient:
             raise RegistryError(f"registry {self.settings.host}: blob {digest} of {name} does not match its digest")
         return response.content
 
+    def download_blob(self, repository: str, digest: str, out: BinaryIO) -> None:
+        """Stream the blob `digest` (a layer may be a gigabyte) into `out`, checked against its digest."""
+        name = self.repository_name(repository)
+        response = self._request(
+            "GET", f"/v2/{name}/blobs/{digest}", scope=_scope(name), what=f"blob {digest}", stream=True
+        )
+        hasher = hashlib.sha256()
+        with response:
+            for chunk in response.iter_content(1 << 20):
+                hasher.update(chunk)
+                out.write(chunk)
+        if "sha256:" + hasher.hexdigest() != digest:
+            raise RegistryError(f"registry {self.settings.host}: blob {digest} of {name} does not match its digest")
+
     def put_index(self, repository: str, tag: str, entries: list[IndexEntry]) -> tuple[str, bool]:
         """PUT a multi-platform index over `entries` under `tag`, unless the tag already holds exactly
         it. Returns (digest, pushed). Docker manifests go into a Docker manifest list, OCI ones into an
@@ -201,9 +215,10 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
         allowed: tuple[int, ...] = (),
+        stream: bool = False,
     ) -> requests.Response:
         def attempt() -> requests.Response:
-            return self._send_authorized(method, path, scope, dict(headers or {}), data, allowed, what)
+            return self._send_authorized(method, path, scope, dict(headers or {}), data, allowed, what, stream)
 
         try:
             return call_with_retry(attempt, f"registry {self.settings.host} ({what})", self.policy)
@@ -224,14 +239,15 @@ class RegistryClient:
         data: bytes | None,
         allowed: tuple[int, ...],
         what: str,
+        stream: bool = False,
     ) -> requests.Response:
         if scope in self._authorization:
             headers["Authorization"] = self._authorization[scope]
-        response = self._send(method, self.base_url + path, headers=headers, data=data)
+        response = self._send(method, self.base_url + path, headers=headers, data=data, stream=stream)
         if response.status_code == 401:
             # no credentials sent yet, or a cached bearer token expired: answer the challenge once
             self._authorization[scope] = headers["Authorization"] = self._answer_challenge(response, scope)
-            response = self._send(method, self.base_url + path, headers=headers, data=data)
+            response = self._send(method, self.base_url + path, headers=headers, data=data, stream=stream)
         if response.status_code in (401, 403):
             raise self._auth_error(response.status_code, scope)
         if response.status_code >= 400 and response.status_code not in allowed:

@@ -18,9 +18,11 @@ from edge_deploy.images.registry import OCI_INDEX, RegistryClient
 from edge_deploy.signing.cosign import (
     EMPTY_CONFIG,
     OCI_MANIFEST,
+    SIGNATURE_ANNOTATION,
     SIGNATURE_ARTIFACT,
+    SIMPLE_SIGNING,
+    artifact_manifest,
     descriptor,
-    signature_manifest,
     simple_signing_payload,
 )
 from edge_deploy.signing.keys import SigningKey
@@ -30,8 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AttachedSignature:
-    image_digest: str  # what was signed
-    signature_digest: str  # the manifest that carries the signature
+    image_digest: str  # what was signed (or what the artifact is about)
+    signature_digest: str  # the manifest that carries the signature (or the artifact)
     indexed_by_registry: bool  # False: the referrers tag fallback was written
 
 
@@ -46,19 +48,35 @@ def sign_image(
 ) -> AttachedSignature:
     """Sign the manifest `digest` in `repository` (an image or an index) and attach the signature.
     `identity` is the repository as the payload names it (host/path, no tag)."""
-    subject = client.get_manifest(repository, digest)
     payload = simple_signing_payload(identity, digest)
     signature_b64 = base64.b64encode(key.sign(payload)).decode()
+    attached = attach_referrer(
+        client, repository, digest, SIGNATURE_ARTIFACT, SIMPLE_SIGNING, payload, {SIGNATURE_ANNOTATION: signature_b64}
+    )
+    log.info("signed %s@%s (signature %s)", identity, digest, attached.signature_digest)
+    return attached
+
+
+def attach_referrer(
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    artifact_type: str,
+    media_type: str,
+    data: bytes,
+    annotations: dict[str, str] | None = None,
+) -> AttachedSignature:
+    """Push `data` as the one layer of an OCI 1.1 artifact of `artifact_type` whose subject is the
+    manifest `digest`, and list it under the referrers tag when the registry does not index it."""
+    subject = client.get_manifest(repository, digest)
     client.put_blob(repository, EMPTY_CONFIG)
-    client.put_blob(repository, payload)
-    body = signature_manifest(descriptor(subject.media_type, subject.body), payload, signature_b64)
-    signature_digest, indexed = client.put_manifest_with_subject(repository, OCI_MANIFEST, body)
+    client.put_blob(repository, data)
+    layer = descriptor(media_type, data, annotations=annotations) if annotations else descriptor(media_type, data)
+    body = artifact_manifest(artifact_type, descriptor(subject.media_type, subject.body), layer)
+    manifest_digest, indexed = client.put_manifest_with_subject(repository, OCI_MANIFEST, body)
     if not indexed:
-        _add_to_referrers_tag(
-            client, repository, digest, descriptor(OCI_MANIFEST, body, artifactType=SIGNATURE_ARTIFACT)
-        )
-    log.info("signed %s@%s (signature %s)", identity, digest, signature_digest)
-    return AttachedSignature(digest, signature_digest, indexed)
+        _add_to_referrers_tag(client, repository, digest, descriptor(OCI_MANIFEST, body, artifactType=artifact_type))
+    return AttachedSignature(digest, manifest_digest, indexed)
 
 
 def _add_to_referrers_tag(client: RegistryClient, repository: str, digest: str, entry: dict) -> None:

@@ -40,17 +40,23 @@ def simple_signing_payload(repository: str, digest: str, annotations: dict[str, 
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def signature_manifest(subject: dict[str, Any], payload: bytes, signature_b64: str) -> bytes:
-    """The OCI manifest that attaches `signature_b64` over `payload` to `subject` (a descriptor)."""
+def artifact_manifest(artifact_type: str, subject: dict[str, Any], layer: dict[str, Any]) -> bytes:
+    """An OCI 1.1 artifact manifest of `artifact_type` with one layer, attached to `subject` (a descriptor)."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "artifactType": SIGNATURE_ARTIFACT,
+        "artifactType": artifact_type,
         "config": descriptor(EMPTY_MEDIA_TYPE, EMPTY_CONFIG),
-        "layers": [descriptor(SIMPLE_SIGNING, payload, annotations={SIGNATURE_ANNOTATION: signature_b64})],
+        "layers": [layer],
         "subject": subject,
     }
     return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def signature_manifest(subject: dict[str, Any], payload: bytes, signature_b64: str) -> bytes:
+    """The OCI manifest that attaches `signature_b64` over `payload` to `subject` (a descriptor)."""
+    layer = descriptor(SIMPLE_SIGNING, payload, annotations={SIGNATURE_ANNOTATION: signature_b64})
+    return artifact_manifest(SIGNATURE_ARTIFACT, subject, layer)
 
 
 @dataclass(frozen=True)

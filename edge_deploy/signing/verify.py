@@ -23,25 +23,39 @@ class VerifiedSignature:
     identity: str
 
 
-def signatures(client: RegistryClient, repository: str, digest: str) -> list[SignedPayload]:
-    """Every cosign signature attached to `digest` whose manifest really names it as its subject."""
+@dataclass(frozen=True)
+class Referrer:
+    """An artifact attached to a manifest: its manifest's digest and its one layer's descriptor."""
+
+    manifest_digest: str
+    layer: dict
+
+
+def referrers_of(client: RegistryClient, repository: str, digest: str, artifact_type: str) -> list[Referrer]:
+    """The artifacts of `artifact_type` attached to `digest` (referrers API, else the referrers tag)
+    whose manifest really names `digest` as its subject; each one's first layer."""
     listed = client.referrers(repository, digest)
     if listed is None:
         listed = referrers_from_tag(client, repository, digest) or []
     found = []
     for entry in listed:
-        if entry.get("artifactType") not in (None, SIGNATURE_ARTIFACT):
+        if entry.get("artifactType") not in (None, artifact_type):
             continue
         manifest = json.loads(client.get_manifest(repository, entry["digest"]).body)
-        if (
-            manifest.get("artifactType") != SIGNATURE_ARTIFACT
-            or (manifest.get("subject") or {}).get("digest") != digest
-        ):
+        if manifest.get("artifactType") != artifact_type or (manifest.get("subject") or {}).get("digest") != digest:
             continue
-        for layer in manifest.get("layers") or []:
-            signature = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
-            if layer.get("mediaType") == SIMPLE_SIGNING and signature:
-                found.append(SignedPayload(entry["digest"], client.get_blob(repository, layer["digest"]), signature))
+        found += [Referrer(entry["digest"], layer) for layer in (manifest.get("layers") or [])[:1]]
+    return found
+
+
+def signatures(client: RegistryClient, repository: str, digest: str) -> list[SignedPayload]:
+    """Every cosign signature attached to `digest` whose manifest really names it as its subject."""
+    found = []
+    for referrer in referrers_of(client, repository, digest, SIGNATURE_ARTIFACT):
+        signature = (referrer.layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
+        if referrer.layer.get("mediaType") == SIMPLE_SIGNING and signature:
+            payload = client.get_blob(repository, referrer.layer["digest"])
+            found.append(SignedPayload(referrer.manifest_digest, payload, signature))
     return found
 
 
