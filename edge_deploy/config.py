@@ -24,6 +24,7 @@ mount secrets.
 | EDGE_SIGNING_KEY             | ECDSA P-256 PEM key (or EDGE_SIGNING_KEY_FILE): every pushed image|
 |                              | and index is signed (cosign format, OCI 1.1 referrers)            |
 | EDGE_SIGNING_KEY_PASSWORD    | the key's password, if it is encrypted (or ..._FILE)             |
+| EDGE_SIGNING_PUBLIC_KEY      | PEM public key `edge-deploy verify` trusts (or ..._FILE)         |
 | EDGE_KEY_DIR                 | directory of key-encryption keys, one file per key id            |
 | EDGE_KEY_<ID>                | a key-encryption key in an environment variable (base64)         |
 | EDGE_SEAL_KEY_ID             | the key id that seals models for the edge                        |
@@ -110,6 +111,7 @@ class Settings:
     allowed_base_images: tuple[str, ...] = ()
     signing_key: Secret | None = None  # the PEM text
     signing_key_password: Secret | None = None
+    signing_public_key: str | None = None  # the PEM text of the key `edge-deploy verify` trusts
     work_dir: Path = Path.home() / ".cache" / "edge-deploy"
 
     @classmethod
@@ -175,6 +177,11 @@ class _Reader:
                 raise ConfigError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
         return Secret(direct.strip()) if direct and direct.strip() else None
 
+    def public_text(self, name: str) -> str | None:
+        """Like `secret` (NAME, or a file named by NAME_FILE), for a value that is not secret."""
+        value = self.secret(name)
+        return value.reveal() if value else None
+
     def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
         value = self.text(name)
         if value is None:
@@ -239,6 +246,7 @@ class _Reader:
             allowed_base_images=self.prefixes("EDGE_ALLOWED_BASE_IMAGES"),
             signing_key=self.secret("EDGE_SIGNING_KEY"),
             signing_key_password=self.secret("EDGE_SIGNING_KEY_PASSWORD"),
+            signing_public_key=self.public_text("EDGE_SIGNING_PUBLIC_KEY"),
             work_dir=self.path("EDGE_WORK_DIR") or Path.home() / ".cache" / "edge-deploy",
         )
 

@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "worker-alive": "edge_deploy.cli.service:worker_alive",
     "api-token": "edge_deploy.cli.service:api_token",
     "runtime": "edge_deploy.cli.runtime:runtime",
+    "verify": "edge_deploy.cli.verify:verify",
 }
 
 EXIT_FAILED = 1  # any other failure (and Python's own code for a bug's traceback)

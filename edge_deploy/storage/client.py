@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from lakefs_sdk.exceptions import ApiException
 
 from edge_deploy.config import LakeFSSettings
-from edge_deploy.errors import NotFoundError
+from edge_deploy.errors import NotFoundError, StorageError
 from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from edge_deploy.storage.failures import (
     CONNECTION_ERRORS,
@@ -129,6 +129,26 @@ class LakeFSClient:
                 metadata = dict(item.metadata or {})
                 content_type = item.content_type or OCTET_STREAM
                 yield RemoteObject(item.path, int(item.size_bytes or 0), item.checksum or "", content_type, metadata)
+
+    def log_commits(self, repo: str, ref: str) -> Iterator[tuple[str, dict[str, str]]]:
+        """(commit id, metadata) of the commits reachable from `ref`, newest first, page by page."""
+        refs = lakefs_sdk.RefsApi(self.api)
+        commits = self._paged(
+            "log_commits",
+            f"log of lakefs://{repo}/{ref}",
+            lambda after: refs.log_commits(repo, ref, after=after, amount=LIST_PAGE, _request_timeout=self.timeout),
+        )
+        for commit in commits:
+            yield commit.id, dict(commit.metadata or {})
+
+    def read_object(self, repo: str, ref: str, path: str, max_bytes: int = 64 << 20) -> bytes:
+        """A small object's bytes (a report, a record); larger than `max_bytes` is refused."""
+        objects = lakefs_sdk.ObjectsApi(self.api)
+        where = f"lakefs://{repo}/{ref}/{path}"
+        stat = self._call("stat_object", f"stat {where}", lambda: objects.stat_object(repo, ref, path))
+        if int(stat.size_bytes or 0) > max_bytes:
+            raise StorageError(f"{where} is {stat.size_bytes} bytes, more than the {max_bytes} read here")
+        return bytes(self._call("get_object", f"read {where}", lambda: objects.get_object(repo, ref, path)))
 
     def branch_head(self, repo: str, branch: str) -> str | None:
         """The branch's head commit id, or None when the branch does not exist."""
