@@ -121,6 +121,11 @@ class Settings:
         merged.update(os.environ if env is None else env)
         return _Reader(merged).settings()
 
+    @property
+    def signing_configured(self) -> bool:
+        """A signing key, or the public key of one, is set: releases are signed and only signed ones count."""
+        return self.signing_key is not None or self.signing_public_key is not None
+
     def require_lakefs(self) -> LakeFSSettings:
         missing = [
             name

@@ -284,6 +284,12 @@ class ReleaseView(BaseModel):
     released_at: str
     validation: ValidationView | None
     acceptance: AcceptanceView = Field(description="always accepted: no other image is answered")
+    signature: str | None = Field(
+        None,
+        description="digest of the image's cosign signature (an OCI 1.1 referrer); when the service has "
+        "EDGE_SIGNING_PUBLIC_KEY or EDGE_SIGNING_KEY, only signed images are answered",
+    )
+    provenance: str | None = Field(None, description="digest of the image's signed SLSA provenance attestation")
 
 
 class PlatformView(BaseModel):

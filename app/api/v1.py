@@ -237,11 +237,11 @@ def latest_model_release(
 ) -> ReleaseView:
     service = service_of(request)
     _known_device_class(device_class, service, "query.device_class")
-    found = latest_release(service.records, model, device_class, prefix)
+    signed = service.settings.base.signing_configured
+    found = latest_release(service.records, model, device_class, prefix, signed=signed)
     if found is None:
-        raise ApiError(
-            404, f"no passing, accepted release of model {model!r} has an image for device class {device_class!r}"
-        )
+        which = "passing, accepted" + (", signed" if signed else "")
+        raise ApiError(404, f"no {which} release of model {model!r} has an image for device class {device_class!r}")
     record, image = found
     return ReleaseView(
         model=model,
@@ -255,6 +255,8 @@ def latest_model_release(
         released_at=record.updated_at,
         validation=validation_view(record),
         acceptance=AcceptanceView.model_validate(asdict(image.acceptance)),
+        signature=image.signature,
+        provenance=image.provenance,
     )
 
 

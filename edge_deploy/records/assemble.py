@@ -70,6 +70,8 @@ def image_set(release: ReleaseResult) -> ImageSet:
             target.digest or target.image_id or "",
             target.size,
             image_acceptance(target.acceptance),
+            release.signatures.get(target.digest or ""),
+            release.attestations.get(target.digest or ""),
         )
         for target in release.targets
     ]

@@ -141,6 +141,8 @@ class PlatformImage:
     digest: str  # sha256:... of the platform manifest
     size: int  # bytes
     acceptance: ImageAcceptance | None = None  # None: released before acceptance existed, or by a tool without it
+    signature: str | None = None  # digest of its cosign signature (an OCI referrer); None: not signed
+    provenance: str | None = None  # digest of its signed SLSA provenance attestation
 
 
 @dataclass(frozen=True)

@@ -130,17 +130,20 @@ def _page_through_find(
 
 
 def latest_release(
-    store: RecordStore, model_repo: str, device_class: str, prefix: str | None = None
+    store: RecordStore, model_repo: str, device_class: str, prefix: str | None = None, *, signed: bool = False
 ) -> tuple[DeploymentRecord, PlatformImage] | None:
     """The newest succeeded run of the model that passed validation and has an image for the class that
-    passed acceptance (run as a device on the gate's photos): no other image is ever answered."""
+    passed acceptance (run as a device on the gate's photos): no other image is ever answered. With
+    `signed` (signing is configured), only an image the release signed."""
     query = RecordQuery(model_repo=model_repo, prefix=prefix, state=SUCCEEDED)
     cursor = None
     while True:
         page = find_page(store, query, device_class, cursor, limit=10)
         for record in page.records:
             image = image_for_device_class(record, device_class)
-            if image is not None and record.validation is not None and record.validation.passed and accepted(image):
+            if image is None or record.validation is None or not record.validation.passed or not accepted(image):
+                continue
+            if not signed or image.signature:
                 return record, image
         if page.next_cursor is None:
             return None

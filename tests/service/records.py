@@ -36,6 +36,7 @@ def released(
     passed: bool = True,
     registry: str = "registry.local:5000",
     acceptance: str = "accepted",
+    signed: bool = False,
 ) -> DeploymentRecord:
     created = START + timedelta(minutes=minute)
     verdict = ImageAcceptance(acceptance, "native", 2, 10, "2 photos answered as PyTorch did", 0.4, 25.0, True, 1.2, 2)
@@ -46,6 +47,8 @@ def released(
             "sha256:" + hexdigest(f"{run_id}:{name}"),
             100_000_000,
             verdict,
+            signature="sha256:" + hexdigest(f"signature of {run_id}:{name}") if signed else None,
+            provenance="sha256:" + hexdigest(f"provenance of {run_id}:{name}") if signed else None,
         )
         for name in classes
     ]

@@ -81,6 +81,18 @@ def test_latest_release_is_the_newest_passing_accepted_run_with_an_image_for_the
     assert latest_release(record_store, "nobody", "arm64-cpu") is None
 
 
+def test_with_signing_configured_only_a_signed_image_is_answered(record_store):
+    record_store.upsert(released("signed", minute=1, signed=True))
+    record_store.upsert(released("newer-unsigned", minute=5))
+    assert latest_release(record_store, "detector", "arm64-cpu")[0].run_id == "newer-unsigned"
+    record, image = latest_release(record_store, "detector", "arm64-cpu", signed=True)
+    assert record.run_id == "signed" and image.signature and image.signature.startswith("sha256:")
+    stored = record_store.get("signed").images.for_platform(image.platform)  # the store keeps both digests
+    assert stored.signature == image.signature and stored.provenance and stored.provenance != stored.signature
+    record_store.upsert(released("only-unsigned", repo="camera", minute=2))
+    assert latest_release(record_store, "camera", "arm64-cpu", signed=True) is None
+
+
 def test_a_cursor_that_was_not_made_by_a_page_is_refused():
     for text in ("", "not base64 !", PageCursor("a", "b").encode()[:-3], "WzEsMl0"):
         with pytest.raises(RecordFormatError, match="cursor"):
