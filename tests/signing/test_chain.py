@@ -8,11 +8,13 @@ new manifest pushed beside it, made the way an attacker (or a broken pipeline) w
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import lakefs_sdk
 import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
 
 from edge_deploy.config import Settings
 from edge_deploy.images.push import ImageProvenance, ReleaseResult, build_and_push
@@ -29,6 +33,7 @@ from edge_deploy.images.registry import RegistryClient
 from edge_deploy.signing.attach import attach_referrer, sign_image
 from edge_deploy.signing.attest import attach_sbom, attest, verified_statements
 from edge_deploy.signing.chain import BROKEN, LINKS, OK, SKIPPED, UNREACHED, verify_chain
+from edge_deploy.signing.cosign import SIGNATURE_ANNOTATION, SIMPLE_SIGNING
 from edge_deploy.signing.dsse import ENVELOPE_MEDIA_TYPE, sign_envelope
 from edge_deploy.signing.keys import SigningKey
 from edge_deploy.signing.provenance import SLSA_PROVENANCE, ImageEvidence
@@ -351,3 +356,65 @@ def tar_of(files: dict[str, bytes]) -> bytes:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+# -- a verifier the project did not write ---------------------------------------------------------------------
+
+SIGSTORE_JS = Path(__file__).parent / "sigstore_js"
+
+
+@pytest.fixture(scope="module")
+def sigstore_js() -> Path:
+    """Sigstore's JavaScript verifier (@sigstore/verify, pinned in sigstore_js/package-lock.json),
+    installed with npm from the npm registry on first use."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    assert npm and node, "Node.js and npm are needed (Debian: apt-get install nodejs npm)"
+    if not (SIGSTORE_JS / "node_modules" / "@sigstore" / "verify").is_dir():
+        done = subprocess.run([npm, "ci", "--no-fund", "--no-audit"], cwd=SIGSTORE_JS, capture_output=True, text=True)
+        assert done.returncode == 0, f"npm ci in {SIGSTORE_JS} failed: {done.stderr[-2000:]}"
+    return SIGSTORE_JS / "verify.cjs"
+
+
+def referrer_layers(base: str, digest: str) -> list[tuple[dict, bytes]]:
+    """(layer descriptor, layer bytes) of every artifact listed under `digest`'s referrers tag, fetched
+    with plain HTTP requests (not the project's registry client)."""
+    accept = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"}
+    index = requests.get(f"{base}/manifests/{digest.replace(':', '-')}", headers=accept, timeout=10).json()
+    found = []
+    for entry in index["manifests"]:
+        manifest = requests.get(f"{base}/manifests/{entry['digest']}", headers=accept, timeout=10).json()
+        layer = manifest["layers"][0]
+        found.append((layer, requests.get(f"{base}/blobs/{layer['digest']}", timeout=10).content))
+    return found
+
+
+def test_sigstores_own_verifier_accepts_the_signatures_and_the_provenance(signed_release, registry, sigstore_js):
+    release = signed_release
+    base = f"{registry.url}/v2/{REPOSITORY}"
+    checks = []
+    for digest in (release.image_digest, release.result.index_digest):
+        for layer, data in referrer_layers(base, digest):
+            if layer["mediaType"] == SIMPLE_SIGNING:
+                signature = layer["annotations"][SIGNATURE_ANNOTATION]
+                payload = base64.b64encode(data).decode()
+                checks.append({"name": f"signature of {digest}", "kind": "message", "payload_b64": payload,
+                               "signature_b64": signature})  # fmt: skip
+                tampered = base64.b64encode(data.replace(digest.encode(), b"sha256:" + b"0" * 64)).decode()
+                checks.append({"name": f"tampered signature of {digest}", "kind": "message",
+                               "payload_b64": tampered, "signature_b64": signature})  # fmt: skip
+            elif layer["mediaType"] == ENVELOPE_MEDIA_TYPE:
+                checks.append({"name": f"provenance of {digest}", "kind": "dsse", "envelope": json.loads(data)})
+    der = release.key.public.key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    request = {"public_key_der_b64": base64.b64encode(der).decode(), "checks": checks}
+    done = subprocess.run(
+        ["node", str(sigstore_js)], input=json.dumps(request), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert set(results) == {check["name"] for check in checks} and len(results) == 5
+    assert {name: verdict for name, verdict in results.items() if verdict != "ok"} == {
+        f"tampered signature of {d}": "signature verification failed"
+        for d in (release.image_digest, release.result.index_digest)
+    }
