@@ -69,7 +69,7 @@ SECRET_KEYS = {
     "MONGODB_URI": "mongodb-uri",
     "REDIS_URL": "redis-url",
     "EDGE_REGISTRY_PASSWORD": "registry-password",
-    "EDGE_SIGNING_KEY": "signing-key",  # absent: the release is not signed
+    "EDGE_SIGNING_KEY": "signing-key",  # absent: the release and its sealed model are not signed
 }
 
 
@@ -84,6 +84,7 @@ STATUS_SECRETS = [secret("REDIS_URL")]
 LAKEFS_SECRETS = [*STATUS_SECRETS, secret("LAKEFS_SECRET_ACCESS_KEY")]
 REGISTRY_SECRETS = [*STATUS_SECRETS, secret("EDGE_REGISTRY_PASSWORD")]
 SIGNING_SECRETS = [*REGISTRY_SECRETS, secret("EDGE_SIGNING_KEY")]
+SEAL_SECRETS = [*STATUS_SECRETS, secret("EDGE_SIGNING_KEY")]  # the sealed model's detached signature
 RECORD_SECRETS = [*STATUS_SECRETS, secret("MONGODB_URI")]
 
 

@@ -23,23 +23,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_deploy.config import Settings
 from edge_deploy.crypto import Keyring, decrypt_file_to_bytes, encrypt_file, read_header
 from edge_deploy.files import DirectoryExistsError, atomic_directory, sha256_file
 from edge_deploy.images.errors import RuntimeLayerError
 from edge_deploy.images.operators import OperatorLibrary
 from edge_deploy.platforms import BuildTarget, RuntimePackages
+from edge_deploy.signing.blob import SIGNATURE_SUFFIX, BlobSignature, BlobSignatureError, sign_file, verify_file
+from edge_deploy.signing.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
 LAYER_FORMAT = 1  # bump when the way a layer is made changes, so old cache entries are not reused
 DOCKERFILE = Path(__file__).resolve().parents[2] / "images" / "edge" / "Dockerfile"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the edge_deploy package
-# What of edge_deploy goes into the image: the runtime, the crypto it decrypts with, and their stdlib-only deps.
-RUNTIME_CODE = ("__init__.py", "config.py", "errors.py", "files.py", "crypto", "runtime")
+# What of edge_deploy goes into the image: the runtime, the crypto it decrypts with, and their stdlib-only deps;
+# the signing modules check a model's signature where the device requires one (imported only then).
+RUNTIME_CODE = (
+    "__init__.py", "config.py", "errors.py", "files.py", "crypto", "runtime",
+    "signing/__init__.py", "signing/keys.py", "signing/blob.py",
+)  # fmt: skip
 PIP_TIMEOUT_SECONDS = 1800
 # What the runtime reads beside the sealed model (serving.json) and MMDeploy's SDK metadata for the device team
 SERVING_FILES = ("serving.json", "pipeline.json", "deploy.json", "detail.json")
 OPERATORS_DIR = "ops"
+SEALED_FILE = "model.onnx.enc"  # the names in the image's model/ directory, which the runtime reads
+SIGNATURE_FILE = SEALED_FILE + SIGNATURE_SUFFIX  # model.onnx.enc.sig: `blob.signature_path`'s name
+# Beside the serving files (the directory that travels from the seal task to the build): which key signed
+SIGNATURE_RECORD = "model-signature.json"
 
 
 @dataclass(frozen=True)
@@ -63,12 +74,20 @@ class SealedModel:
     key_id: str  # the KEK it is sealed under (a rewrap to a new key id makes a new image)
     serving_dir: Path | None = None  # the conversion's serving.json and SDK metadata (SERVING_FILES)
     custom_ops: tuple[str, ...] = ()  # "domain::Op" outside ONNX's domains, as the gate found them
+    signature: BlobSignature | None = None  # of the sealed file, made with EDGE_SIGNING_KEY: see shipped_signature
 
     def serving_files(self) -> dict[str, Path]:
         """The files of SERVING_FILES that `serving_dir` holds, by name."""
         if self.serving_dir is None:
             return {}
         return {name: self.serving_dir / name for name in SERVING_FILES if (self.serving_dir / name).is_file()}
+
+    def shipped_signature(self) -> BlobSignature | None:
+        """The sealed file's signature: `signature`, else the one the seal task put into `serving_dir`
+        (`carry_signature`: a Flyte task hands on one file, the sealed one, and a directory)."""
+        if self.signature is not None or self.serving_dir is None:
+            return self.signature
+        return carried_signature(self.serving_dir)
 
 
 @dataclass(frozen=True)
@@ -117,7 +136,10 @@ def write_build_context(
     byte_compile(directory / "app", target.spec.runtime.python_version)
     model_dir = directory / "model"
     model_dir.mkdir()
-    shutil.copyfile(model.sealed_path, model_dir / "model.onnx.enc")
+    shutil.copyfile(model.sealed_path, model_dir / SEALED_FILE)
+    signature = model.shipped_signature()
+    if signature is not None:
+        shutil.copyfile(signature.path, model_dir / SIGNATURE_FILE)
     for name, path in model.serving_files().items():
         shutil.copyfile(path, model_dir / name)
     if operators is not None:
@@ -140,7 +162,9 @@ def model_metadata(
     operators: OperatorLibrary | None = None,
 ) -> dict[str, object]:
     """model.json: what the runtime reads (sha256 to verify, providers, operator libraries) and what
-    /v1/model shows. Every shipped file's sha256 is in it, so the content tag changes with any of them."""
+    /v1/model shows. Every shipped file's sha256 is in it, so the content tag changes with any of them;
+    the sealed file and its signature are named by the plaintext sha256 and the signing key instead,
+    since sealing and signing draw fresh randomness each time (see `tags`)."""
     metadata: dict[str, object] = {
         **dict(extra or {}),
         "name": model.name,
@@ -151,6 +175,11 @@ def model_metadata(
         "execution_providers": list(target.spec.execution_providers),
         "serving_files": {name: sha256_file(path) for name, path in model.serving_files().items()},
     }
+    signature = model.shipped_signature()
+    if signature is not None:
+        # the key, not the signature's bytes: ECDSA draws a fresh nonce per signature, and the sealed
+        # file's bytes are no tag input either (see `tags`), so a re-sealed model keeps its tag
+        metadata["signature"] = {"file": SIGNATURE_FILE, "key_sha256": signature.key_fingerprint}
     if operators is not None:
         metadata["operator_libraries"] = [f"{OPERATORS_DIR}/{operators.file_name}"]
         metadata["operator_library_sha256"] = operators.sha256
@@ -263,14 +292,62 @@ def _link_tree(source: Path, destination: Path) -> None:
     shutil.copytree(source, destination, copy_function=link_or_copy, symlinks=True)
 
 
-def seal_model(onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str) -> SealedModel:
-    """Seal a plaintext ONNX model for the edge under KEK `key_id` (into `out_dir`)."""
+def seal_model(
+    onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str, signing_key: SigningKey | None = None
+) -> SealedModel:
+    """Seal a plaintext ONNX model for the edge under KEK `key_id` (into `out_dir`), signed with
+    `signing_key`, else with EDGE_SIGNING_KEY(_FILE) when that is set (see `sign_sealed_model`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sealed = encrypt_file(onnx_path, out_dir / f"{onnx_path.name}.enc", keyring, key_id, checksums=True)
-    return SealedModel(name, out_dir / f"{onnx_path.name}.enc", sealed.plaintext_sha256, key_id)
+    sealed_path = out_dir / f"{onnx_path.name}.enc"
+    sealed = encrypt_file(onnx_path, sealed_path, keyring, key_id, checksums=True)
+    signature = sign_sealed_model(sealed_path, signing_key or configured_signing_key())
+    return SealedModel(name, sealed_path, sealed.plaintext_sha256, key_id, signature=signature)
 
 
-def open_sealed_model(sealed_path: Path, keyring: Keyring, name: str) -> SealedModel:
-    """An already sealed model: decrypted in memory once, to learn (and prove) its plaintext sha256."""
+def open_sealed_model(
+    sealed_path: Path, keyring: Keyring, name: str, signing_key: SigningKey | None = None
+) -> SealedModel:
+    """An already sealed model: decrypted in memory once, to learn (and prove) its plaintext sha256;
+    signed like `seal_model` (the signature beside it is kept when that key made it)."""
     digest = hashlib.sha256(decrypt_file_to_bytes(sealed_path, keyring)).hexdigest()
-    return SealedModel(name, sealed_path, digest, read_header(sealed_path).key_id)
+    signature = sign_sealed_model(sealed_path, signing_key or configured_signing_key())
+    return SealedModel(name, sealed_path, digest, read_header(sealed_path).key_id, signature=signature)
+
+
+def configured_signing_key(settings: Settings | None = None) -> SigningKey | None:
+    """The release signing key EDGE_SIGNING_KEY or EDGE_SIGNING_KEY_FILE names; None when neither is set."""
+    settings = settings or Settings.from_env()
+    if settings.signing_key is None:
+        return None
+    password = settings.signing_key_password.reveal() if settings.signing_key_password else None
+    return SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
+
+
+def sign_sealed_model(sealed_path: Path, key: SigningKey | None) -> BlobSignature | None:
+    """`<sealed_path>.sig` by `key` (a detached signature a device can require before it decrypts);
+    None without a key: the model ships unsigned, as before signing existed. A signature already
+    there by this key is kept, so that signing an already sealed model twice changes nothing."""
+    if key is None:
+        return None
+    try:
+        return verify_file(sealed_path, key.public)
+    except BlobSignatureError:
+        return sign_file(sealed_path, key)
+
+
+def carry_signature(signature: BlobSignature | None, directory: Path) -> None:
+    """Put the signature, and which key made it, into `directory` (the serving files' directory,
+    which travels from the seal task to the build); nothing without one."""
+    if signature is None:
+        return
+    shutil.copyfile(signature.path, directory / SIGNATURE_FILE)
+    record = {"file": SIGNATURE_FILE, "key_sha256": signature.key_fingerprint}
+    (directory / SIGNATURE_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def carried_signature(directory: Path) -> BlobSignature | None:
+    """The signature `carry_signature` put into `directory`; None when the model was not signed."""
+    if not (directory / SIGNATURE_RECORD).is_file():
+        return None
+    record = json.loads((directory / SIGNATURE_RECORD).read_text())
+    return BlobSignature(directory / str(record["file"]), str(record["key_sha256"]))

@@ -7,6 +7,8 @@ code, the rendered Dockerfile, the model metadata and the labels (except `create
 The sealed file's own bytes are not an input: each sealing draws a fresh data key and nonce, so
 hashing the ciphertext would make every pipeline run a new image. The plaintext sha256 + key id
 say the same thing about what the device will run, and stay stable.
+The same holds for the sealed file's detached signature (ECDSA draws a fresh nonce): the model
+metadata names the key that signed it (its fingerprint), so signing, or another key, makes a new tag.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ SECRET_READERS = {
     "LAKEFS_SECRET_ACCESS_KEY": ("require_lakefs(",),
     "MONGODB_URI": ("open_record_store(",),
     "EDGE_REGISTRY_PASSWORD": ("build_target(", "build_candidate(", "push_index("),
-    "EDGE_SIGNING_KEY": ("push_index(",),  # it signs the release's images and index
+    # push_index signs the release's images and index; the seal task signs the sealed model
+    "EDGE_SIGNING_KEY": ("push_index(", "configured_signing_key("),
 }
 # Tasks that talk to a service over the network (lakeFS, a registry, the record store): their
 # failures can be transient. The rest compute from their inputs, where a retry repeats the failure.
