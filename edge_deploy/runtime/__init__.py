@@ -12,10 +12,11 @@ warning), replays serving.json's pipeline on probe frames, and serves HTTP only 
 authenticated and the sha256 matches model.json. A problem exits with status 2 and one line that
 names what to fix. docs/device-guide.md is the device team's description.
 
-Laid out like a model server: `codecs/` (bytes <-> arrays: .npy/.npz, JSON, the Open Inference
-Protocol's tensors, photos), `dataplane` (protocol-neutral: readiness, metadata, infer, predict),
-`serving` + `preprocess` + `answers` + `resize` (the task: the model's recorded pipeline, in
-numpy), `routes` (endpoints) and `server` (the HTTP/1.1 transport and its limits).
+Laid out like a model server: `signature` (a required signature, checked before decrypting),
+`codecs/` (bytes <-> arrays: .npy/.npz, JSON, the Open Inference Protocol's tensors, photos),
+`dataplane` (protocol-neutral: readiness, metadata, infer, predict), `serving` + `preprocess` +
+`answers` + `resize` (the task: the model's recorded pipeline, in numpy), `routes` (endpoints) and
+`server` (the HTTP/1.1 transport and its limits).
 
 Environment (the image sets the first three):
     EDGE_MODEL_DIR          model.onnx.enc + model.json (+ serving.json, SDK metadata, ops/)  (/opt/edge/model);
@@ -31,6 +32,11 @@ Environment (the image sets the first three):
     EDGE_MAX_CONNECTIONS    open connections; more are answered 503 and closed (64)
     EDGE_IDLE_TIMEOUT_S     a keep-alive connection idle this long is closed (15)
     EDGE_BODY_TIMEOUT_S     a body that stops arriving this long gets 408 (10)
+    EDGE_REQUIRE_SIGNED_MODEL
+                            true: serve model.onnx.enc only if model.onnx.enc.sig is its signature by
+                            the trusted key, checked before anything is decrypted (false)
+    EDGE_SIGNING_PUBLIC_KEY, EDGE_SIGNING_PUBLIC_KEY_FILE
+                            that trusted key, an ECDSA P-256 PEM the device provides (never the image)
     EDGE_LOG_LEVEL          INFO
 
 HTTP API (routes): /healthz, /readyz, /v1/model, POST /v1/predict (a photo in, the task's answer

@@ -1,21 +1,33 @@
 """The runtime's one configuration object, read from the environment and validated once.
 
 Standard library only: `__main__` reads it before numpy and ONNX Runtime are imported, to start
-decrypting the model meanwhile.
+decrypting the model meanwhile. The one exception is loaded only when a device requires a signed
+model: cryptography's EC code, to read the trusted public key.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_deploy.errors import ConfigError
 
+if TYPE_CHECKING:
+    from edge_deploy.signing.keys import PublicKey
+
+log = logging.getLogger(__name__)
+
 DEFAULT_KEY_DIR = Path("/run/secrets/edge-keys")
 SEALED_MODEL_NAME = "model.onnx.enc"
+SIGNATURE_NAME = "model.onnx.enc.sig"  # its detached signature (signing.blob), checked when required
+REQUIRE_SIGNED = "EDGE_REQUIRE_SIGNED_MODEL"
+PUBLIC_KEY = "EDGE_SIGNING_PUBLIC_KEY"
+PUBLIC_KEY_FILE = "EDGE_SIGNING_PUBLIC_KEY_FILE"
 METADATA_NAME = "model.json"
 DEFAULT_MODEL_NAME = "model"  # the Open Inference Protocol name, unless EDGE_MODEL_NAME or model.json says another
 DECRYPT_TO = ("memory", "pipe")  # see `plaintext`
@@ -56,6 +68,8 @@ class RuntimeConfig:
     limits: Limits = field(default_factory=Limits)
     model_name: str | None = None  # the Open Inference Protocol's name; None: model.json's, else "model"
     decrypt_to: str = "memory"  # or "pipe": see `plaintext`
+    # EDGE_REQUIRE_SIGNED_MODEL: the key the sealed model must be signed by (see `signature`); None: not checked
+    trusted_key: PublicKey | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds key variables: never shown
 
     @classmethod
@@ -80,8 +94,55 @@ class RuntimeConfig:
             ),
             model_name=env.get("EDGE_MODEL_NAME", "").strip() or None,
             decrypt_to=_choice_setting(env, "EDGE_DECRYPT_TO", DECRYPT_TO),
+            trusted_key=_trusted_key(env) if _flag_setting(env, REQUIRE_SIGNED) else _unused_key(env),
             env=env,
         )
+
+
+def _trusted_key(env: Mapping[str, str]) -> PublicKey:
+    """The public key the device trusts to sign its models. The device provides it, never the image:
+    whoever could swap the model in an image could swap a key shipped beside it too."""
+    text, file_name = env.get(PUBLIC_KEY, "").strip(), env.get(PUBLIC_KEY_FILE, "").strip()
+    if text and file_name:
+        raise ConfigError(f"set {PUBLIC_KEY} or {PUBLIC_KEY_FILE}, not both")
+    if not text and not file_name:
+        raise ConfigError(
+            f"{REQUIRE_SIGNED} is true but no key is trusted: set {PUBLIC_KEY} (the PEM public key that "
+            f"signs this device's models) or {PUBLIC_KEY_FILE} (a file holding it)"
+        )
+    if file_name:
+        pem, source = _read_key_file(file_name), f"{PUBLIC_KEY_FILE} {file_name}"
+    else:
+        pem, source = text.encode(), PUBLIC_KEY
+    from edge_deploy.signing.keys import PublicKey  # cryptography's EC code: loaded only when required
+
+    return PublicKey.from_pem(pem, source)
+
+
+def _read_key_file(file_name: str) -> bytes:
+    try:
+        return Path(file_name).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{PUBLIC_KEY_FILE}: cannot read {file_name}: {exc.strerror}") from None
+
+
+def _unused_key(env: Mapping[str, str]) -> None:
+    """None; with a warning when a key is given without the requirement, which checks nothing."""
+    if env.get(PUBLIC_KEY, "").strip() or env.get(PUBLIC_KEY_FILE, "").strip():
+        log.warning(
+            "a signing public key is set but %s is not true: the model's signature is not checked", REQUIRE_SIGNED
+        )
+    return None
+
+
+def _flag_setting(env: Mapping[str, str], name: str) -> bool:
+    """true/false (and 1/0, yes/no, on/off); false when unset."""
+    value = env.get(name, "").strip().lower() or "false"
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _choice_setting(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:

@@ -29,6 +29,7 @@ from edge_deploy.runtime.config import (
 )
 from edge_deploy.runtime.plaintext import Opening, Plaintext, open_plaintext
 from edge_deploy.runtime.refusals import BadInput
+from edge_deploy.runtime.signature import RefusedModelError, check_signature
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,14 @@ def _expects(spec: TensorSpec) -> str:
 
 
 def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedModel:
-    """Decrypt, verify and load the model. Every failure is a `ModelLoadError` naming what to fix.
+    """Decrypt, verify and load the model. Every failure is a `ModelLoadError` naming what to fix, or
+    `RefusedModelError` when a required signature does not verify (then nothing is decrypted).
 
     `opening`: the decryption `plaintext.start_opening` started. A directory without a sealed model but with
     the conversion's plaintext `end2end.onnx` (what `edge-deploy runtime` serves on a development
     machine) is loaded as it is."""
+    if opening is None:
+        check_signature(config)  # where required; an opening checked it in its thread, before decrypting
     sealed = config.model_dir / SEALED_MODEL_NAME
     if not sealed.is_file() and (config.model_dir / ONNX_FILE_NAME).is_file():
         return _load_plaintext(config, config.model_dir / ONNX_FILE_NAME)
@@ -265,6 +269,8 @@ def _opened(sealed: Path, config: RuntimeConfig, *, read_twice: bool) -> Plainte
 def _finished_opening(opening: Opening, sealed: Path, config: RuntimeConfig) -> Plaintext:
     try:
         return opening.result()
+    except RefusedModelError:
+        raise  # its own reason, which no key would change
     except EdgeDeployError as exc:
         raise _cannot_open(sealed, config, exc) from None
 

@@ -38,6 +38,7 @@ from edge_deploy.crypto.format import parse_header
 from edge_deploy.crypto.stream import open_data_key, open_stream
 from edge_deploy.errors import EdgeDeployError
 from edge_deploy.runtime.config import SEALED_MODEL_NAME, RuntimeConfig
+from edge_deploy.runtime.signature import check_signature
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,20 @@ def open_plaintext(sealed: Path, keyring: Keyring, *, decrypt_to: str = "memory"
 
 
 def start_opening(config: RuntimeConfig) -> Opening | None:
-    """Start decrypting the sealed model in the background (see `Opening`); None where there is
-    nothing to start early: a pipe is fed while ONNX Runtime reads it, a plaintext directory is not sealed."""
+    """Start decrypting the sealed model in the background (see `Opening`), once its signature is
+    checked where that is required; None where there is nothing to start early: a pipe is fed while
+    ONNX Runtime reads it, a plaintext directory is not sealed."""
     sealed = config.model_dir / SEALED_MODEL_NAME
     if config.decrypt_to != "memory" or not sealed.is_file():
         return None
-    return Opening(sealed, lambda: Keyring.load(config.key_dir, config.env))
+
+    def checked_keyring() -> Keyring:
+        # in the opening's thread, so that a required signature is hashed while the imports run too,
+        # and before the first byte is decrypted
+        check_signature(config)
+        return Keyring.load(config.key_dir, config.env)
+
+    return Opening(sealed, checked_keyring)
 
 
 class Opening:
