@@ -24,6 +24,9 @@ mount secrets.
 | EDGE_SIGNING_KEY             | ECDSA P-256 PEM key (or EDGE_SIGNING_KEY_FILE): every pushed image|
 |                              | and index is signed (cosign format, OCI 1.1 referrers)            |
 | EDGE_SIGNING_KEY_PASSWORD    | the key's password, if it is encrypted (or ..._FILE)             |
+| EDGE_SIGNING_KEY_URI         | a Key Vault key that signs instead: https://<vault>/keys/<name>  |
+|                              | (with AZURE_TENANT_ID, AZURE_CLIENT_ID, and a federated token    |
+|                              | file or AZURE_CLIENT_SECRET; see edge_deploy.signing.keyvault)   |
 | EDGE_SIGNING_PUBLIC_KEY      | PEM public key `edge-deploy verify` trusts (or ..._FILE)         |
 | EDGE_KEY_DIR                 | directory of key-encryption keys, one file per key id            |
 | EDGE_KEY_<ID>                | a key-encryption key in an environment variable (base64)         |
@@ -81,6 +84,18 @@ class LakeFSSettings:
 
 
 @dataclass(frozen=True)
+class AzureIdentity:
+    """An Entra ID application, for Key Vault: AKS workload identity mounts a federated token file;
+    elsewhere a client secret. AZURE_* are the names Microsoft's own tools read."""
+
+    tenant_id: str
+    client_id: str
+    federated_token_file: Path | None
+    client_secret: Secret | None
+    authority_host: str = "https://login.microsoftonline.com"
+
+
+@dataclass(frozen=True)
 class RegistrySettings:
     server: str
     username: str | None
@@ -112,6 +127,8 @@ class Settings:
     signing_key: Secret | None = None  # the PEM text
     signing_key_password: Secret | None = None
     signing_public_key: str | None = None  # the PEM text of the key `edge-deploy verify` trusts
+    signing_key_uri: str | None = None  # a key in Azure Key Vault that signs instead (it never leaves the vault)
+    azure_identity: AzureIdentity | None = None  # read when EDGE_SIGNING_KEY_URI is set
     work_dir: Path = Path.home() / ".cache" / "edge-deploy"
 
     @classmethod
@@ -122,9 +139,14 @@ class Settings:
         return _Reader(merged).settings()
 
     @property
+    def signs(self) -> bool:
+        """A key that signs is set (a PEM key, or a key in Key Vault)."""
+        return self.signing_key is not None or self.signing_key_uri is not None
+
+    @property
     def signing_configured(self) -> bool:
         """A signing key, or the public key of one, is set: releases are signed and only signed ones count."""
-        return self.signing_key is not None or self.signing_public_key is not None
+        return any(value is not None for value in (self.signing_key, self.signing_key_uri, self.signing_public_key))
 
     def require_lakefs(self) -> LakeFSSettings:
         missing = [
@@ -222,6 +244,19 @@ class _Reader:
                 raise ConfigError(f"{name}: {value!r} is not a repository prefix such as myacr.azurecr.io/base/")
         return values
 
+    def azure_identity(self) -> AzureIdentity:
+        missing = [name for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID") if not self.text(name)]
+        token_file = self.path("AZURE_FEDERATED_TOKEN_FILE", must_exist=True)
+        secret = self.secret("AZURE_CLIENT_SECRET")
+        if token_file is None and secret is None:
+            missing.append("AZURE_FEDERATED_TOKEN_FILE (workload identity) or AZURE_CLIENT_SECRET")
+        if missing:
+            raise ConfigError(f"EDGE_SIGNING_KEY_URI needs an Entra ID application: set {', '.join(missing)}")
+        authority = self.url("AZURE_AUTHORITY_HOST", ("https",)) or AzureIdentity.authority_host
+        return AzureIdentity(
+            self.text("AZURE_TENANT_ID") or "", self.text("AZURE_CLIENT_ID") or "", token_file, secret, authority
+        )
+
     def path(self, name: str, must_exist: bool = False) -> Path | None:
         value = self.text(name)
         if value is None:
@@ -235,6 +270,9 @@ class _Reader:
         registry = self.text("EDGE_REGISTRY")
         if registry and "://" in registry:
             raise ConfigError(f"EDGE_REGISTRY is a host[:port][/namespace], not a URL: {registry!r}")
+        signing_key_uri = self.url("EDGE_SIGNING_KEY_URI", ("https",))
+        if signing_key_uri and (self.text("EDGE_SIGNING_KEY") or self.text("EDGE_SIGNING_KEY_FILE")):
+            raise ConfigError("set EDGE_SIGNING_KEY_URI (a key in Key Vault) or EDGE_SIGNING_KEY(_FILE), not both")
         return Settings(
             lakefs_endpoint=self.url("LAKEFS_ENDPOINT", ("http", "https")),
             lakefs_access_key_id=self.text("LAKEFS_ACCESS_KEY_ID"),
@@ -252,6 +290,8 @@ class _Reader:
             signing_key=self.secret("EDGE_SIGNING_KEY"),
             signing_key_password=self.secret("EDGE_SIGNING_KEY_PASSWORD"),
             signing_public_key=self.public_text("EDGE_SIGNING_PUBLIC_KEY"),
+            signing_key_uri=signing_key_uri,
+            azure_identity=self.azure_identity() if signing_key_uri else None,
             work_dir=self.path("EDGE_WORK_DIR") or Path.home() / ".cache" / "edge-deploy",
         )
 

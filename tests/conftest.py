@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.base_images",
     "tests.fixtures.models",
     "tests.fixtures.flyte_cache",
+    "tests.fixtures.keyvault",
 ]

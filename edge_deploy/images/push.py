@@ -58,7 +58,8 @@ from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from edge_deploy.sbom import Inventory, Package, cyclonedx
 from edge_deploy.signing.attach import sign_image
 from edge_deploy.signing.attest import attach_sbom, attached_sbom, attest, verified_statements
-from edge_deploy.signing.keys import SigningKey
+from edge_deploy.signing.keys import Signer, SigningKey
+from edge_deploy.signing.keyvault import KeyVaultKey
 from edge_deploy.signing.provenance import SLSA_PROVENANCE, ImageEvidence, provenance_statement
 from edge_deploy.signing.verify import SignatureError, verify_image
 
@@ -409,7 +410,7 @@ def push_index(
     index_reference = registry.reference(repository, release_tag)
     log.info("index %s -> %s (%s)", index_reference, index_digest, "pushed" if index_pushed else "unchanged")
     signatures, attestations = {}, {}
-    if settings.signing_key is not None:
+    if settings.signs:
         signatures, attestations = sign_release(registry, repository, results, index_digest, settings)
     return ReleaseResult(list(results), index_reference, index_digest, index_pushed, signatures, attestations)
 
@@ -437,20 +438,24 @@ def sign_release(
     return signatures, attestations
 
 
-def signing_key(settings: Settings) -> SigningKey:
+def signing_key(settings: Settings) -> Signer:
+    """The release's signer: the key in Key Vault (EDGE_SIGNING_KEY_URI), else the PEM key."""
+    if settings.signing_key_uri is not None:
+        assert settings.azure_identity is not None
+        return KeyVaultKey(settings.signing_key_uri, settings.azure_identity)
     assert settings.signing_key is not None
     password = settings.signing_key_password.reveal() if settings.signing_key_password else None
     return SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
 
 
-def _signature(registry: RegistryClient, repository: str, digest: str, key: SigningKey, identity: str) -> str:
+def _signature(registry: RegistryClient, repository: str, digest: str, key: Signer, identity: str) -> str:
     try:
         return verify_image(registry, repository, digest, key.public, identity=identity).signature_digest
     except SignatureError:
         return sign_image(registry, repository, digest, key, identity=identity).signature_digest
 
 
-def _provenance(registry: RegistryClient, repository: str, result: TargetResult, key: SigningKey, identity: str) -> str:
+def _provenance(registry: RegistryClient, repository: str, result: TargetResult, key: Signer, identity: str) -> str:
     assert result.digest is not None and result.evidence is not None
     existing, _ = verified_statements(registry, repository, result.digest, SLSA_PROVENANCE, key.public)
     if existing:

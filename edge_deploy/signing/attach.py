@@ -25,7 +25,7 @@ from edge_deploy.signing.cosign import (
     descriptor,
     simple_signing_payload,
 )
-from edge_deploy.signing.keys import SigningKey
+from edge_deploy.signing.keys import Signer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def fallback_tag(digest: str) -> str:
 
 
 def sign_image(
-    client: RegistryClient, repository: str, digest: str, key: SigningKey, *, identity: str
+    client: RegistryClient, repository: str, digest: str, key: Signer, *, identity: str
 ) -> AttachedSignature:
     """Sign the manifest `digest` in `repository` (an image or an index) and attach the signature.
     `identity` is the repository as the payload names it (host/path, no tag)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from edge_deploy.images.registry import RegistryClient
 from edge_deploy.signing.attach import AttachedSignature, attach_referrer
 from edge_deploy.signing.dsse import ENVELOPE_MEDIA_TYPE, Envelope, EnvelopeError, sign_envelope
-from edge_deploy.signing.keys import PublicKey, SigningKey
+from edge_deploy.signing.keys import PublicKey, Signer
 from edge_deploy.signing.provenance import SBOM_MEDIA_TYPE
 from edge_deploy.signing.verify import referrers_of
 
@@ -43,7 +43,7 @@ def attached_sbom(client: RegistryClient, repository: str, digest: str) -> str |
 
 
 def attest(
-    client: RegistryClient, repository: str, digest: str, statement: bytes, predicate_type: str, key: SigningKey
+    client: RegistryClient, repository: str, digest: str, statement: bytes, predicate_type: str, key: Signer
 ) -> AttachedSignature:
     """Sign `statement` (in-toto, JSON) in a DSSE envelope and attach it to `digest`."""
     envelope = sign_envelope(key, statement).to_json()

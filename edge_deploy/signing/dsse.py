@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.signing.keys import PublicKey, SigningKey
+from edge_deploy.signing.keys import PublicKey, Signer
 
 IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -60,6 +60,6 @@ class Envelope:
         return self.payload
 
 
-def sign_envelope(key: SigningKey, payload: bytes, payload_type: str = IN_TOTO_PAYLOAD) -> Envelope:
+def sign_envelope(key: Signer, payload: bytes, payload_type: str = IN_TOTO_PAYLOAD) -> Envelope:
     signature = base64.b64encode(key.sign(pae(payload_type, payload))).decode()
     return Envelope(payload_type, payload, ((key.public.fingerprint(), signature),))

@@ -13,6 +13,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +22,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge_deploy.errors import ConfigError
 
 CURVE = ec.SECP256R1
+
+
+class Signer(Protocol):
+    """What signs: a `SigningKey` here, or a key that stays in Azure Key Vault (signing.keyvault)."""
+
+    def sign(self, payload: bytes) -> bytes:
+        """ECDSA P-256 with SHA-256 over `payload`, DER-encoded."""
+        ...
+
+    @property
+    def public(self) -> PublicKey: ...
 
 
 @dataclass(frozen=True)
