@@ -8,8 +8,9 @@ code as an image does (the files `images.context` copies, byte-compiled), then, 
 in new processes:
   runtime   `python -m edge_deploy.runtime` from process start until GET /readyz answers 200:
             interpreter, imports, keys, decrypt into memory, sha256 check, session, HTTP server;
-            once as it runs by default (EDGE_DECRYPT_TO=memory: a memory file) and once with
-            EDGE_DECRYPT_TO=pipe (no plaintext buffer, for devices short of memory);
+            once as it runs by default (EDGE_DECRYPT_TO=memory: a memory file), once with
+            EDGE_DECRYPT_TO=pipe (no plaintext buffer, for devices short of memory), and once
+            with EDGE_REQUIRE_SIGNED_MODEL=true (the sealed file's signature checked first);
   ORT       a new interpreter that imports onnxruntime and creates a session on the plain model
             file, from process start until the session exists (what serving the model costs
             without any encryption);
@@ -48,6 +49,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout, installed or not
 
 from edge_deploy import crypto  # noqa: E402
 from edge_deploy.images.context import byte_compile, copy_runtime_code  # noqa: E402
+from edge_deploy.signing.blob import sign_file  # noqa: E402
+from edge_deploy.signing.keys import SigningKey  # noqa: E402
 
 MIB = 1024 * 1024
 KEY_ID = "bench"
@@ -109,6 +112,14 @@ def seal(plain: Path, model_dir: Path, keyring: crypto.Keyring) -> None:
     sealed = crypto.encrypt_file(plain, model_dir / "model.onnx.enc", keyring, KEY_ID, checksums=True)
     metadata = {"name": "edge-bench", "model_sha256": sealed.plaintext_sha256, "key_id": KEY_ID}
     (model_dir / "model.json").write_text(json.dumps({**metadata, "execution_providers": ["CPUExecutionProvider"]}))
+
+
+def trusting_a_signature(model_dir: Path, directory: Path, env: dict[str, str]) -> dict[str, str]:
+    """Sign the sealed model (model.onnx.enc.sig) and return `env` as a device that requires it sets it."""
+    signing_key = SigningKey.generate()
+    sign_file(model_dir / "model.onnx.enc", signing_key)
+    (directory / "trusted.pub").write_bytes(signing_key.public.pem())
+    return {**env, "EDGE_REQUIRE_SIGNED_MODEL": "true", "EDGE_SIGNING_PUBLIC_KEY_FILE": str(directory / "trusted.pub")}
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -199,11 +210,13 @@ def main() -> None:
         plain, model_dir = Path(directory, "model.onnx"), Path(directory, "model")
         make_model(plain, args.size_mib * MIB)
         seal(plain, model_dir, crypto.Keyring({KEY_ID: key}))
+        signed_env = trusting_a_signature(model_dir, Path(directory), env)
         size = plain.stat().st_size
         print(f"model: {size / MIB:.0f} MiB ONNX, sha256 {hashlib.sha256(plain.read_bytes()).hexdigest()[:12]}...")
         operations = {
             "edge runtime, sealed": lambda: runtime_ready(model_dir, env, "memory"),
             "  the same, via a pipe": lambda: runtime_ready(model_dir, env, "pipe"),
+            "  the same, signed": lambda: runtime_ready(model_dir, signed_env, "memory"),
             "ORT session, plain": lambda: ort_session(plain, env),
             "python -c pass": lambda: interpreter(env),
         }
