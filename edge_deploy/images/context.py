@@ -318,6 +318,12 @@ def configured_signing_key(settings: Settings | None = None) -> SigningKey | Non
     """The release signing key EDGE_SIGNING_KEY or EDGE_SIGNING_KEY_FILE names; None when neither is set."""
     settings = settings or Settings.from_env()
     if settings.signing_key is None:
+        if settings.signing_key_uri is not None:
+            # the Key Vault signer takes whole payloads; a sealed model is hashed in chunks (signing.blob)
+            log.warning(
+                "EDGE_SIGNING_KEY_URI signs the images but not the sealed model: a device that requires "
+                "a signed model (EDGE_REQUIRE_SIGNED_MODEL) refuses this one; use EDGE_SIGNING_KEY(_FILE) for that"
+            )
         return None
     password = settings.signing_key_password.reveal() if settings.signing_key_password else None
     return SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
