@@ -125,6 +125,7 @@ def build_command(
             provenance=ImageProvenance(source, revision, lakefs_repo, lakefs_commit, validation_status),
             base_images=overrides,
             acceptance=_acceptance(model.parent, sealed.key_id, quiet=as_json) if accept else None,
+            evidence=_evidence(sealed),
         )
         result = build_and_push(request, settings, push=push)
     finally:
@@ -157,6 +158,29 @@ def _acceptance(directory: Path, key_id: str, quiet: bool):
             click.echo(f"note: no {REFERENCE_DIR}/ beside the model: the images are not run before release", err=True)
         return None
     return AcceptanceInputs(reference, {key_id: Secret(exported_key(key_id))}, directory)
+
+
+def _evidence(sealed):
+    """The provenance's materials when the gate's validation.json is beside the model (signed with
+    the images when a signing key is set); None without it. A model built from this machine's files
+    names no lakeFS source in its provenance: `--lakefs-repo` and `--lakefs-commit` are labels only."""
+    from edge_deploy.files import sha256_file
+    from edge_deploy.signing.provenance import REPORT_NAME, ImageEvidence, now
+
+    report = sealed.serving_dir / REPORT_NAME if sealed.serving_dir else None
+    if report is None or not report.is_file():
+        return None
+    verdict = json.loads(report.read_text())
+    return ImageEvidence(
+        model_name=sealed.name,
+        onnx_sha256=sealed.model_sha256,
+        sealed_sha256=sha256_file(sealed.sealed_path),
+        key_id=sealed.key_id,
+        report_sha256=sha256_file(report),
+        validation_status="passed" if verdict.get("passed") else "failed",
+        run_id=f"cli-{now()}",
+        started_on=now(),
+    )
 
 
 def _gate_custom_ops(directory: Path) -> tuple[str, ...]:
