@@ -9,8 +9,9 @@ model's files. Exits 0 when no link is broken (links it could not reach are list
 fail it), 1 naming the first broken link.
 
 The trusted key: --key, else EDGE_SIGNING_PUBLIC_KEY(_FILE), else the public half of
-EDGE_SIGNING_KEY(_FILE). The registry's credentials are EDGE_REGISTRY_*'s when IMAGE is on that
-registry; lakeFS's are LAKEFS_* (without them, or with --no-lakefs, the lakeFS links are unreached).
+EDGE_SIGNING_KEY(_FILE) or of the Key Vault key EDGE_SIGNING_KEY_URI names. The registry's
+credentials are EDGE_REGISTRY_*'s when IMAGE is on that registry; lakeFS's are LAKEFS_* (without
+them, or with --no-lakefs, the lakeFS links are unreached).
 """
 
 from __future__ import annotations
@@ -74,15 +75,16 @@ def parse_image(image: str, settings: Settings) -> tuple[RegistrySettings, str, 
 
 
 def trusted_key(key_file: Path | None, settings: Settings):  # -> PublicKey (cryptography loads on use)
-    from edge_deploy.signing.keys import PublicKey, SigningKey
+    from edge_deploy.signing.keys import PublicKey
+    from edge_deploy.signing.release_signer import release_signer
 
     if key_file is not None:
         return PublicKey.from_pem(key_file.read_bytes(), f"--key {key_file}")
     if settings.signing_public_key:
         return PublicKey.from_pem(settings.signing_public_key.encode(), "EDGE_SIGNING_PUBLIC_KEY")
-    if settings.signing_key:
-        password = settings.signing_key_password.reveal() if settings.signing_key_password else None
-        return SigningKey.from_pem(settings.signing_key.reveal().encode(), password).public
+    signer = release_signer(settings)  # the PEM key's public half, or the one Key Vault answers with
+    if signer is not None:
+        return signer.public
     raise ConfigError("no key to verify with: pass --key FILE or set EDGE_SIGNING_PUBLIC_KEY (or _FILE)")
 
 

@@ -30,7 +30,8 @@ from edge_deploy.images.errors import RuntimeLayerError
 from edge_deploy.images.operators import OperatorLibrary
 from edge_deploy.platforms import BuildTarget, RuntimePackages
 from edge_deploy.signing.blob import SIGNATURE_SUFFIX, BlobSignature, BlobSignatureError, sign_file, verify_file
-from edge_deploy.signing.keys import SigningKey
+from edge_deploy.signing.keys import Signer
+from edge_deploy.signing.release_signer import release_signer
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ def _link_tree(source: Path, destination: Path) -> None:
 
 
 def seal_model(
-    onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str, signing_key: SigningKey | None = None
+    onnx_path: Path, keyring: Keyring, key_id: str, out_dir: Path, name: str, signing_key: Signer | None = None
 ) -> SealedModel:
     """Seal a plaintext ONNX model for the edge under KEK `key_id` (into `out_dir`), signed with
     `signing_key`, else with EDGE_SIGNING_KEY(_FILE) when that is set (see `sign_sealed_model`)."""
@@ -304,9 +305,7 @@ def seal_model(
     return SealedModel(name, sealed_path, sealed.plaintext_sha256, key_id, signature=signature)
 
 
-def open_sealed_model(
-    sealed_path: Path, keyring: Keyring, name: str, signing_key: SigningKey | None = None
-) -> SealedModel:
+def open_sealed_model(sealed_path: Path, keyring: Keyring, name: str, signing_key: Signer | None = None) -> SealedModel:
     """An already sealed model: decrypted in memory once, to learn (and prove) its plaintext sha256;
     signed like `seal_model` (the signature beside it is kept when that key made it)."""
     digest = hashlib.sha256(decrypt_file_to_bytes(sealed_path, keyring)).hexdigest()
@@ -314,22 +313,13 @@ def open_sealed_model(
     return SealedModel(name, sealed_path, digest, read_header(sealed_path).key_id, signature=signature)
 
 
-def configured_signing_key(settings: Settings | None = None) -> SigningKey | None:
-    """The release signing key EDGE_SIGNING_KEY or EDGE_SIGNING_KEY_FILE names; None when neither is set."""
-    settings = settings or Settings.from_env()
-    if settings.signing_key is None:
-        if settings.signing_key_uri is not None:
-            # the Key Vault signer takes whole payloads; a sealed model is hashed in chunks (signing.blob)
-            log.warning(
-                "EDGE_SIGNING_KEY_URI signs the images but not the sealed model: a device that requires "
-                "a signed model (EDGE_REQUIRE_SIGNED_MODEL) refuses this one; use EDGE_SIGNING_KEY(_FILE) for that"
-            )
-        return None
-    password = settings.signing_key_password.reveal() if settings.signing_key_password else None
-    return SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
+def configured_signing_key(settings: Settings | None = None) -> Signer | None:
+    """The release's signer (EDGE_SIGNING_KEY(_FILE), or a key in Key Vault by EDGE_SIGNING_KEY_URI);
+    None when neither is set."""
+    return release_signer(settings or Settings.from_env())
 
 
-def sign_sealed_model(sealed_path: Path, key: SigningKey | None) -> BlobSignature | None:
+def sign_sealed_model(sealed_path: Path, key: Signer | None) -> BlobSignature | None:
     """`<sealed_path>.sig` by `key` (a detached signature a device can require before it decrypts);
     None without a key: the model ships unsigned, as before signing existed. A signature already
     there by this key is kept, so that signing an already sealed model twice changes nothing."""
@@ -347,7 +337,7 @@ def carry_signature(signature: BlobSignature | None, directory: Path) -> None:
     if signature is None:
         return
     shutil.copyfile(signature.path, directory / SIGNATURE_FILE)
-    record = {"file": SIGNATURE_FILE, "key_sha256": signature.key_fingerprint}
+    record = {"file": SIGNATURE_FILE, "key_sha256": signature.key_fingerprint, "public_key": signature.public_pem}
     (directory / SIGNATURE_RECORD).write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -356,4 +346,4 @@ def carried_signature(directory: Path) -> BlobSignature | None:
     if not (directory / SIGNATURE_RECORD).is_file():
         return None
     record = json.loads((directory / SIGNATURE_RECORD).read_text())
-    return BlobSignature(directory / str(record["file"]), str(record["key_sha256"]))
+    return BlobSignature(directory / str(record["file"]), str(record["key_sha256"]), str(record.get("public_key", "")))

@@ -58,9 +58,9 @@ from edge_deploy.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from edge_deploy.sbom import Inventory, Package, cyclonedx
 from edge_deploy.signing.attach import sign_image
 from edge_deploy.signing.attest import attach_sbom, attached_sbom, attest, verified_statements
-from edge_deploy.signing.keys import Signer, SigningKey
-from edge_deploy.signing.keyvault import KeyVaultKey
+from edge_deploy.signing.keys import Signer
 from edge_deploy.signing.provenance import SLSA_PROVENANCE, ImageEvidence, provenance_statement
+from edge_deploy.signing.release_signer import release_signer
 from edge_deploy.signing.verify import SignatureError, verify_image
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,13 @@ def accept_candidate(candidate: Candidate, request: ReleaseRequest) -> TargetAcc
         return None
     target = candidate.target
     keys = {key_id: secret.reveal() for key_id, secret in request.acceptance.keys.items()}
+    signature = request.model.shipped_signature()
+    # a signed model is run as a device that requires its signature: the image must start that way too
+    device_env = (
+        {"EDGE_REQUIRE_SIGNED_MODEL": "true", "EDGE_SIGNING_PUBLIC_KEY": signature.public_pem}
+        if signature is not None and signature.public_pem
+        else {}
+    )
     acceptance = accept_image(
         candidate.client,
         candidate.image_id,
@@ -290,6 +297,7 @@ def accept_candidate(candidate: Candidate, request: ReleaseRequest) -> TargetAcc
         request.acceptance.reference_dir,
         keys,
         report_path=request.acceptance.report_path(target.name),
+        environment=device_env,
     )
     log.info("%s: acceptance %s (%s)", target.name, acceptance.status, acceptance.detail)
     if acceptance.status == FAILED:
@@ -440,12 +448,9 @@ def sign_release(
 
 def signing_key(settings: Settings) -> Signer:
     """The release's signer: the key in Key Vault (EDGE_SIGNING_KEY_URI), else the PEM key."""
-    if settings.signing_key_uri is not None:
-        assert settings.azure_identity is not None
-        return KeyVaultKey(settings.signing_key_uri, settings.azure_identity)
-    assert settings.signing_key is not None
-    password = settings.signing_key_password.reveal() if settings.signing_key_password else None
-    return SigningKey.from_pem(settings.signing_key.reveal().encode(), password)
+    signer = release_signer(settings)
+    assert signer is not None, "signing is configured"
+    return signer
 
 
 def _signature(registry: RegistryClient, repository: str, digest: str, key: Signer, identity: str) -> str:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from edge_deploy.errors import EdgeDeployError
-from edge_deploy.signing.keys import PublicKey, SigningKey
+from edge_deploy.signing.keys import PublicKey, Signer
 
 SIGNATURE_SUFFIX = ".sig"
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -54,6 +54,7 @@ class BlobSignature:
 
     path: Path  # the .sig file
     key_fingerprint: str  # SHA-256 of the public key's DER form, hex (PublicKey.fingerprint)
+    public_pem: str = ""  # that public key, for the acceptance run that requires the signature
 
 
 def signature_path(path: Path) -> Path:
@@ -61,12 +62,12 @@ def signature_path(path: Path) -> Path:
     return path.with_name(path.name + SIGNATURE_SUFFIX)
 
 
-def sign_file(path: Path, key: SigningKey) -> BlobSignature:
+def sign_file(path: Path, key: Signer) -> BlobSignature:
     """Sign `path`'s bytes and write the signature to `<path>.sig`, replacing any there."""
-    der = key.private.sign(_sha256(path), PREHASHED_SHA256)
+    der = key.sign_digest(_sha256(path))
     target = signature_path(path)
     _write_atomically(target, base64.b64encode(der))
-    return BlobSignature(target, key.public.fingerprint())
+    return BlobSignature(target, key.public.fingerprint(), key.public.pem().decode())
 
 
 def verify_file(path: Path, key: PublicKey) -> BlobSignature:
@@ -81,7 +82,7 @@ def verify_file(path: Path, key: PublicKey) -> BlobSignature:
             f"the signature does not verify with the key whose fingerprint is {fingerprint} "
             "(the file changed after it was signed, or another key signed it)",
         ) from None
-    return BlobSignature(signature_path(path), fingerprint)
+    return BlobSignature(signature_path(path), fingerprint, key.pem().decode())
 
 
 def _read_signature(path: Path) -> bytes:

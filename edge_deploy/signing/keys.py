@@ -18,6 +18,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from edge_deploy.errors import ConfigError
 
@@ -29,6 +30,10 @@ class Signer(Protocol):
 
     def sign(self, payload: bytes) -> bytes:
         """ECDSA P-256 with SHA-256 over `payload`, DER-encoded."""
+        ...
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """The same signature, given the payload's SHA-256 digest (a file hashed in chunks)."""
         ...
 
     @property
@@ -73,6 +78,9 @@ class SigningKey:
     def sign(self, payload: bytes) -> bytes:
         """ECDSA with SHA-256 over `payload`, DER-encoded (what cosign writes, base64, in its annotation)."""
         return self.private.sign(payload, ec.ECDSA(hashes.SHA256()))
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return self.private.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
     @property
     def public(self) -> PublicKey:

@@ -27,8 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from edge_deploy.config import AzureIdentity
 from edge_deploy.errors import ConfigError, EdgeDeployError, TransientError
@@ -78,15 +80,22 @@ class KeyVaultKey:
 
     def sign(self, payload: bytes) -> bytes:
         """ES256 over `payload` by the vault, DER-encoded; checked with the public key before it is used."""
+        return self.sign_digest(hashlib.sha256(payload).digest())
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """ES256 over a SHA-256 `digest` (the vault signs digests: the payload never leaves this host)."""
         public = self.public
-        digest = hashlib.sha256(payload).digest()
         answer = self._call("POST", f"{self._kid}/sign", {"alg": "ES256", "value": _b64url(digest)})
         raw = _unb64url(str(answer.get("value", "")))
         if len(raw) != 64:
             raise KeyVaultError(f"Key Vault key {self.uri}: a P-256 signature is 64 bytes, the vault sent {len(raw)}")
         der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-        if not public.verifies(payload, base64.b64encode(der).decode()):
-            raise KeyVaultError(f"Key Vault key {self.uri}: the vault's signature does not verify with its public key")
+        try:
+            public.key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        except InvalidSignature:
+            raise KeyVaultError(
+                f"Key Vault key {self.uri}: the vault's signature does not verify with its public key"
+            ) from None
         return der
 
     # -- the vault -----------------------------------------------------------------------------------------------

@@ -16,12 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from flytekit.types.directory import FlyteDirectory
 
-from edge_deploy.config import Settings
 from edge_deploy.crypto import Keyring
 from edge_deploy.images.context import (
     RuntimeLayer,
     SealedModel,
-    configured_signing_key,
     open_sealed_model,
     render_dockerfile,
     seal_model,
@@ -173,13 +171,6 @@ def test_without_a_signing_key_nothing_is_signed(sealed_model, edge_key, monkeyp
     assert model.signature is None and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.onnx.enc"]
     assert sorted(p.name for p in (context / "model").iterdir()) == ["model.json", "model.onnx.enc"]
     assert "signature" not in json.loads((context / "model" / "model.json").read_text())
-
-
-def test_a_key_in_key_vault_does_not_sign_the_sealed_model_and_says_so(caplog):
-    settings = Settings(signing_key_uri="https://edge-kv.vault.azure.net/keys/release")
-    with caplog.at_level("WARNING", logger="edge_deploy.images.context"):
-        assert configured_signing_key(settings) is None
-    assert "EDGE_SIGNING_KEY_URI signs the images but not the sealed model" in caplog.text
 
 
 def test_an_already_sealed_model_is_signed_once(sealed_model, edge_key, release_key, monkeypatch, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 
 import pytest
 import requests
@@ -20,9 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from edge_deploy.config import Settings
 from edge_deploy.errors import ConfigError, TransientError
+from edge_deploy.images.context import configured_signing_key, sign_sealed_model
 from edge_deploy.images.push import push_index, signing_key
 from edge_deploy.images.registry import RegistryClient
 from edge_deploy.retry import RetryPolicy
+from edge_deploy.signing.blob import BlobSignatureError, verify_file
 from edge_deploy.signing.keyvault import KeyVaultError, KeyVaultKey
 from edge_deploy.signing.verify import verify_image
 from tests.images.conftest import FAST_RETRIES
@@ -159,3 +162,16 @@ def arm_faults(keyvault, count: int) -> None:
     requests.post(
         f"{keyvault.url}/_test/faults", json={"count": count}, verify=str(keyvault.ca_file), timeout=10
     ).raise_for_status()
+
+
+def test_the_vault_signs_the_sealed_model_as_a_device_checks_it(keyvault, vault_key, trusted_ca, tmp_path):
+    settings = Settings.from_env({"EDGE_SIGNING_KEY_URI": vault_key} | keyvault.credentials_env(federated=True))
+    sealed = tmp_path / "model.onnx.enc"
+    sealed.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # hashed in chunks: only its digest goes to the vault
+    signer = configured_signing_key(settings)
+    signature = sign_sealed_model(sealed, signer)
+    assert verify_file(sealed, signer.public).key_fingerprint == signature.key_fingerprint
+    with sealed.open("r+b") as changed:
+        changed.write(b"\0")
+    with pytest.raises(BlobSignatureError, match="does not verify"):
+        verify_file(sealed, signer.public)
