@@ -70,6 +70,7 @@ def accept_image(
     keys: dict[str, str],
     model_name: str = DEFAULT_MODEL_NAME,
     report_path: Path | None = None,
+    environment: dict[str, str] | None = None,
 ) -> TargetAcceptance:
     """Run `image` as a device and compare its answers with the gate's photo reference in `reference_dir`."""
     started = time.monotonic()
@@ -96,6 +97,7 @@ def accept_image(
             setup=setup,
             repeats=NATIVE_REPEATS if mode == "native" else 1,
             tensors=tensors,
+            environment=environment,
         )
     except DeviceRunError as exc:
         seconds = time.monotonic() - started

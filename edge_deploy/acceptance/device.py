@@ -81,11 +81,13 @@ def run_as_device(
     setup: DeviceSetup,
     repeats: int = 1,
     tensors: Mapping[str, Path] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> DeviceRun:
     """Start `image`, ask it about every photo (`repeats` times each), stop and remove it.
 
     `keys`: key id -> base64 key text, given to the runtime as files. `tensors`: photo name -> its
-    .npz of input tensors, sent to the OIP endpoint (the outputs come back in `DeviceRun.tensors`)."""
+    .npz of input tensors, sent to the OIP endpoint (the outputs come back in `DeviceRun.tensors`).
+    `environment`: what the device sets besides (e.g. the requirement of a signed model)."""
     tensors = dict(tensors or {})
     container = None
     try:
@@ -96,6 +98,7 @@ def run_as_device(
             mounts=list(setup.mounts),
             entrypoint=_entrypoint(client, image, setup),
             platform=setup.platform,
+            environment=dict(environment or {}),
         )
         if not container.put_archive("/", _files_archive(keys, photos, tensors)):
             raise DeviceRunError(f"cannot copy the key and the photos into a container of {image}")

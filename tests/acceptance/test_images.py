@@ -26,6 +26,8 @@ from edge_deploy.images.context import seal_model
 from edge_deploy.images.push import AcceptanceInputs, ImageProvenance, ReleaseRequest, build_and_push
 from edge_deploy.platforms import detect_targets
 from edge_deploy.records.assemble import image_set
+from edge_deploy.signing.blob import sign_file
+from edge_deploy.signing.keys import SigningKey
 from edge_deploy.validation.gate import validate
 from edge_deploy.validation.report import ValidationSettings
 from tests.fixtures.processes import require_binary
@@ -231,3 +233,25 @@ def test_a_build_task_whose_image_fails_acceptance_fails_the_run_at_accept_namin
     assert record.images is None and record.published is None
     assert tags(registry, "accept/task") == []  # nothing of the image reached the registry
     assert PROCESS_STATUS.events(run_id)[-1].kind == "run-failed"
+
+
+def test_a_signed_model_is_run_as_a_device_that_requires_its_signature(
+    classifier, docker_engine, debian_python_base, edge_key, tmp_path, monkeypatch
+):
+    sample, reference_dir = classifier
+    release_key = SigningKey.generate()
+    (tmp_path / "release.pem").write_bytes(release_key.private_pem())
+    monkeypatch.setenv("EDGE_SIGNING_KEY_FILE", str(tmp_path / "release.pem"))  # seal_model signs with it
+    bases = {"x86_64-cpu": debian_python_base}
+    request = request_for(sample.onnx_dir, reference_dir, edge_key, bases, tmp_path / "sealed", "accept/signed")
+    assert request.model.signature is not None
+    settings = Settings(work_dir=LAYER_CACHE)
+
+    accepted = build_and_push(request, settings, docker_engine, push=False).targets[0]
+    assert accepted.acceptance.status == "accepted", accepted.acceptance.detail
+    docker_engine.images.remove(accepted.reference, force=True)
+
+    # the same model signed by another key: a device trusting the release key refuses to start
+    sign_file(request.model.sealed_path, SigningKey.generate())
+    with pytest.raises(AcceptanceFailed, match="does not verify with the key"):
+        build_and_push(request, settings, docker_engine, push=False)
