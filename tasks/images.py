@@ -69,6 +69,7 @@ def build_image(
     repository: str,
     release_tag: str,
     base_images: dict[str, str],
+    publish_branch: str = "",
 ) -> BuiltImage:
     """Build, accept and push the image of one device class; skipped when its content tag is already pushed.
 
@@ -82,8 +83,9 @@ def build_image(
     with open_locks(settings).hold(lock, run_id, wait=LOCK_WAIT_SECONDS):
         with reported_stage("build"):
             request = release_request(
-                sealed_model, seal, serving, report, provenance, repository, release_tag, base_images, photo_reference
-            )
+                sealed_model, seal, serving, report, provenance, repository, release_tag, base_images, photo_reference,
+                publish_branch,
+            )  # fmt: skip
             candidate = build_candidate(request, detect_targets([target], BACKEND)[0], settings)
         with reported_stage("accept"):
             try:
@@ -120,6 +122,7 @@ def release_request(
     release_tag: str,
     base_images: dict[str, str],
     photo_reference: FlyteDirectory | None = None,
+    publish_branch: str = "",
 ) -> ReleaseRequest:
     model = SealedModel(
         name=Path(report.shipped_onnx).name,
@@ -146,11 +149,13 @@ def release_request(
         image_provenance,
         base_images,
         acceptance=_acceptance(photo_reference, seal),
-        evidence=_evidence(model, seal, report, provenance),
+        evidence=_evidence(model, seal, report, provenance, publish_branch),
     )
 
 
-def _evidence(model: SealedModel, seal: SealedFile, report: ValidationReport, provenance: Provenance) -> ImageEvidence:
+def _evidence(
+    model: SealedModel, seal: SealedFile, report: ValidationReport, provenance: Provenance, publish_branch: str
+) -> ImageEvidence:
     """What the images are made from, for their provenance (signed in push_release_index)."""
     report_file = model.serving_dir / REPORT_NAME if model.serving_dir else None
     return ImageEvidence(
@@ -164,6 +169,7 @@ def _evidence(model: SealedModel, seal: SealedFile, report: ValidationReport, pr
         lakefs_repository=None if provenance.local else provenance.repo,
         lakefs_commit=None if provenance.local else provenance.commit_id,
         lakefs_ref=None if provenance.local else provenance.ref,
+        publish_branch=None if provenance.local else publish_branch or provenance.ref,
         source_prefix=provenance.prefix,
         source_files=list(provenance.files),
         started_on=now(),

@@ -36,6 +36,7 @@ def build_release(
     provenance: Provenance,
     repository: str,
     options: DeployOptions,
+    publish_branch: str = "",
 ) -> ReleaseOutputs:
     """Build and accept every target in parallel (one node each); push the index only when all succeeded."""
     if not options.build_images:
@@ -54,6 +55,7 @@ def build_release(
             repository=repository,
             release_tag=release_tag,
             base_images=options.base_images,
+            publish_branch=publish_branch,
         )
         for target in targets
     ]

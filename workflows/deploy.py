@@ -67,6 +67,7 @@ def deploy_model(
         provenance=provenance,
         repository=repository,
         options=options,
+        publish_branch=publish_branch,
     )
     _, upload = publish_deployment(
         validated_dir=validated_dir,

@@ -291,7 +291,8 @@ def _check_report(walk: _Walk) -> str:
     store, repository, commit, _ = _lakefs(walk)
     material = walk.proven.material("validation-report") or {}
     path = (material.get("annotations") or {}).get("path", "")
-    ref = walk.proven.predicate["buildDefinition"]["externalParameters"].get("ref") or commit
+    parameters = walk.proven.predicate["buildDefinition"]["externalParameters"]
+    ref = parameters.get("publishBranch") or parameters.get("ref") or commit
     walk.publish_commit = _publish_commit(store, repository, ref, walk.proven.run_id, commit)
     where = f"lakefs://{repository}/{walk.publish_commit}/{path}"
     data = store.read_object(repository, walk.publish_commit, path)

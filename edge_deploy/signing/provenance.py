@@ -49,7 +49,8 @@ class ImageEvidence:
     run_id: str
     lakefs_repository: str | None = None  # None: a local model directory
     lakefs_commit: str | None = None
-    lakefs_ref: str | None = None  # the ref the run was asked for (the publish branch by default)
+    lakefs_ref: str | None = None  # the ref the run was asked for
+    publish_branch: str | None = None  # where the run publishes its report (default: lakefs_ref)
     source_prefix: str = ""
     source_files: list[FileEntry] = field(default_factory=list)
     report_path: str = f"edge/{REPORT_NAME}"  # where the publish stage puts the report, under the branch
@@ -89,6 +90,7 @@ def provenance_statement(
                 "externalParameters": {
                     "source": evidence.source_uri or f"local:{evidence.model_name}",
                     "ref": evidence.lakefs_ref,
+                    "publishBranch": evidence.publish_branch or evidence.lakefs_ref,
                     "deviceClass": device_class,
                     "platform": oci_platform,
                 },

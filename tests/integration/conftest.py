@@ -22,6 +22,7 @@ import lakefs_sdk
 import pytest
 
 from edge_deploy.crypto import ENCRYPTED_SUFFIX, Keyring, encrypt_file, key_env_var
+from edge_deploy.signing.keys import SigningKey
 from tests.fixtures.base_images import BaseImage
 from tests.fixtures.s3 import PROJECT_ROOT
 
@@ -89,6 +90,7 @@ def deploy_env(lakefs_server, mongo_server, redis_server, registry, tmp_path) ->
     temp_dir.mkdir()
     RUNTIME_LAYER_CACHE.mkdir(parents=True, exist_ok=True)
     (work_dir / "runtime-layers").symlink_to(RUNTIME_LAYER_CACHE, target_is_directory=True)
+    (tmp_path / "release.pem").write_bytes(SigningKey.generate().private_pem())  # a mounted key file
     return {
         **_clean_environment(),
         **lakefs_server.env(),
@@ -100,6 +102,7 @@ def deploy_env(lakefs_server, mongo_server, redis_server, registry, tmp_path) ->
         key_env_var(SOURCE_KEY_ID): base64.b64encode(SOURCE_KEY).decode(),
         key_env_var(EDGE_KEY_ID): base64.b64encode(EDGE_KEY).decode(),
         "EDGE_SEAL_KEY_ID": EDGE_KEY_ID,
+        "EDGE_SIGNING_KEY_FILE": str(tmp_path / "release.pem"),
         "EDGE_RUN_ID": f"it-{uuid.uuid4().hex[:12]}",
         "EDGE_WORK_DIR": str(work_dir),
         "FLYTE_LOCAL_CACHE_ENABLED": "false",  # every stage really runs; the cache has its own benchmark

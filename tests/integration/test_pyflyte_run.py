@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -229,6 +231,22 @@ def check_registry(registry, repository: str, record: dict, images: dict[str, di
         assert oci_platform(config) == platform  # the image itself says it is for that platform
 
 
+def check_verified(record: dict, env: dict[str, str]) -> None:
+    """`edge-deploy verify` on the release: every link holds, lakeFS's included (the report the run
+    published on its publish branch, the source files at the commit it was built from)."""
+    edge_deploy = Path(sys.executable).with_name("edge-deploy")
+    index = record["images"]["index_reference"]
+    done = subprocess.run([str(edge_deploy), "verify", index, "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, output_tail(done)
+    report = json.loads(done.stdout)
+    assert report["verified"] and report["index_signature"]["status"] == "ok"
+    assert len(report["images"]) == len(TARGETS)
+    for chain in report["images"]:
+        assert {link["status"] for link in chain["links"]} == {"ok"}, chain
+    for image in record["images"]["platforms"]:
+        assert image["signature"] and image["provenance"], "the record names each image's signature"
+
+
 # -- the tests -----------------------------------------------------------------------------------------
 
 
@@ -256,6 +274,7 @@ def test_pyflyte_run_deploys_an_encrypted_detector_for_x86_64_and_arm64(
         check_lakefs_commit(api, seeded_model, record, run_id)
     check_success_events(run_events(redis_server, run_id), run_progress(redis_server, run_id))
     check_registry(registry, repository, record, images)
+    check_verified(record, deploy_env)
 
 
 def test_pyflyte_run_whose_validation_fails_records_it_and_publishes_nothing(
