@@ -418,3 +418,28 @@ def test_sigstores_own_verifier_accepts_the_signatures_and_the_provenance(signed
         f"tampered signature of {d}": "signature verification failed"
         for d in (release.image_digest, release.result.index_digest)
     }
+
+
+def test_the_signing_key_never_enters_an_image_an_artifact_or_the_release(signed_release, registry):
+    """Every blob of the release in the registry (layers, configs, signatures, SBOM, provenance) and
+    the release's own record are searched for the private key, in PEM and in its raw scalar."""
+    release = signed_release
+    private = release.key.private_pem()
+    secret_lines = [line for line in private.splitlines() if line and not line.startswith(b"-----")]
+    scalar = release.key.private.private_numbers().private_value.to_bytes(32, "big")
+    needles = [*secret_lines, scalar, base64.b64encode(scalar)]
+    base = f"{registry.url}/v2/{REPOSITORY}"
+    accept = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+              "application/vnd.docker.distribution.manifest.v2+json"}  # fmt: skip
+    blobs = set()
+    for digest in (release.image_digest, release.result.index_digest):
+        blobs |= {layer["digest"] for layer, _ in referrer_layers(base, digest)}
+    manifest = requests.get(f"{base}/manifests/{release.image_digest}", headers=accept, timeout=10).json()
+    blobs |= {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
+    for digest in blobs:
+        data = requests.get(f"{base}/blobs/{digest}", timeout=60).content
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        assert not any(needle in data for needle in needles), f"the signing key is in blob {digest}"
+    record = json.dumps(release.result.to_dict()).encode()
+    assert not any(needle in record for needle in needles)
