@@ -215,10 +215,7 @@ def test_an_edited_label_is_caught(signed_release):
 
 def test_a_changed_material_hash_is_caught(signed_release):
     release = signed_release
-    statement = release.statement()
-    for material in statement["predicate"]["buildDefinition"]["resolvedDependencies"]:
-        if material["name"] == "sealed-model":
-            material["digest"]["sha256"] = "0" * 64
+    statement = with_material_sha256(release.statement(), "sealed-model", "0" * 64)
     # edited after signing: the envelope's signature no longer covers its payload
     edited = clone(release.client, release.image_digest, "edited-provenance", note="edited-provenance")
     resign(release, edited, release.statement())
@@ -271,10 +268,7 @@ def test_a_report_that_says_failed_is_caught(signed_release, tmp_path):
 
 def test_a_source_file_that_differs_is_caught(signed_release):
     release = signed_release
-    statement = release.statement()
-    for material in statement["predicate"]["buildDefinition"]["resolvedDependencies"]:
-        if material["name"] == "source-model/weights.pth":
-            material["digest"]["sha256"] = "f" * 64
+    statement = with_material_sha256(release.statement(), "source-model/weights.pth", "f" * 64)
     digest = clone(release.client, release.image_digest, "other-source", note="other-source")
     resign(release, digest, statement)
     chain = verify_chain(release.client, REPOSITORY, digest, release.key.public, release.store).images[0]
@@ -303,6 +297,14 @@ def run_verify(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         timeout=300,
     )
+
+
+def with_material_sha256(statement: dict, name: str, sha256: str) -> dict:
+    """`statement` with the sha256 of its material `name` changed."""
+    for material in statement["predicate"]["buildDefinition"]["resolvedDependencies"]:
+        if material["name"] == name:
+            material["digest"]["sha256"] = sha256
+    return statement
 
 
 def subject(statement: dict, digest: str) -> bytes:
