@@ -465,13 +465,22 @@ def _provenance(registry: RegistryClient, repository: str, result: TargetResult,
     existing, _ = verified_statements(registry, repository, result.digest, SLSA_PROVENANCE, key.public)
     if existing:
         return existing[0].manifest_digest
-    acceptance = (
-        {k: v for k, v in asdict(result.acceptance).items() if k in ACCEPTANCE_FIELDS} if result.acceptance else None
-    )
+    if result.acceptance is not None:
+        acceptance = {k: v for k, v in asdict(result.acceptance).items() if k in ACCEPTANCE_FIELDS}
+    else:  # already in the registry from an earlier run: what its labels say of the run that pushed it
+        acceptance = _acceptance_labelled(registry, repository, result.digest)
     statement = provenance_statement(
         identity, result.digest, result.evidence, acceptance, result.sbom_digest, result.device_class, result.platform
     )
     return attest(registry, repository, result.digest, statement, SLSA_PROVENANCE, key).signature_digest
+
+
+def _acceptance_labelled(registry: RegistryClient, repository: str, digest: str) -> dict[str, str] | None:
+    manifest = registry.get_manifest(repository, digest).document
+    labels = (json.loads(registry.get_blob(repository, manifest["config"]["digest"])).get("config") or {}).get("Labels")
+    prefix = f"{LABEL_PREFIX}.acceptance."
+    found = {name.removeprefix(prefix): value for name, value in (labels or {}).items() if name.startswith(prefix)}
+    return found or None
 
 
 def _registry(settings: Settings, push: bool | None, retry_policy: RetryPolicy) -> RegistryClient | None:

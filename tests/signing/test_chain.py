@@ -28,7 +28,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from edge_deploy.config import Settings
-from edge_deploy.images.push import ImageProvenance, ReleaseResult, build_and_push
+from edge_deploy.images.push import ImageProvenance, ReleaseResult, build_and_push, push_index
 from edge_deploy.images.registry import RegistryClient
 from edge_deploy.signing.attach import attach_referrer, sign_image
 from edge_deploy.signing.attest import attach_sbom, attest, verified_statements
@@ -52,6 +52,7 @@ RUN_ID = "chain-run-1"
 class SignedRelease:
     result: ReleaseResult
     key: SigningKey
+    key_file: Path
     client: RegistryClient
     store: LakeFSStore
     lakefs_repo: str
@@ -143,7 +144,7 @@ def signed_release(
     client = RegistryClient(Settings.from_env(env).require_registry(), FAST_RETRIES)
     verify_env = {k: v for k, v in env.items() if k != "EDGE_SIGNING_KEY_FILE"}
     verify_env["EDGE_SIGNING_PUBLIC_KEY_FILE"] = str(tmp / "signing.pub")
-    return SignedRelease(result, key, client, store, repo, provenance.commit_id, verify_env)
+    return SignedRelease(result, key, tmp / "signing.pem", client, store, repo, provenance.commit_id, verify_env)
 
 
 def statuses(chain) -> dict[str, str]:
@@ -176,6 +177,21 @@ def test_the_provenance_names_what_the_image_was_made_from(signed_release):
     document = json.loads(signed_release.client.get_blob(REPOSITORY, signed_release.result.targets[0].sbom_digest))
     names = {c["name"] for c in document["components"]}
     assert document["bomFormat"] == "CycloneDX" and "onnxruntime" in names and "numpy" in names
+
+
+def test_an_image_accepted_before_signing_was_configured_gets_a_provenance_that_verifies(signed_release):
+    """A content tag already in the registry is not built or run again: its provenance takes the
+    acceptance its labels recorded when it was first pushed."""
+    release = signed_release
+    accepted = {"io.edge-deploy.acceptance.status": "accepted", "io.edge-deploy.acceptance.photos": "2"}
+    digest = clone(release.client, release.image_digest, "accepted-earlier", labels=accepted)
+    earlier = replace(release.result.targets[0], digest=digest, built=False, pushed=False, acceptance=None)
+    settings = Settings.from_env(release.env | {"EDGE_SIGNING_KEY_FILE": str(release.key_file)})
+    attach_sbom(release.client, REPOSITORY, digest, release.client.get_blob(REPOSITORY, earlier.sbom_digest))
+    signed = push_index(REPOSITORY, "accepted-earlier-index", [earlier], settings)
+    assert set(signed.attestations) == {digest}
+    report = verify_chain(release.client, REPOSITORY, digest, release.key.public, release.store)
+    assert report.first_broken is None, report.first_broken
 
 
 def test_the_command_verifies_and_works_without_lakefs(signed_release):
