@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from edge_deploy.errors import NotFoundError
 from edge_deploy.images.registry import DOCKER_MANIFEST_LIST, OCI_INDEX, RegistryClient
 from edge_deploy.signing.attest import attached_sbom, verified_statements
 from edge_deploy.signing.keys import PublicKey
@@ -102,7 +103,6 @@ class _Walk:
     lakefs: LakeFSStore | None
     manifest: dict[str, Any] = field(default_factory=dict)
     provenance: Provenance | None = None
-    publish_commit: str = ""
 
     @property
     def proven(self) -> Provenance:
@@ -114,8 +114,10 @@ def verify_chain(
     registry: RegistryClient, repository: str, reference: str, key: PublicKey, lakefs: LakeFSStore | None = None
 ) -> ChainReport:
     """Walk the chain of `repository:reference` (a tag or a digest; an image or an index)."""
-    top = registry.get_manifest(repository, reference)
     shown = f"{registry.repository_reference(repository)}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+    if registry.manifest_digest(repository, reference) is None:
+        raise NotFoundError(f"{shown} is not in the registry: check the repository and the tag or digest")
+    top = registry.get_manifest(repository, reference)
     if top.media_type not in (OCI_INDEX, DOCKER_MANIFEST_LIST):
         return ChainReport(shown, top.digest, None, [_walk(registry, repository, top.digest, "", key, lakefs)])
     index_link = _signature_link(registry, repository, top.digest, key)
@@ -293,9 +295,9 @@ def _check_report(walk: _Walk) -> str:
     path = (material.get("annotations") or {}).get("path", "")
     parameters = walk.proven.predicate["buildDefinition"]["externalParameters"]
     ref = parameters.get("publishBranch") or parameters.get("ref") or commit
-    walk.publish_commit = _publish_commit(store, repository, ref, walk.proven.run_id, commit)
-    where = f"lakefs://{repository}/{walk.publish_commit}/{path}"
-    data = store.read_object(repository, walk.publish_commit, path)
+    published = _publish_commit(store, repository, ref, walk.proven.run_id, commit)
+    where = f"lakefs://{repository}/{published}/{path}"
+    data = store.read_object(repository, published, path)
     try:
         report = json.loads(data)
     except ValueError:

@@ -298,6 +298,9 @@ def test_a_key_is_required_and_a_bare_name_is_refused(signed_release):
     assert done.returncode == 2 and "EDGE_SIGNING_PUBLIC_KEY" in done.stderr
     done = run_verify(signed_release.env, "models/resnet18:v1")
     assert done.returncode == 2 and "name the image with its registry" in done.stderr
+    missing = signed_release.result.index_reference.rsplit(":", 1)[0] + ":no-such-tag"
+    done = run_verify(signed_release.env, missing)
+    assert done.returncode == 3 and f"{missing} is not in the registry" in done.stderr
 
 
 # -- making forgeries -------------------------------------------------------------------------------------------
