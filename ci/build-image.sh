@@ -120,6 +120,8 @@ build() {
   local tag_args=() tag context=.
   for tag in "${tags[@]}"; do tag_args+=(-t "$repository:$tag"); done
   local args=(--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" --build-arg "PYTHON_BASE=$PYTHON_BASE")
+  # the task images say what they are pushed as: an edge image's provenance names its builder
+  case "$name" in builder | conversion) args+=(--build-arg "TASK_IMAGE=$repository:${tags[0]}") ;; esac
   args+=("${labels[@]}" "${tag_args[@]}")
   [ "${BUILD_NO_CACHE:-false}" = true ] && args+=(--no-cache)
   if [ "$name" = service ]; then

@@ -5,6 +5,7 @@ No release index is pushed unless every target's image was built and pushed: the
 takes all the per-target results, so it runs only when each of them succeeded.
 """
 
+import os
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -173,6 +174,7 @@ def _evidence(
         source_prefix=provenance.prefix,
         source_files=list(provenance.files),
         started_on=now(),
+        task_image=os.environ.get("EDGE_TASK_IMAGE", ""),  # baked into the task images by ci/build-image.sh
     )
 
 

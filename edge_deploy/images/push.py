@@ -469,10 +469,24 @@ def _provenance(registry: RegistryClient, repository: str, result: TargetResult,
         acceptance = {k: v for k, v in asdict(result.acceptance).items() if k in ACCEPTANCE_FIELDS}
     else:  # already in the registry from an earlier run: what its labels say of the run that pushed it
         acceptance = _acceptance_labelled(registry, repository, result.digest)
+    evidence = replace(result.evidence, task_image_digest=task_image_digest(registry, result.evidence.task_image))
     statement = provenance_statement(
-        identity, result.digest, result.evidence, acceptance, result.sbom_digest, result.device_class, result.platform
+        identity, result.digest, evidence, acceptance, result.sbom_digest, result.device_class, result.platform
     )
     return attest(registry, repository, result.digest, statement, SLSA_PROVENANCE, key).signature_digest
+
+
+def task_image_digest(registry: RegistryClient, reference: str) -> str:
+    """The manifest digest of the task image `reference` when it is on the release's registry (ACR holds
+    both); "" otherwise, or when it is not there."""
+    name, _, tag = reference.rpartition(":")
+    prefix = registry.settings.server.rstrip("/") + "/"
+    if not reference.startswith(prefix) or "/" in tag or not tag:
+        return ""
+    try:
+        return registry.manifest_digest(name.removeprefix(prefix), tag) or ""
+    except RegistryError:
+        return ""
 
 
 def _acceptance_labelled(registry: RegistryClient, repository: str, digest: str) -> dict[str, str] | None:

@@ -11,7 +11,7 @@ Its subject is the image's manifest digest. What it was made from goes in `resol
     base-image            the image it was built on            digest {"sha256": <image id>}
     runtime-layer         ONNX Runtime and its wheels          digest {"sha256": ...}
 
-`runDetails` names the builder (edge-deploy and its version, the task image when Flyte says which)
+`runDetails` names the builder (edge-deploy and its version, the task image and its digest)
 and the run, and lists the SBOM attached beside the image as a byproduct, so that the signature over
 this statement covers the SBOM too. `ImageEvidence` is what the build hands to the signing step.
 """
@@ -19,7 +19,6 @@ this statement covers the SBOM too. `ImageEvidence` is what the build hands to t
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +57,8 @@ class ImageEvidence:
     base_image_id: str = ""
     runtime_layer_digest: str = ""
     started_on: str = ""  # when the build stage started (UTC, RFC 3339)
+    task_image: str = ""  # the task image the build ran in (EDGE_TASK_IMAGE, which ci/build-image.sh bakes in)
+    task_image_digest: str = ""  # its manifest digest, when its registry answered
 
     @property
     def source_uri(self) -> str | None:
@@ -98,7 +99,7 @@ def provenance_statement(
                 "resolvedDependencies": _materials(evidence, acceptance),
             },
             "runDetails": {
-                "builder": _builder(),
+                "builder": _builder(evidence),
                 "metadata": {
                     "invocationId": evidence.run_id,
                     "startedOn": evidence.started_on or now(),
@@ -151,16 +152,15 @@ def _materials(evidence: ImageEvidence, acceptance: dict[str, Any] | None) -> li
     return materials
 
 
-def _builder() -> dict[str, Any]:
+def _builder(evidence: ImageEvidence) -> dict[str, Any]:
     builder: dict[str, Any] = {
         "id": BUILDER_ID,
         "version": {"edge-deploy": __version__, "python": platform.python_version()},
     }
-    task_image = os.environ.get("FLYTE_INTERNAL_IMAGE", "").strip()  # set in Flyte task pods
-    if task_image:
-        dependency: dict[str, Any] = {"name": "task-image", "uri": f"docker://{task_image}"}
-        if "@sha256:" in task_image:
-            dependency["digest"] = {"sha256": task_image.rsplit("@sha256:", 1)[1]}
+    if evidence.task_image:
+        dependency: dict[str, Any] = {"name": "task-image", "uri": f"docker://{evidence.task_image}"}
+        if evidence.task_image_digest:
+            dependency["digest"] = _sha(evidence.task_image_digest)
         builder["builderDependencies"] = [dependency]
     return builder
 

@@ -28,7 +28,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from edge_deploy.config import Settings
-from edge_deploy.images.push import ImageProvenance, ReleaseResult, build_and_push, push_index
+from edge_deploy.images.push import ImageProvenance, ReleaseResult, build_and_push, push_index, task_image_digest
 from edge_deploy.images.registry import RegistryClient
 from edge_deploy.signing.attach import attach_referrer, sign_image
 from edge_deploy.signing.attest import attach_sbom, attest, verified_statements
@@ -36,7 +36,7 @@ from edge_deploy.signing.chain import BROKEN, LINKS, OK, SKIPPED, UNREACHED, ver
 from edge_deploy.signing.cosign import SIGNATURE_ANNOTATION, SIMPLE_SIGNING
 from edge_deploy.signing.dsse import ENVELOPE_MEDIA_TYPE, sign_envelope
 from edge_deploy.signing.keys import SigningKey
-from edge_deploy.signing.provenance import SLSA_PROVENANCE, ImageEvidence
+from edge_deploy.signing.provenance import SLSA_PROVENANCE, ImageEvidence, provenance_statement
 from edge_deploy.storage.paths import LakeFSLocation
 from edge_deploy.storage.store import LakeFSStore
 from tests.images.conftest import FAST_RETRIES, LAYER_CACHE, REPOSITORY, release_request
@@ -464,3 +464,22 @@ def test_the_signing_key_never_enters_an_image_an_artifact_or_the_release(signed
         assert not any(needle in data for needle in needles), f"the signing key is in blob {digest}"
     record = json.dumps(release.result.to_dict()).encode()
     assert not any(needle in record for needle in needles)
+
+
+def test_the_builder_is_named_with_the_task_images_digest_from_the_registry(signed_release):
+    release = signed_release
+    task_digest = clone(release.client, release.image_digest, "builder-0123abc", note="a task image")
+    reference = f"{release.client.repository_reference(REPOSITORY)}:builder-0123abc"
+    assert task_image_digest(release.client, reference) == task_digest
+    assert task_image_digest(release.client, "elsewhere.example/edge-deploy/builder:0123abc") == ""
+    assert task_image_digest(release.client, f"{release.client.repository_reference(REPOSITORY)}:gone") == ""
+    evidence = replace(release.result.targets[0].evidence, task_image=reference, task_image_digest=task_digest)
+    statement = json.loads(
+        provenance_statement("r", release.image_digest, evidence, None, None, "x86_64-cpu", "linux/amd64")
+    )
+    [builder_image] = statement["predicate"]["runDetails"]["builder"]["builderDependencies"]
+    assert builder_image == {
+        "name": "task-image",
+        "uri": f"docker://{reference}",
+        "digest": {"sha256": task_digest[7:]},
+    }
