@@ -26,6 +26,8 @@ import lakefs_sdk
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from edge_deploy.config import Settings
 from edge_deploy.images.push import ImageProvenance, ReleaseResult, build_and_push, push_index, task_image_digest
@@ -177,6 +179,7 @@ def test_the_provenance_names_what_the_image_was_made_from(signed_release):
     document = json.loads(signed_release.client.get_blob(REPOSITORY, signed_release.result.targets[0].sbom_digest))
     names = {c["name"] for c in document["components"]}
     assert document["bomFormat"] == "CycloneDX" and "onnxruntime" in names and "numpy" in names
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document)) is None  # CycloneDX's own schema
 
 
 def test_an_image_accepted_before_signing_was_configured_gets_a_provenance_that_verifies(signed_release):
