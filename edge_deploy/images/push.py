@@ -433,7 +433,8 @@ def sign_release(
     """Sign each image and the index with EDGE_SIGNING_KEY, and attach each image's signed provenance.
     What a signature or a provenance by that key already covers is not signed again (a re-run adds
     nothing). Returns (digest -> signature manifest digest, image digest -> attestation manifest digest)."""
-    key = signing_key(settings)
+    key = release_signer(settings)
+    assert key is not None, "push_index signs only when settings.signs"
     identity = registry.repository_reference(repository)  # what the payloads name, without a tag
     signatures, attestations = {}, {}
     for result in results:
@@ -444,13 +445,6 @@ def sign_release(
             attestations[result.digest] = _provenance(registry, repository, result, key, identity)
     signatures[index_digest] = _signature(registry, repository, index_digest, key, identity)
     return signatures, attestations
-
-
-def signing_key(settings: Settings) -> Signer:
-    """The release's signer: the key in Key Vault (EDGE_SIGNING_KEY_URI), else the PEM key."""
-    signer = release_signer(settings)
-    assert signer is not None, "signing is configured"
-    return signer
 
 
 def _signature(registry: RegistryClient, repository: str, digest: str, key: Signer, identity: str) -> str:
@@ -490,10 +484,9 @@ def task_image_digest(registry: RegistryClient, reference: str) -> str:
 
 
 def _acceptance_labelled(registry: RegistryClient, repository: str, digest: str) -> dict[str, str] | None:
-    manifest = registry.get_manifest(repository, digest).document
-    labels = (json.loads(registry.get_blob(repository, manifest["config"]["digest"])).get("config") or {}).get("Labels")
+    labels = registry.image_labels(repository, digest)
     prefix = f"{LABEL_PREFIX}.acceptance."
-    found = {name.removeprefix(prefix): value for name, value in (labels or {}).items() if name.startswith(prefix)}
+    found = {name.removeprefix(prefix): value for name, value in labels.items() if name.startswith(prefix)}
     return found or None
 
 

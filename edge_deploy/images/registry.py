@@ -150,6 +150,11 @@ class RegistryClient:
             return None
         return list(json.loads(response.content).get("manifests") or [])
 
+    def image_labels(self, repository: str, digest: str) -> dict[str, str]:
+        """The labels in the config of the image manifest `digest`."""
+        config_digest = self.get_manifest(repository, digest).document["config"]["digest"]
+        return dict((json.loads(self.get_blob(repository, config_digest)).get("config") or {}).get("Labels") or {})
+
     def has_blob(self, repository: str, digest: str) -> bool:
         name = self.repository_name(repository)
         response = self._request(

@@ -193,8 +193,7 @@ def _check_provenance(walk: _Walk) -> str:
 
 
 def _check_labels(walk: _Walk) -> str:
-    config = json.loads(walk.registry.get_blob(walk.repository, walk.manifest["config"]["digest"]))
-    labels = (config.get("config") or {}).get("Labels") or {}
+    labels = walk.registry.image_labels(walk.repository, walk.digest)
     expected = _expected_labels(walk.proven)
     differ = [
         f"{name} is {labels.get(name)!r}, the provenance says {value!r}"

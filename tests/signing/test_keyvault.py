@@ -21,12 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from edge_deploy.config import Settings
 from edge_deploy.errors import ConfigError, TransientError
-from edge_deploy.images.context import configured_signing_key, sign_sealed_model
-from edge_deploy.images.push import push_index, signing_key
+from edge_deploy.images.context import sign_sealed_model
+from edge_deploy.images.push import push_index
 from edge_deploy.images.registry import RegistryClient
 from edge_deploy.retry import RetryPolicy
 from edge_deploy.signing.blob import BlobSignatureError, verify_file
 from edge_deploy.signing.keyvault import KeyVaultError, KeyVaultKey
+from edge_deploy.signing.release_signer import release_signer
 from edge_deploy.signing.verify import verify_image
 from tests.images.conftest import FAST_RETRIES
 from tests.signing.test_release_signing import REPOSITORY, targets  # noqa: F401 - the pushed images, a fixture
@@ -95,7 +96,7 @@ def test_a_release_is_signed_by_the_vault_with_a_workload_identity(
     }
     settings = Settings.from_env(env)
     release = push_index(REPOSITORY, "kv-1", targets, settings, retry_policy=FAST_RETRIES)
-    public = signing_key(settings).public
+    public = release_signer(settings).public
     client = RegistryClient(settings.require_registry(), FAST_RETRIES)
     for digest in [*(t.digest for t in targets), release.index_digest]:
         assert verify_image(client, REPOSITORY, digest, public).signature_digest == release.signatures[digest]
@@ -168,7 +169,7 @@ def test_the_vault_signs_the_sealed_model_as_a_device_checks_it(keyvault, vault_
     settings = Settings.from_env({"EDGE_SIGNING_KEY_URI": vault_key} | keyvault.credentials_env(federated=True))
     sealed = tmp_path / "model.onnx.enc"
     sealed.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # hashed in chunks: only its digest goes to the vault
-    signer = configured_signing_key(settings)
+    signer = release_signer(settings)
     signature = sign_sealed_model(sealed, signer)
     assert verify_file(sealed, signer.public).key_fingerprint == signature.key_fingerprint
     with sealed.open("r+b") as changed:
