@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +52,10 @@ def atomic_directory(final: Path | str, *, replace: bool = False, mode: int | No
     `replace` is true. The directory gets `mode`, or what `mkdir` would give it when None. On any
     failure the staging directory is removed and `final` is left as it was.
     """
+    # imported here: the edge runtime imports this module on its way to ready, and never this function
+    import shutil
+    import tempfile
+
     final = Path(final)
     if final.exists() and not replace and not _is_empty_dir(final):
         raise DirectoryExistsError(f"{final} exists and is not empty; choose a new directory (or replace it)")

@@ -111,6 +111,10 @@ class Opening:
         except BaseException as exc:  # handed to result()
             self._error = exc
 
+    def wait(self) -> None:
+        """Until the opening has finished or failed."""
+        self._thread.join()
+
     def result(self) -> Plaintext:
         self._thread.join()
         if self._error is not None:

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.fixtures.processes import free_port, wait_until
@@ -104,3 +106,36 @@ def test_the_code_an_edge_image_ships_is_enough_to_serve_and_starts_from_bytecod
     assert result["sha256"] == sealed_model.model_sha256
     assert "edge_deploy.runtime.dataplane" in result["modules"]
     assert sorted(result["compiled"]) == sorted(result["modules"])  # flags 0b01: hash-based, source not checked
+
+
+def settled_thread_count(pid: int) -> int:
+    """The process's thread count once it stays the same for half a second (a request's thread may be ending)."""
+    counts = [len(os.listdir(f"/proc/{pid}/task"))]
+    while len(counts) < 3 or len(set(counts[-3:])) > 1:
+        time.sleep(0.25)
+        counts.append(len(os.listdir(f"/proc/{pid}/task")))
+    return counts[-1]
+
+
+def runtime_threads(sealed_model, edge_key, extra: dict[str, str]) -> int:
+    port = free_port()
+    env = runtime_env(sealed_model.model_dir, {**edge_key.env, "EDGE_HOST": "127.0.0.1", "EDGE_PORT": str(port)})
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge_deploy.runtime"], env={**env, **extra})
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok, "edge runtime", 60, process)
+        return settled_thread_count(process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_numpy_starts_no_blas_thread_pool_in_the_runtime_unless_asked(sealed_model, edge_key):
+    """The runtime makes no BLAS calls; OpenBLAS's pool of a thread per CPU only spins at start-up
+    (~90 ms of CPU), so the runtime sets OPENBLAS_NUM_THREADS=1 unless the device sets it."""
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2:
+        pytest.skip("with one CPU OpenBLAS starts no pool anyway, so there is nothing to tell apart")
+    default = runtime_threads(sealed_model, edge_key, {})
+    assert runtime_threads(sealed_model, edge_key, {"OPENBLAS_NUM_THREADS": "1"}) == default
+    assert runtime_threads(sealed_model, edge_key, {"OPENBLAS_NUM_THREADS": "2"}) == default + 1
