@@ -38,6 +38,7 @@ Environment (the image sets the first three):
     EDGE_SIGNING_PUBLIC_KEY, EDGE_SIGNING_PUBLIC_KEY_FILE
                             that trusted key, an ECDSA P-256 PEM the device provides (never the image)
     EDGE_LOG_LEVEL          INFO
+    OPENBLAS_NUM_THREADS    numpy's BLAS threads (1: the runtime makes no BLAS calls; see `__main__`)
 
 HTTP API (routes): /healthz, /readyz, /v1/model, POST /v1/predict (a photo in, the task's answer
 out), POST /v1/infer (tensors as .npz, .npy or JSON), and the Open Inference Protocol v2 under /v2.
