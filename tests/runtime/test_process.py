@@ -112,6 +112,7 @@ def settled_thread_count(pid: int) -> int:
     """The process's thread count once it stays the same for half a second (a request's thread may be ending)."""
     counts = [len(os.listdir(f"/proc/{pid}/task"))]
     while len(counts) < 3 or len(set(counts[-3:])) > 1:
+        assert len(counts) < 60, f"the runtime's thread count did not settle in 15 s: {counts}"
         time.sleep(0.25)
         counts.append(len(os.listdir(f"/proc/{pid}/task")))
     return counts[-1]
