@@ -16,6 +16,9 @@ VENV_BIN = Path(sys.executable).parent
 GITLAB_CI_LOCAL_HINT = "install it: npm install -g gitlab-ci-local@4.73.0 (and Debian's rsync); bash .ci/run does"
 # A digest of the right shape, for rendering and dry runs that never reach a registry.
 EXAMPLE_DIGEST = "sha256:" + "ab" * 32
+ENVIRONMENTS = ["staging", "production"]
+REPOSITORY = "myregistry.azurecr.io/edge-deploy/service"
+COMMIT = "0123abcd"  # the pipeline's CI_COMMIT_SHORT_SHA
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -67,3 +70,14 @@ def snapshot_repository(destination: Path, branch: str = "main") -> str:
     git("add", "-A")
     git("-c", "user.name=CI", "-c", "user.email=ci@example.com", "commit", "-q", "-m", "snapshot")
     return git("rev-parse", "--short=8", "HEAD")
+
+
+def render(environment: str, tmp_path: Path, image: str | None = None) -> list[dict]:
+    """The objects of `environment` as ci/deploy.sh renders them (the service image by digest, unless `image`)."""
+    repository = tmp_path / environment
+    shutil.copytree(ROOT / "ci", repository / "ci")
+    shutil.copytree(ROOT / "deploy", repository / "deploy")
+    done = run_script("ci/deploy.sh", "render", environment, cwd=repository, CI_COMMIT_SHORT_SHA=COMMIT,
+                      SERVICE_IMAGE=image or f"{REPOSITORY}@{EXAMPLE_DIGEST}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return rendered_objects(repository / "dist" / "deploy" / f"{environment}.yaml")

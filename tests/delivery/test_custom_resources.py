@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery.conftest import ROOT, rendered_objects
-from tests.delivery.test_manifests import ENVIRONMENTS, render
+from tests.delivery.conftest import ENVIRONMENTS, ROOT, render, rendered_objects
 
 CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
 # What the deployment uses of Kubernetes' own APIs (kubernetes-validate's part); anything else is a custom resource.

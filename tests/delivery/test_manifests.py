@@ -11,24 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery.conftest import EXAMPLE_DIGEST, ROOT, rendered_objects, run_script
+from tests.delivery.conftest import (
+    COMMIT,
+    ENVIRONMENTS,
+    EXAMPLE_DIGEST,
+    REPOSITORY,
+    ROOT,
+    render,
+    rendered_objects,
+    run_script,
+)
 
-ENVIRONMENTS = ["staging", "production"]
-REPOSITORY = "myregistry.azurecr.io/edge-deploy/service"
-COMMIT = "0123abcd"  # the pipeline's CI_COMMIT_SHORT_SHA
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|TOKENS|PRIVATE|CREDENTIAL)(_|$)|(^|_)(KEY|URI|URL)$")
 # Names that look secret but hold no secret: where a secret file is, an id, the service's non-secret URLs.
 NOT_SECRET = re.compile(r"_FILE$|_LOCATION$|_ID$|^EDGE_API_OIDC_JWKS_URL$|^FLYTE_PLATFORM_URL$")
-
-
-def render(environment: str, tmp_path: Path, image: str | None = None) -> list[dict]:
-    repository = tmp_path / environment
-    shutil.copytree(ROOT / "ci", repository / "ci")
-    shutil.copytree(ROOT / "deploy", repository / "deploy")
-    done = run_script("ci/deploy.sh", "render", environment, cwd=repository, CI_COMMIT_SHORT_SHA=COMMIT,
-                      SERVICE_IMAGE=image or f"{REPOSITORY}@{EXAMPLE_DIGEST}")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return rendered_objects(repository / "dist" / "deploy" / f"{environment}.yaml")
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)

@@ -37,13 +37,11 @@ async function schemaProblems(object, module) {
 }
 
 function fieldProblems(objects) {
-  // one in-memory source file beside node_modules: `const object3: IScaledObject = {...};` per object
+  // one in-memory source file beside node_modules, line N typing object N: `import type ...; const objectN: T = {...};`
   const file = join(HERE, "objects.ts");
-  const lines = objects.map(({ object, module }, index) => {
-    const type = `I${object.kind}`;
-    return `import type { ${type} as T${index} } from "${module}/${object.kind}";\n` +
-      `export const object${index}: T${index} = ${JSON.stringify(object)};`;
-  });
+  const lines = objects.map(({ object, module }, index) =>
+    `import type { I${object.kind} as T${index} } from "${module}/${object.kind}"; ` +
+    `export const object${index}: T${index} = ${JSON.stringify(object)};`);
   const source = lines.join("\n");
   const options = { strict: true, noEmit: true, skipLibCheck: true, target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext };
@@ -59,7 +57,7 @@ function fieldProblems(objects) {
     const text = ts.flattenDiagnosticMessageText(diagnostic.messageText, " ");
     if (diagnostic.file?.fileName !== file) return `schema package: ${text}`;
     const { line } = diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start);
-    return `${label(objects[Math.floor(line / 2)].object)}: ${text}`;
+    return `${label(objects[line].object)}: ${text}`;
   });
 }
 
