@@ -1,12 +1,13 @@
 """A photo to the model's input tensor, by the model's own recorded test pipeline.
 
 The conversion records the model config's test pipeline and data preprocessor (`serving.json`);
-this replays them in numpy the way OpenMMLab does with OpenCV before PyTorch (mmcv's `Resize` and
-`Pad`, mmpretrain's `ResizeEdge`, mmcv's `CenterCrop`, then the data preprocessor's channel order,
-mean/std and batch padding), so the tensor is the one PyTorch saw for the same photo. What the
-answer needs to go back to the photo's pixels (scale factor, the shape before padding) comes along
-in `Prepared`. A transform this module does not know is refused when the model is loaded, never
-guessed at.
+this replays them in numpy the way OpenMMLab does with OpenCV or Pillow before PyTorch (mmcv's
+`Resize` and `Pad`, mmpretrain's `ResizeEdge`, mmcv's `CenterCrop`, then the data preprocessor's
+channel order, mean/std and batch padding), so the tensor is the one PyTorch saw for the same
+photo. What the answer needs to go back to the photo's pixels (scale factor, the shape before
+padding) comes along in `Prepared`. A transform this module does not know, or a parameter of one
+that it does not read (a resize `backend`, say), is refused when the model is loaded, never
+guessed at or ignored: the conversion then records the model as unservable, saying why.
 """
 
 from __future__ import annotations
@@ -49,12 +50,42 @@ class Prepared:
     padded_hw: tuple[int, int]  # after the data preprocessor's batch padding
 
 
-def _interpolation(name: str) -> Callable[[np.ndarray, int, int], np.ndarray]:
-    """The resize of `name` (mmcv's interpolation names), as OpenCV computes it on uint8 frames."""
-    methods = {"bilinear": resize.bilinear_uint8, "nearest": resize.nearest}
-    if name not in methods:
-        raise PipelineError(f"interpolation {name!r} is not supported (supported: {', '.join(methods)})")
-    return methods[name]
+# mmcv's interpolation names with its default backend (OpenCV), as far as numpy replays them exactly
+OPENCV_METHODS = {"bilinear": resize.bilinear_uint8, "nearest": resize.nearest}
+# the parameters each transform reads (a pipeline's "type" aside); any other is refused
+PARAMETERS = {
+    "Resize": {"scale", "scale_factor", "keep_ratio", "interpolation", "backend", "clip_object_border"},
+    "ResizeEdge": {"scale", "edge", "interpolation", "backend"},
+    "CenterCrop": {"crop_size", "auto_pad", "auto_pad_cfg", "clip_object_border"},
+    "Pad": {"size", "size_divisor", "pad_to_square", "pad_val", "padding_mode"},
+}
+
+
+def _resampler(kind: str, params: Mapping[str, Any]) -> Callable[[np.ndarray, int, int], np.ndarray]:
+    """The resize a transform's `backend` ("cv2", mmcv's default, or "pillow") and `interpolation` ask for."""
+    backend, name = params.get("backend") or "cv2", params.get("interpolation", "bilinear")
+    if backend == "pillow":
+        if name not in resize.PILLOW_FILTERS:
+            supported = ", ".join(resize.PILLOW_FILTERS)
+            raise PipelineError(f"{kind}: interpolation {name!r} with backend 'pillow' is not supported ({supported})")
+        return lambda image, width, height: resize.pillow(image, width, height, name)
+    if backend != "cv2":
+        raise PipelineError(f"{kind}: resize backend {backend!r} is not supported (supported: cv2, pillow)")
+    if name not in OPENCV_METHODS:
+        raise PipelineError(
+            f"{kind}: interpolation {name!r} with backend 'cv2' is not supported (supported: "
+            f"{', '.join(OPENCV_METHODS)}; with backend 'pillow': {', '.join(resize.PILLOW_FILTERS)})"
+        )
+    return OPENCV_METHODS[name]
+
+
+def _check_parameters(kind: str, params: Mapping[str, Any]) -> None:
+    unknown = sorted(set(params) - PARAMETERS[kind] - {"type"})
+    if unknown:
+        raise PipelineError(
+            f"{kind}: parameter(s) {', '.join(unknown)} not supported (this runtime reads "
+            f"{', '.join(sorted(PARAMETERS[kind]))})"
+        )
 
 
 @dataclass
@@ -78,8 +109,10 @@ def _resize(params: Mapping[str, Any]) -> Callable[[_State], None]:
         raise PipelineError(
             f"Resize needs scale (width, height), got {scale!r} (scale_factor-only resizes are not supported)"
         )
+    if params.get("scale_factor") is not None:
+        raise PipelineError(f"Resize with both scale and scale_factor ({params['scale_factor']!r}) is not supported")
     keep_ratio = bool(params.get("keep_ratio", False))
-    interpolation = _interpolation(params.get("interpolation", "bilinear"))
+    interpolation = _resampler("Resize", params)
 
     def apply(state: _State) -> None:
         h, w = state.image.shape[:2]
@@ -98,7 +131,7 @@ def _resize_edge(params: Mapping[str, Any]) -> Callable[[_State], None]:
     scale, edge = params.get("scale"), params.get("edge", "short")
     if not isinstance(scale, int) or scale <= 0 or edge not in ("short", "long", "width", "height"):
         raise PipelineError(f"ResizeEdge needs an integer scale and edge short/long/width/height, got {dict(params)}")
-    interpolation = _interpolation(params.get("interpolation", "bilinear"))
+    interpolation = _resampler("ResizeEdge", params)
 
     def apply(state: _State) -> None:
         h, w = state.image.shape[:2]
@@ -191,6 +224,7 @@ class Preprocess:
             if kind not in TRANSFORMS:
                 known = ", ".join(sorted(TRANSFORMS))
                 raise PipelineError(f"the test pipeline's transform {kind!r} is not supported (supported: {known})")
+            _check_parameters(kind, params)
             self.steps.append(TRANSFORMS[kind](params))
         self.normalization = normalization
         self._mean = np.asarray(normalization.mean, dtype=np.float32).reshape(3, 1, 1)

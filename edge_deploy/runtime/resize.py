@@ -8,6 +8,9 @@ and BLAS libraries beside a 72 MB module); these few functions are what the runt
   so does this, with the rounding of OpenCV's vectorised vertical pass. Identical to OpenCV 5.0
   except in the rows an upscale clamps at the top and bottom edge, where OpenCV rounds otherwise
   and a pixel can be 1 level off (0.12 % of all pixels over 300 random sizes; tests/runtime).
+- `pillow`: mmcv's resize with `backend="pillow"` (most of mmpretrain's configs ask for it): Pillow's
+  own `Image.resize` with the named filter, as mmcv calls it. Pillow is in the runtime already, for
+  decoding photos.
 - `bilinear_float`: torch's `interpolate(mode="bilinear", align_corners=False|True)` on float maps
   (segmentation logits, instance masks).
 - `nearest`: torch's legacy `interpolate(mode="nearest")` (label maps).
@@ -61,6 +64,26 @@ def bilinear_uint8(image: np.ndarray, width: int, height: int) -> np.ndarray:
     # OpenCV's vectorised vertical pass: 16-bit high products, then (sum + 2) >> 2
     mixed = ((top * yw0[column]) >> 16) + ((bottom * yw1[column]) >> 16)
     return np.clip((mixed + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+# mmcv's `pillow_interp_codes`: interpolation name -> Pillow filter name
+PILLOW_FILTERS = {
+    "nearest": "NEAREST",
+    "bilinear": "BILINEAR",
+    "bicubic": "BICUBIC",
+    "box": "BOX",
+    "lanczos": "LANCZOS",
+    "hamming": "HAMMING",
+}
+
+
+def pillow(image: np.ndarray, width: int, height: int, method: str = "bilinear") -> np.ndarray:
+    """`mmcv.imresize(image, (width, height), interpolation=method, backend="pillow")` for a uint8 image.
+    Pillow filters each channel alike, so a BGR frame resizes as its RGB twin would."""
+    from PIL import Image  # imported on the first photo, not at start-up
+
+    resample = getattr(Image.Resampling, PILLOW_FILTERS[method])
+    return np.asarray(Image.fromarray(image).resize((width, height), resample))
 
 
 def _taps_float(source: int, target: int, align_corners: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
