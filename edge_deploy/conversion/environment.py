@@ -15,6 +15,11 @@
 - mmdet's prior generators default to `device='cuda'`, and mmdeploy's RTMDet-Ins rewriter calls
   one without a device: on a torch without CUDA their default becomes the CPU.
 - mmengine's loggers write to stdout, where `--json` output goes: they are moved to stderr.
+- MMDeploy's function rewriter, on leaving its context, sets back what `Class.method` evaluated to
+  when it entered: for a static method that is the bare function, so the method then gets `self`
+  in front. After one export, PyTorch inference of a Swin classifier in the same process failed
+  (`ShiftWindowMSA.get_attn_mask() got multiple values for argument 'window_size'`), and with it
+  the gate's photo reference. `static_methods_kept` puts the descriptors back.
 """
 
 from __future__ import annotations
@@ -123,6 +128,34 @@ def cpu_prior_generators() -> None:
         for function in vars(cls).values() if inspect.isclass(cls) else ():
             if inspect.isfunction(function) and function.__defaults__ and "cuda" in function.__defaults__:
                 function.__defaults__ = tuple("cpu" if value == "cuda" else value for value in function.__defaults__)
+
+
+@contextlib.contextmanager
+def static_methods_kept(deploy_cfg) -> Iterator[None]:
+    """Around an export: every static or class method MMDeploy's rewriters replace (those of the
+    deploy config's codebase, registered first) is the same descriptor afterwards."""
+    from mmdeploy.codebase import import_codebase
+    from mmdeploy.core.rewriters.rewriter_manager import REWRITER_MANAGER
+    from mmdeploy.core.rewriters.rewriter_utils import import_function
+    from mmdeploy.utils import get_codebase
+
+    import_codebase(get_codebase(deploy_cfg))
+    kept = []
+    # MMDeploy 1.3.1 keeps its records here; entering a rewriter context imports each path as below
+    for path in list(REWRITER_MANAGER.function_rewriter._registry._rewrite_records):
+        try:
+            _, owner = import_function(path)
+        except Exception:  # a path of a codebase that is not installed: MMDeploy skips it too
+            continue
+        name = path.rpartition(".")[2]
+        descriptor = vars(owner).get(name) if inspect.isclass(owner) else None
+        if isinstance(descriptor, (staticmethod, classmethod)):
+            kept.append((owner, name, descriptor))
+    try:
+        yield
+    finally:
+        for owner, name, descriptor in kept:
+            setattr(owner, name, descriptor)
 
 
 @contextlib.contextmanager

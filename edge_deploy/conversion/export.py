@@ -25,7 +25,7 @@ from pathlib import Path
 from edge_deploy.conversion import profiles
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
 from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, ModelDir
-from edge_deploy.conversion.environment import mmdeploy_environment
+from edge_deploy.conversion.environment import mmdeploy_environment, static_methods_kept
 from edge_deploy.conversion.errors import ConversionError, describe, describe_export_failure
 from edge_deploy.conversion.memory import peak_rss
 from edge_deploy.conversion.openmmlab import load_configs
@@ -245,7 +245,11 @@ def _export_onnx(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: Path, sta
     tracker = _LoadTracker()
     images = trace_images(model_dir)
     try:
-        with strict_checkpoint_loading(on_loaded=tracker), warnings.catch_warnings():
+        with (
+            static_methods_kept(deploy_cfg),
+            strict_checkpoint_loading(on_loaded=tracker),
+            warnings.catch_warnings(),
+        ):
             # mmdeploy's rewriters read tensor sizes as Python numbers on purpose (static export);
             # the tracer flags each one. The validation gate checks the result instead.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
