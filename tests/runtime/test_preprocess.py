@@ -33,6 +33,7 @@ def openmmlab_tensor(transforms: list[dict], frame: np.ndarray) -> np.ndarray:
     from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
     from mmpretrain.models.utils import ClsDataPreprocessor
+
     with DefaultScope.overwrite_default_scope("mmpretrain"):
         pipeline = Compose([*transforms, {"type": "PackInputs"}])
         packed = pipeline({"img": frame, "img_shape": frame.shape[:2], "ori_shape": frame.shape[:2]})
