@@ -6,8 +6,8 @@ OpenMMLab codebase's answer (mmdeploy/codebase/*/deploy/*_model.py):
 - detection: `dets` [1, K, 5] (x1, y1, x2, y2, score) and `labels` [1, K], in the model input's
   pixels -> clipped to the transformed image and divided by the resize's scale factor, as mmdet does;
 - instance segmentation: also `masks` [1, K, h, w], either whole-input masks (RTMDet-Ins, CondInst;
-  cropped, resized bilinearly as mmdet does in PyTorch, cut to the photo) or per-box masks (Mask
-  R-CNN; pasted into the box as mmdeploy's grid_sample does), thresholded, as COCO RLE;
+  resized bilinearly as logits and cut to the photo, as their mmdet heads do in PyTorch) or per-box
+  masks (Mask R-CNN; pasted into the box as mmdeploy's grid_sample does), thresholded, as COCO RLE;
 - semantic segmentation: a label map (or per-class logits) at the input's size -> the padding cut
   off, resized to the photo (logits bilinearly, then argmax; labels with nearest), as a PNG.
 """
@@ -25,6 +25,8 @@ import numpy as np
 
 from edge_deploy.runtime import resize
 from edge_deploy.runtime.preprocess import Prepared
+
+PROBABILITY_FLOOR = np.float32(1e-7)  # 1 - 1e-7 is still below 1 in float32
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,24 @@ def _masks(raw: np.ndarray, boxes: np.ndarray, prepared: Prepared, settings: Ans
         for row, (mask, box) in enumerate(zip(raw, boxes, strict=True)):
             _paste_in_box(mask.astype(np.float32), box, result[row], settings.mask_threshold)
         return result
-    img_h, img_w = prepared.image_hw
+    # RTMDet-Ins and CondInst, as their mmdet heads do: the mask logits of the whole input (padding
+    # included) resized by the inverse scale (mmdet pairs the height with the width's factor), cut
+    # to the photo, then sigmoid > threshold. The export gives sigmoid(logits): they are taken back
+    # to logits first, since resizing probabilities moves the threshold's crossing.
     w_scale, h_scale = prepared.scale_factor
+    cut = _logit(np.float32(settings.mask_threshold))
     for row, mask in enumerate(raw):
-        cropped = np.asarray(mask[:img_h, :img_w], dtype=np.float32)
-        size = (math.ceil(cropped.shape[1] / w_scale), math.ceil(cropped.shape[0] / h_scale))
-        resized = resize.bilinear_float(cropped, *size)[:height, :width]
-        result[row, : resized.shape[0], : resized.shape[1]] = resized >= settings.mask_threshold
+        logits = _logit(np.asarray(mask, dtype=np.float32))
+        size = (math.ceil(logits.shape[1] / h_scale), math.ceil(logits.shape[0] / w_scale))
+        resized = resize.bilinear_float(logits, *size)[:height, :width]
+        result[row, : resized.shape[0], : resized.shape[1]] = resized > cut
     return result
+
+
+def _logit(probability: np.ndarray) -> np.ndarray:
+    """The inverse of the sigmoid, finite where float32's sigmoid saturated to 0 or 1."""
+    p = np.clip(probability, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    return np.log(p) - np.log1p(-p)
 
 
 def _paste_in_box(mask: np.ndarray, box: np.ndarray, into: np.ndarray, threshold: float) -> None:
