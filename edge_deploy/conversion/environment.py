@@ -20,6 +20,15 @@
   in front. After one export, PyTorch inference of a Swin classifier in the same process failed
   (`ShiftWindowMSA.get_attn_mask() got multiple values for argument 'window_size'`), and with it
   the gate's photo reference. `static_methods_kept` puts the descriptors back.
+- MMDeploy's RTMDet-Ins export runs NMS on boxes it never clips to the image; mmdet clips them
+  first. Two boxes of one object crossing the photo's edge can overlap by less than the NMS IoU
+  unclipped and by more clipped, so the export kept a duplicate PyTorch suppresses, and lost the
+  box PyTorch kept (seen on the astronaut photo). `rtmdet_ins_nms_on_clipped_boxes` clips them
+  to the input first. mmdet clips to the pipeline's img_shape: the input where a `Pad` transform
+  made it (RTMDet's own pipelines), the resized photo where the data preprocessor pads the batch;
+  there, on the padded side, the two can still differ.
+
+`export_adaptations(deploy_cfg)` applies the last two around an export.
 """
 
 from __future__ import annotations
@@ -131,15 +140,48 @@ def cpu_prior_generators() -> None:
 
 
 @contextlib.contextmanager
-def static_methods_kept(deploy_cfg) -> Iterator[None]:
-    """Around an export: every static or class method MMDeploy's rewriters replace (those of the
-    deploy config's codebase, registered first) is the same descriptor afterwards."""
+def export_adaptations(deploy_cfg) -> Iterator[None]:
+    """Around MMDeploy's export of the deploy config's codebase (its rewriters registered first)."""
     from mmdeploy.codebase import import_codebase
-    from mmdeploy.core.rewriters.rewriter_manager import REWRITER_MANAGER
-    from mmdeploy.core.rewriters.rewriter_utils import import_function
     from mmdeploy.utils import get_codebase
 
-    import_codebase(get_codebase(deploy_cfg))
+    codebase = get_codebase(deploy_cfg)
+    import_codebase(codebase)
+    if codebase.value == "mmdet":
+        rtmdet_ins_nms_on_clipped_boxes()
+    with static_methods_kept():
+        yield
+
+
+def rtmdet_ins_nms_on_clipped_boxes() -> None:
+    """Clip the boxes MMDeploy's RTMDet-Ins rewrite hands to NMS to the input, as mmdet's decoder
+    clips them. The input's size is the mask features' times their stride, which is also how the
+    rewrite sizes its masks. Its context copies the module's globals on entry, so this is in place
+    for every export after the call."""
+    import torch
+    from mmdeploy.codebase.mmdet.models.dense_heads import rtmdet_ins_head as rewrite
+
+    nms = rewrite._nms_with_mask_static
+    if getattr(nms, "clips_boxes", False):
+        return
+
+    def nms_on_clipped_boxes(self, priors, bboxes, scores, kernels, mask_feats, *args, **kwargs):
+        stride = self.prior_generator.strides[0][0]
+        height, width = (torch._shape_as_tensor(mask_feats)[-2:] * stride).to(bboxes.dtype).unbind()
+        clipped = torch.minimum(bboxes.clamp(min=0), torch.stack([width, height, width, height]))
+        return nms(self, priors, clipped, scores, kernels, mask_feats, *args, **kwargs)
+
+    nms_on_clipped_boxes.clips_boxes = True
+    rewrite._nms_with_mask_static = nms_on_clipped_boxes
+
+
+@contextlib.contextmanager
+def static_methods_kept() -> Iterator[None]:
+    """Every static or class method MMDeploy's registered rewriters replace is the same descriptor
+    after the block."""
+    from mmdeploy.core.rewriters.rewriter_manager import REWRITER_MANAGER
+    from mmdeploy.core.rewriters.rewriter_utils import import_function
+
     kept = []
     # MMDeploy 1.3.1 keeps its records here; entering a rewriter context imports each path as below
     for path in list(REWRITER_MANAGER.function_rewriter._registry._rewrite_records):

@@ -25,7 +25,7 @@ from pathlib import Path
 from edge_deploy.conversion import profiles
 from edge_deploy.conversion.checkpoint import strict_checkpoint_loading
 from edge_deploy.conversion.contract import MAX_OPSET, MIN_OPSET, ModelDir
-from edge_deploy.conversion.environment import mmdeploy_environment, static_methods_kept
+from edge_deploy.conversion.environment import export_adaptations, mmdeploy_environment
 from edge_deploy.conversion.errors import ConversionError, describe, describe_export_failure
 from edge_deploy.conversion.memory import peak_rss
 from edge_deploy.conversion.openmmlab import load_configs
@@ -246,7 +246,7 @@ def _export_onnx(model_dir: ModelDir, deploy_cfg, model_cfg, work_dir: Path, sta
     images = trace_images(model_dir)
     try:
         with (
-            static_methods_kept(deploy_cfg),
+            export_adaptations(deploy_cfg),
             strict_checkpoint_loading(on_loaded=tracker),
             warnings.catch_warnings(),
         ):

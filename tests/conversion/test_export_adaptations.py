@@ -1,13 +1,17 @@
-"""PyTorch still runs a model after an export in the same process (a local workflow run converts, then
-validates and computes the photo reference, all in one Python process).
+"""What the conversion changes around MMDeploy's export (edge_deploy.conversion.environment), each
+against the behaviour it restores:
 
-MMDeploy's function rewriter sets a rewritten static method back as a plain function when its
-context exits, so Swin's `ShiftWindowMSA.get_attn_mask` got `self` as its first argument and every
-PyTorch inference of a Swin classifier after a conversion failed: the gate's photo reference was
-missing, so its images could not be accepted."""
+- PyTorch still runs a model after an export in the same process (a local workflow run converts,
+  then validates and computes the photo reference, all in one Python process). MMDeploy's function
+  rewriter set a rewritten static method back as a plain function, so Swin's
+  `ShiftWindowMSA.get_attn_mask` got `self` first and every later PyTorch inference failed.
+- RTMDet-Ins's exported NMS sees boxes clipped to the input, as mmdet's does; MMDeploy's rewrite
+  left them unclipped, so the export kept other boxes than PyTorch at the photo's edge.
+"""
 
 import inspect
 
+import numpy as np
 import pytest
 
 from edge_deploy.acceptance.photos import builtin_photos
@@ -30,3 +34,24 @@ def test_a_swin_classifier_answers_in_pytorch_after_its_export(tmp_path):
     reference = reference_answers("classification", model_dir.config_path, model_dir.checkpoint_path, [photo])
     classes = reference.answers[0].answer["classes"]
     assert len(classes) == 6 and all(0 <= entry["label"] < 1000 for entry in classes)
+
+
+@pytest.mark.slow
+def test_rtmdet_ins_boxes_are_clipped_to_the_input_before_nms(task_sample):
+    from skimage import data
+
+    from edge_deploy.runtime.config import RuntimeConfig
+    from edge_deploy.runtime.dataplane import DataPlane
+    from edge_deploy.runtime.model import load_model
+
+    sample = task_sample("rtmdet-ins-tiny")  # heads of a trained model's scale: boxes reach past the edge
+    config = RuntimeConfig.from_env({"EDGE_MODEL_DIR": str(sample.onnx_dir)})
+    plane = DataPlane.open(config, load_model(config))
+    for name in ("astronaut", "coffee", "rocket"):
+        prepared = plane.serving.preprocess(np.ascontiguousarray(getattr(data, name)()[..., ::-1]))
+        dets = plane.model.run({plane.serving.input_name: prepared.tensor})["dets"][0]
+        height, width = prepared.tensor.shape[2:]
+        boxes = dets[dets[:, 4] > 0, :4]
+        assert len(boxes) > 0, name
+        # unclipped, this sample's boxes reached from -33 to 321 in a 320x320 input
+        assert boxes.min() >= 0 and boxes[:, 0::2].max() <= width and boxes[:, 1::2].max() <= height, name
