@@ -107,6 +107,7 @@ def _transforms(
 ) -> tuple[list[dict], Normalization, str]:
     """The pipeline to record, the normalization it needs, and where it comes from."""
     own = _test_pipeline(model_cfg)
+    Preprocess(own, normalization)  # a transform or parameter the runtime cannot replay: PipelineError
     if static_hw is None or _fits(own, normalization, static_hw):
         return own, normalization, "the model config's test_pipeline"
     # a keep-ratio resize within the static size: padded at the bottom and right to it, which the
