@@ -8,7 +8,9 @@ Written beside end2end.onnx at conversion, from the same configs the export used
   is recorded instead, and `pipeline_source` says so;
 - `normalization`: the data preprocessor (mean, std, channel order, batch padding);
 - `postprocess`: the test_cfg's score threshold, detections per image and mask threshold, whether
-  masks are per box (Mask R-CNN) or whole-input (RTMDet-Ins), the decode head's align_corners;
+  masks are per box (Mask R-CNN) or whole-input (RTMDet-Ins), and for whole-input ones what mmdet
+  resizes to the photo (`mask_resize`: "input", the whole input's logits, RTMDet-Ins and CondInst;
+  "image", the probabilities within the resized image, SOLO), the decode head's align_corners;
 - `classes` and `classes_source`: the manifest's `classes`, else the checkpoint's
   `meta.dataset_meta`, else the config's dataset metainfo, else the dataset class's METAINFO.
 The runtime (edge_deploy.runtime.serving) reads it; it imports nothing from here.
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Mask heads whose export already gives whole-input masks (mmdeploy's End2EndModel treats these so)
 WHOLE_INPUT_MASK_MODELS = ("RTMDet", "CondInst", "SOLO", "SOLOv2")
+# ...of which these, in mmdet, cut the padding off and resize the mask probabilities to the photo;
+# RTMDet-Ins and CondInst resize the logits of the whole input instead
+IMAGE_MASK_MODELS = ("SOLO", "SOLOv2")
 # where MMDeploy fits a codebase's test pipeline to a static input shape
 PROCESS_MODEL_CONFIG = {
     "mmdet": "mmdeploy.codebase.mmdet.deploy.object_detection",
@@ -167,7 +172,9 @@ def _postprocess(model_cfg, deploy_cfg, task: Task) -> dict[str, Any]:
         # as mmdeploy's End2EndModel decides: some heads, or the deploy config, export whole-input masks
         post_processing = deploy_cfg.get("codebase_config", {}).get("post_processing") or {}
         whole = post_processing.get("export_postprocess_mask", False)
-        post["per_box_masks"] = not whole and str(model_cfg.model.get("type", "")) not in WHOLE_INPUT_MASK_MODELS
+        model_type = str(model_cfg.model.get("type", ""))
+        post["per_box_masks"] = not whole and model_type not in WHOLE_INPUT_MASK_MODELS
+        post["mask_resize"] = "image" if model_type in IMAGE_MASK_MODELS else "input"
     if task == Task.SEGMENTATION:
         head = model_cfg.model.get("decode_head") or {}
         head = head[-1] if isinstance(head, list) else head

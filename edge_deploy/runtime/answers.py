@@ -5,9 +5,10 @@ OpenMMLab codebase's answer (mmdeploy/codebase/*/deploy/*_model.py):
 - classification: scores per class -> the top k;
 - detection: `dets` [1, K, 5] (x1, y1, x2, y2, score) and `labels` [1, K], in the model input's
   pixels -> clipped to the transformed image and divided by the resize's scale factor, as mmdet does;
-- instance segmentation: also `masks` [1, K, h, w], either whole-input masks (RTMDet-Ins, CondInst;
-  resized bilinearly as logits and cut to the photo, as their mmdet heads do in PyTorch) or per-box
-  masks (Mask R-CNN; pasted into the box as mmdeploy's grid_sample does), thresholded, as COCO RLE;
+- instance segmentation: also `masks` [1, K, h, w], either whole-input masks (RTMDet-Ins, CondInst:
+  resized bilinearly as logits and cut to the photo; SOLO: cut to the image and resized to the
+  photo; each as its mmdet head does in PyTorch) or per-box masks (Mask R-CNN; pasted into the box
+  as mmdeploy's grid_sample does), thresholded, as COCO RLE;
 - semantic segmentation: a label map (or per-class logits) at the input's size -> the padding cut
   off, resized to the photo (logits bilinearly, then argmax; labels with nearest), as a PNG.
 """
@@ -36,6 +37,9 @@ class AnswerSettings:
     max_detections: int  # test_cfg max_per_img
     top_k: int
     per_box_masks: bool  # Mask R-CNN style masks (pasted into boxes) rather than whole-input ones
+    # whole-input masks: "input" (the input's logits resized, RTMDet-Ins and CondInst) or "image"
+    # (the probabilities within the transformed image resized to the photo, SOLO and SOLOv2)
+    mask_resize: str = "input"
     mask_threshold: float = 0.5
     align_corners: bool = False
 
@@ -98,6 +102,14 @@ def _masks(raw: np.ndarray, boxes: np.ndarray, prepared: Prepared, settings: Ans
     if settings.per_box_masks:
         for row, (mask, box) in enumerate(zip(raw, boxes, strict=True)):
             _paste_in_box(mask.astype(np.float32), box, result[row], settings.mask_threshold)
+        return result
+    if settings.mask_resize == "image":
+        # SOLO and SOLOv2, as their mmdet heads do: the probabilities within the transformed image,
+        # resized to the photo, then > threshold
+        img_h, img_w = prepared.image_hw
+        for row, mask in enumerate(raw):
+            within = np.asarray(mask[:img_h, :img_w], dtype=np.float32)
+            result[row] = resize.bilinear_float(within, width, height) > settings.mask_threshold
         return result
     # RTMDet-Ins and CondInst, as their mmdet heads do: the mask logits of the whole input (padding
     # included) resized by the inverse scale (mmdet pairs the height with the width's factor), cut

@@ -127,6 +127,7 @@ def _build(recipe: Mapping[str, Any], model: LoadedModel) -> ServingModel:
         max_detections=int(post.get("max_detections") or 100),
         top_k=int(post.get("top_k") or DEFAULT_TOP_K),
         per_box_masks=bool(post.get("per_box_masks", False)),
+        mask_resize=str(post.get("mask_resize") or "input"),
         mask_threshold=float(post.get("mask_threshold") or 0.5),
         align_corners=bool(post.get("align_corners", False)),
     )

@@ -127,6 +127,31 @@ def test_whole_input_masks_are_resized_as_mmdets_rtmdet_ins_head_resizes_them(ph
         assert np.count_nonzero(ours != theirs) <= 1e-4 * theirs.size  # float32 rounding at the crossing
 
 
+def test_whole_input_masks_are_resized_as_mmdets_solo_heads_resize_them():
+    """mmdet's SOLOv2Head (and SOLOHead): the mask probabilities at the input's size, cut to the
+    transformed image, resized to the photo, > mask_thr."""
+    import torch
+    import torch.nn.functional as F
+
+    from edge_deploy.runtime.preprocess import Prepared
+
+    rng = np.random.default_rng(7)
+    photo_hw, image_hw, input_hw = (427, 640), (534, 800), (544, 800)  # padded to 32 by the preprocessor
+    coarse = torch.from_numpy(rng.normal(-1.0, 4.0, (3, input_hw[0] // 4, input_hw[1] // 4)).astype(np.float32))
+    probabilities = F.interpolate(coarse[None].sigmoid(), size=input_hw, mode="bilinear")  # the export's
+    cut = probabilities[:, :, : image_hw[0], : image_hw[1]]
+    expected = (F.interpolate(cut, size=photo_hw, mode="bilinear", align_corners=False) > 0.5)[0].numpy()
+
+    scale = (image_hw[1] / photo_hw[1], image_hw[0] / photo_hw[0])
+    prepared = Prepared(np.zeros((1, 3, *input_hw), np.float32), photo_hw, image_hw, scale, input_hw)
+    settings = answers.AnswerSettings(
+        classes=(), score_threshold=0.0, max_detections=100, top_k=5, per_box_masks=False, mask_resize="image"
+    )
+    got = answers._masks(probabilities[0].numpy(), np.zeros((3, 4)), prepared, settings)
+    for ours, theirs in zip(got, expected, strict=True):
+        assert np.count_nonzero(ours != theirs) <= 1e-4 * theirs.size
+
+
 def test_coco_rle_is_what_pycocotools_encodes():
     from pycocotools import mask as coco_mask
 
