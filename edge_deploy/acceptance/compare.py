@@ -49,7 +49,10 @@ def predict_query(task: str) -> dict[str, str]:
     return {}
 
 
-def compare_answer(task: str, reference: PhotoAnswer, device: dict[str, Any]) -> PhotoAgreement:
+def compare_answer(
+    task: str, reference: PhotoAnswer, device: dict[str, Any], *, detection_threshold: float = DETECTION_THRESHOLD
+) -> PhotoAgreement:
+    """`detection_threshold`: the reference detections compared are those scoring at least this."""
     image = device.get("image") or {}
     if (image.get("width"), image.get("height")) != (reference.width, reference.height):
         return PhotoAgreement(
@@ -62,7 +65,7 @@ def compare_answer(task: str, reference: PhotoAnswer, device: dict[str, Any]) ->
     if task == "classification":
         return _classification(reference, device)
     if task in ("detection", "instance-segmentation"):
-        return _detection(reference, device)
+        return _detection(reference, device, detection_threshold)
     return _segmentation(reference, device)
 
 
@@ -103,10 +106,10 @@ def _mask_iou(expected_rle: dict[str, Any], got_rle: dict[str, Any] | None) -> f
     return np.count_nonzero(theirs & ours) / union if union else 1.0
 
 
-def _detection(reference: PhotoAnswer, device: dict[str, Any]) -> PhotoAgreement:
+def _detection(reference: PhotoAnswer, device: dict[str, Any], threshold: float) -> PhotoAgreement:
     got = device.get("detections") or []
-    wanted = [d for d in reference.answer["detections"] if d["score"] >= DETECTION_THRESHOLD and not d["tied"]]
-    ties = sum(1 for d in reference.answer["detections"] if d["score"] >= DETECTION_THRESHOLD and d["tied"])
+    wanted = [d for d in reference.answer["detections"] if d["score"] >= threshold and not d["tied"]]
+    ties = sum(1 for d in reference.answer["detections"] if d["score"] >= threshold and d["tied"])
     ious, mask_ious = [], []
     for expected in wanted:
         same_label = [d for d in got if d["label"] == expected["label"]]
@@ -140,7 +143,7 @@ def _detection(reference: PhotoAnswer, device: dict[str, Any]) -> PhotoAgreement
         metrics["min_box_iou"] = min(ious)
     if mask_ious:
         metrics["min_mask_iou"] = min(mask_ious)
-    detail = f"{len(wanted)} detections above {DETECTION_THRESHOLD} matched (label, IoU >= {BOX_IOU})"
+    detail = f"{len(wanted)} detections above {threshold:g} matched (label, IoU >= {BOX_IOU})"
     detail += f"; {ties} tied ones left out" if ties else ""
     return PhotoAgreement(reference.photo, True, len(wanted), detail, metrics)
 

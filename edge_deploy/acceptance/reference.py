@@ -23,6 +23,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,17 @@ def tensor_reference(reference, photos: Sequence[Photo]) -> dict[str, dict[str, 
 
 
 def reference_answers(
-    task: str, config: Path, checkpoint: Path, photos: Sequence[Photo], pipeline=None
+    task: str,
+    config: Path,
+    checkpoint: Path,
+    photos: Sequence[Photo],
+    pipeline=None,
+    *,
+    detection_floor: float = DETECTION_FLOOR,
 ) -> PhotoReference:
     """The codebase's inference API on each photo. `pipeline`: the test pipeline the conversion
-    recorded for serving (serving.json), which the segmentation API runs in place of the config's."""
+    recorded for serving (serving.json), which the segmentation API runs in place of the config's.
+    `detection_floor`: detections scoring below it are not recorded."""
     if task not in SCOPES:
         raise ReferenceError(f"no photo reference for task {task!r}")
     from mmengine.registry import DefaultScope
@@ -142,7 +150,8 @@ def reference_answers(
     # mmengine keeps one default registry scope per process: set the codebase's for its API. What
     # the APIs print ("Loads checkpoint by ...") goes to stderr: stdout may carry a JSON report.
     with DefaultScope.overwrite_default_scope(SCOPES[task]), contextlib.redirect_stdout(sys.stderr):
-        answer_photo, source = _ANSWERERS[task](config, checkpoint, pipeline)
+        answerer = partial(_detector, floor=detection_floor) if SCOPES[task] == "mmdet" else _ANSWERERS[task]
+        answer_photo, source = answerer(config, checkpoint, pipeline)
         answers = []
         for photo in photos:
             frame = _frame(photo)
@@ -175,18 +184,23 @@ def _classifier(config: Path, checkpoint: Path, pipeline):
     return answer, "mmpretrain ImageClassificationInferencer"
 
 
-def _detector(config: Path, checkpoint: Path, pipeline):
+def _detector(config: Path, checkpoint: Path, pipeline, floor: float = DETECTION_FLOOR):
     from mmdet.apis import inference_detector, init_detector
 
     from edge_deploy.runtime.answers import coco_rle
 
     model = init_detector(str(config), str(checkpoint), device="cpu")
+    head = getattr(model, "bbox_head", None)
+    if head is not None and "loss_cls" not in vars(head) and "loss_cls" not in head._modules:
+        # mmdet 3.3's predict reads head.loss_cls, which SSDHead never makes (mmdetection issues
+        # 11305 and 11780): every SSD inference failed with "'SSDHead' object has no attribute"
+        head.loss_cls = None
 
     def answer(frame: np.ndarray) -> dict[str, Any]:
         found = inference_detector(model, frame).pred_instances
         scores = found.scores.numpy().astype(np.float64)
         detections = []
-        for index in np.flatnonzero(scores >= DETECTION_FLOOR):
+        for index in np.flatnonzero(scores >= floor):
             detection = {
                 "box": [float(v) for v in found.bboxes[index].tolist()],
                 "score": float(scores[index]),
@@ -209,13 +223,24 @@ def _segmentor(config: Path, checkpoint: Path, pipeline):
 
     model = init_model(Config.fromfile(str(config)), str(checkpoint), device="cpu")
     if pipeline:
-        model.cfg.test_pipeline = pipeline
+        model.cfg.test_pipeline = _with_tuples(pipeline)
 
     def answer(frame: np.ndarray) -> dict[str, Any]:
         labels = inference_model(model, frame).pred_sem_seg.data[0].numpy()
         return {"segmentation": {"label_map": label_map_png(labels)}}
 
     return answer, "mmseg inference_model"
+
+
+def _with_tuples(value: Any) -> Any:
+    """serving.json's pipeline with its lists as the tuples the config wrote: JSON keeps no tuples,
+    and mmcv's keep-ratio Resize takes its scale only as one ("Scale must be a number or tuple of
+    int"), so every dynamic segmentor's reference failed."""
+    if isinstance(value, dict):
+        return {key: _with_tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_with_tuples(item) for item in value)
+    return value
 
 
 _ANSWERERS = {
