@@ -223,7 +223,8 @@ def _segmentor(config: Path, checkpoint: Path, pipeline):
 
     model = init_model(Config.fromfile(str(config)), str(checkpoint), device="cpu")
     if pipeline:
-        model.cfg.test_pipeline = _with_tuples(pipeline)
+        # a list, which mmseg's inference_model edits (it removes LoadAnnotations)
+        model.cfg.test_pipeline = [_with_tuples(transform) for transform in pipeline]
 
     def answer(frame: np.ndarray) -> dict[str, Any]:
         labels = inference_model(model, frame).pred_sem_seg.data[0].numpy()

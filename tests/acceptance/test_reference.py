@@ -31,6 +31,7 @@ def test_a_segmentor_with_a_recorded_keep_ratio_pipeline_gets_a_reference(sample
     pipeline = [
         {"type": "LoadImageFromFile"},
         {"type": "Resize", "scale": [1024, 512], "keep_ratio": True},
+        {"type": "LoadAnnotations"},  # as the configs have it: mmseg's API removes it from the list
         {"type": "PackSegInputs"},
     ]
     photo = builtin_photos()[0]
