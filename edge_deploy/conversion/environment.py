@@ -19,7 +19,8 @@
   when it entered: for a static method that is the bare function, so the method then gets `self`
   in front. After one export, PyTorch inference of a Swin classifier in the same process failed
   (`ShiftWindowMSA.get_attn_mask() got multiple values for argument 'window_size'`), and with it
-  the gate's photo reference. `static_methods_kept` puts the descriptors back.
+  the gate's photo reference. `rewrites_keep_static_methods` makes the rewriter put the
+  descriptors back, for every context (the gate's reference forward enters one too).
 - MMDeploy's RTMDet-Ins export runs NMS on boxes it never clips to the image; mmdet clips them
   first. Two boxes of one object crossing the photo's edge can overlap by less than the NMS IoU
   unclipped and by more clipped, so the export kept a duplicate PyTorch suppresses, and lost the
@@ -28,7 +29,7 @@
   made it (RTMDet's own pipelines), the resized photo where the data preprocessor pads the batch;
   there, on the padded side, the two can still differ.
 
-`export_adaptations(deploy_cfg)` applies the last two around an export.
+`export_adaptations(deploy_cfg)` applies the last one around an export.
 """
 
 from __future__ import annotations
@@ -149,8 +150,7 @@ def export_adaptations(deploy_cfg) -> Iterator[None]:
     import_codebase(codebase)
     if codebase.value == "mmdet":
         rtmdet_ins_nms_on_clipped_boxes()
-    with static_methods_kept():
-        yield
+    yield
 
 
 def rtmdet_ins_nms_on_clipped_boxes() -> None:
@@ -175,16 +175,36 @@ def rtmdet_ins_nms_on_clipped_boxes() -> None:
     rewrite._nms_with_mask_static = nms_on_clipped_boxes
 
 
-@contextlib.contextmanager
-def static_methods_kept() -> Iterator[None]:
-    """Every static or class method MMDeploy's registered rewriters replace is the same descriptor
-    after the block."""
-    from mmdeploy.core.rewriters.rewriter_manager import REWRITER_MANAGER
+def rewrites_keep_static_methods() -> None:
+    """Make MMDeploy's function rewriter put back the static and class methods it replaces as the
+    descriptors they were. Installed on the rewriter itself, once, because every rewriter context
+    (the export's, and the gate's reference forward) exits through it."""
+    from mmdeploy.core.rewriters.function_rewriter import FunctionRewriter
+
+    if getattr(FunctionRewriter.enter, "keeps_static_methods", False):
+        return
+    enter, exit_ = FunctionRewriter.enter, FunctionRewriter.exit
+
+    def enter_keeping(self, *args, **kwargs):
+        self._kept_descriptors = _method_descriptors(self._registry._rewrite_records)
+        return enter(self, *args, **kwargs)
+
+    def exit_restoring(self):
+        exit_(self)
+        for owner, name, descriptor in getattr(self, "_kept_descriptors", ()):
+            setattr(owner, name, descriptor)
+
+    enter_keeping.keeps_static_methods = True
+    FunctionRewriter.enter, FunctionRewriter.exit = enter_keeping, exit_restoring
+
+
+def _method_descriptors(paths) -> list[tuple[type, str, object]]:
+    """(class, name, descriptor) of every static or class method among the rewritten `paths`
+    (MMDeploy 1.3.1 keeps its records by path; entering its context imports each path as here)."""
     from mmdeploy.core.rewriters.rewriter_utils import import_function
 
-    kept = []
-    # MMDeploy 1.3.1 keeps its records here; entering a rewriter context imports each path as below
-    for path in list(REWRITER_MANAGER.function_rewriter._registry._rewrite_records):
+    found = []
+    for path in list(paths):
         try:
             _, owner = import_function(path)
         except Exception:  # a path of a codebase that is not installed: MMDeploy skips it too
@@ -192,12 +212,8 @@ def static_methods_kept() -> Iterator[None]:
         name = path.rpartition(".")[2]
         descriptor = vars(owner).get(name) if inspect.isclass(owner) else None
         if isinstance(descriptor, (staticmethod, classmethod)):
-            kept.append((owner, name, descriptor))
-    try:
-        yield
-    finally:
-        for owner, name, descriptor in kept:
-            setattr(owner, name, descriptor)
+            found.append((owner, name, descriptor))
+    return found
 
 
 @contextlib.contextmanager
@@ -206,5 +222,6 @@ def mmdeploy_environment() -> Iterator[None]:
     ensure_torchvision_importable()
     ensure_cast_long_symbolic()
     cpu_prior_generators()
+    rewrites_keep_static_methods()
     with torchscript_exporter_default(), openmmlab_output_to_stderr():
         yield

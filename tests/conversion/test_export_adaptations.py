@@ -3,8 +3,9 @@ against the behaviour it restores:
 
 - PyTorch still runs a model after an export in the same process (a local workflow run converts,
   then validates and computes the photo reference, all in one Python process). MMDeploy's function
-  rewriter set a rewritten static method back as a plain function, so Swin's
-  `ShiftWindowMSA.get_attn_mask` got `self` first and every later PyTorch inference failed.
+  rewriter set a rewritten static method back as a plain function on leaving any of its contexts
+  (the export's, the gate's reference forward), so Swin's `ShiftWindowMSA.get_attn_mask` got
+  `self` first and every later PyTorch inference failed.
 - RTMDet-Ins's exported NMS sees boxes clipped to the input, as mmdet's does; MMDeploy's rewrite
   left them unclipped, so the export kept other boxes than PyTorch at the photo's edge.
 """
@@ -17,6 +18,8 @@ import pytest
 from edge_deploy.acceptance.photos import builtin_photos
 from edge_deploy.acceptance.reference import reference_answers
 from edge_deploy.conversion import convert, load_model_dir
+from edge_deploy.conversion.environment import mmdeploy_environment
+from edge_deploy.conversion.openmmlab import load_configs
 from edge_deploy.samples import write_shipped_config
 
 SWIN = "mmpretrain:swin_transformer/swin-tiny_16xb64_in1k.py"
@@ -25,7 +28,10 @@ SWIN = "mmpretrain:swin_transformer/swin-tiny_16xb64_in1k.py"
 @pytest.mark.slow
 def test_a_swin_classifier_answers_in_pytorch_after_its_export(tmp_path):
     model_dir = load_model_dir(write_shipped_config(SWIN, tmp_path / "model"))
+    deploy_cfg, _ = load_configs(model_dir)
+    enter_a_rewriter_context(deploy_cfg)  # as the gate's reference forward does, before or after
     convert(model_dir, tmp_path / "onnx")
+    enter_a_rewriter_context(deploy_cfg)
 
     from mmpretrain.models.utils import ShiftWindowMSA
 
@@ -34,6 +40,17 @@ def test_a_swin_classifier_answers_in_pytorch_after_its_export(tmp_path):
     reference = reference_answers("classification", model_dir.config_path, model_dir.checkpoint_path, [photo])
     classes = reference.answers[0].answer["classes"]
     assert len(classes) == 6 and all(0 <= entry["label"] < 1000 for entry in classes)
+
+
+def enter_a_rewriter_context(deploy_cfg) -> None:
+    with mmdeploy_environment():
+        from mmdeploy.codebase import import_codebase
+        from mmdeploy.core import RewriterContext
+        from mmdeploy.utils import get_codebase
+
+        import_codebase(get_codebase(deploy_cfg))
+        with RewriterContext(cfg=deploy_cfg, backend="onnxruntime", opset=11):
+            pass
 
 
 @pytest.mark.slow
