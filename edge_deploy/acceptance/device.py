@@ -113,7 +113,15 @@ def run_as_device(
             "tensors": sorted(tensors),
         }
         command = [*setup.entrypoint_prefix, setup.python, f"{MOUNT}/device_client.py", json.dumps(job)]
-        code, (stdout, stderr) = container.exec_run(command, demux=True)
+        try:
+            code, (stdout, stderr) = container.exec_run(command, demux=True)
+        except docker.errors.APIError:
+            # a runtime that refuses to start (a key, a signature) can exit before it is asked:
+            # its own reason, in its log, is the answer, not Docker's "is not running"
+            container.reload()
+            if container.status != "running":
+                raise DeviceRunError(_stopped(image, container)) from None
+            raise
         if code != 0:
             raise DeviceRunError(
                 f"asking {image} as a device failed: {_last_line(stderr)}; the runtime's log ends: "
@@ -175,6 +183,11 @@ def _started_at(container) -> float:
     whole, _, fraction = text.rstrip("Z").partition(".")
     started = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
     return started + float(f"0.{fraction[:6] or 0}")
+
+
+def _stopped(image: str, container) -> str:
+    status = container.attrs.get("State", {}).get("ExitCode")
+    return f"{image} stopped (exit status {status}) before it was asked; the runtime's log ends: {_log_tail(container)}"
 
 
 def _log_tail(container, lines: int = 5) -> str:
