@@ -148,8 +148,8 @@ SAMPLES: dict[str, Sample] = {
             height_width=(256, 512),
             base_profile="segmentation_onnxruntime_static",
             dynamic_axes={},
-            # Logits instead of the argmax map, so parity compares real numbers (and the
-            # validation gate computes the pixel argmax agreement itself).
+            # A deploy config of its own, as a user writes one (the tests edit it); the same logits
+            # the built-in profile exports, so parity compares real numbers.
             deploy_overrides={"codebase_config": {"with_argmax": False}},
             adapt_config=_resize_segmentor,
             description="mmseg Fast-SCNN (Cityscapes, 19 classes), 256x512, static, logits output",

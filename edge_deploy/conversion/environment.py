@@ -175,6 +175,54 @@ def rtmdet_ins_nms_on_clipped_boxes() -> None:
     rewrite._nms_with_mask_static = nms_on_clipped_boxes
 
 
+def exact_static_adaptive_pooling() -> None:
+    """Export a static model's adaptive average pooling exactly. MMDeploy's rewrite of
+    `adaptive_avg_pool2d` (any output but 1x1) is `avg_pool2d` with kernel = stride = size // bins,
+    exact only where the size divides evenly: PSPNet's 1/2/3/6 bins on a 128x171 feature map gave
+    98.4 % of a photo's pixels as PyTorch's, and a wrong number of bins where it is smaller than
+    twice the bins. With static shapes the bins PyTorch averages are known while tracing, so the
+    pooling is exported as two MatMuls with those averaging matrices. Dynamic exports keep MMDeploy's
+    rewrite (the conversion's size check then prefers a static export). Installed on MMDeploy's
+    rewrite record once, so the export and the gate's reference forward both use it."""
+    import torch
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.pytorch.functions import adaptive_pool  # noqa: F401  registers MMDeploy's rewrite
+    from mmdeploy.utils import is_dynamic_shape
+
+    records = FUNCTION_REWRITER._registry._rewrite_records["torch.nn.functional.adaptive_avg_pool2d"]
+    default = next(record for record in records if not record["_checkers"])  # the ONNX Runtime one
+    if getattr(default["_object"], "exact_when_static", False):
+        return
+
+    def adaptive_avg_pool2d(input, output_size):
+        ctx = FUNCTION_REWRITER.get_context()
+        bins = output_size if isinstance(output_size, list | tuple) else (output_size, output_size)
+        if tuple(bins) == (1, 1):  # global pooling: exported as it is, as MMDeploy does
+            return ctx.origin_func(input, output_size)
+        height, width = (int(size) for size in input.shape[-2:])
+        if is_dynamic_shape(ctx.cfg):  # MMDeploy's rewrite (its function needs its own context)
+            kernel = [height // (bins[0] or height), width // (bins[1] or width)]
+            return torch.nn.functional.avg_pool2d(input, kernel, kernel, 0, False, False)
+        rows = _averaging_matrix(height, bins[0] or height).to(input)
+        columns = _averaging_matrix(width, bins[1] or width).to(input)
+        return rows @ input @ columns.T
+
+    adaptive_avg_pool2d.exact_when_static = True
+    default["_object"] = adaptive_avg_pool2d
+
+
+def _averaging_matrix(size: int, bins: int):
+    """bins x size: row i averages the inputs PyTorch's adaptive pooling gives bin i,
+    floor(i * size / bins) up to ceil((i + 1) * size / bins)."""
+    import torch
+
+    matrix = torch.zeros(bins, size)
+    for index in range(bins):
+        start, end = index * size // bins, -(-(index + 1) * size // bins)
+        matrix[index, start:end] = 1.0 / (end - start)
+    return matrix
+
+
 def rewrites_keep_static_methods() -> None:
     """Make MMDeploy's function rewriter put back the static and class methods it replaces as the
     descriptors they were. Installed on the rewriter itself, once, because every rewriter context
@@ -223,5 +271,6 @@ def mmdeploy_environment() -> Iterator[None]:
     ensure_cast_long_symbolic()
     cpu_prior_generators()
     rewrites_keep_static_methods()
+    exact_static_adaptive_pooling()
     with torchscript_exporter_default(), openmmlab_output_to_stderr():
         yield

@@ -42,9 +42,26 @@ def load_configs(model_dir: ModelDir):
         model_cfg = Config.fromfile(str(model_dir.config_path))
     except Exception as exc:
         raise ConversionError("config load", f"model config {model_dir.config_path.name}: {describe(exc)}") from exc
+    refuse_sliding_inference(model_cfg, model_dir.config_path)
     apply_manifest(deploy_cfg, model_dir)
     follow_test_cfg(deploy_cfg, model_cfg)
     return deploy_cfg, model_cfg
+
+
+def refuse_sliding_inference(model_cfg, config_path: Path) -> None:
+    """A segmentor whose test_cfg slides windows over the image (mmseg's mode='slide') is refused:
+    MMDeploy exports whole-image inference only, so the image would answer otherwise than the config
+    (Segmenter on a photo: 44 % of pixels as PyTorch's). Whole-image answers are the user's choice,
+    made in the config, where it shows."""
+    test_cfg = model_cfg.get("model", {}).get("test_cfg") or {}
+    if test_cfg.get("mode") != "slide":
+        return
+    window = f"{tuple(test_cfg.get('crop_size', ()))} windows, stride {tuple(test_cfg.get('stride', ()))}"
+    raise ModelDirError(
+        f"{config_path.name}: model.test_cfg.mode is 'slide' ({window}), and MMDeploy exports whole-image "
+        f"inference only, so the edge image would answer otherwise than this config. To deploy whole-image "
+        f"inference, set model.test_cfg = dict(mode='whole') in {config_path.name}"
+    )
 
 
 def apply_manifest(deploy_cfg, model_dir: ModelDir) -> None:

@@ -9,8 +9,8 @@ OpenMMLab codebase's answer (mmdeploy/codebase/*/deploy/*_model.py):
   resized bilinearly as logits and cut to the photo; SOLO: cut to the image and resized to the
   photo; each as its mmdet head does in PyTorch) or per-box masks (Mask R-CNN; pasted into the box
   as mmdeploy's grid_sample does), thresholded, as COCO RLE;
-- semantic segmentation: a label map (or per-class logits) at the input's size -> the padding cut
-  off, resized to the photo (logits bilinearly, then argmax; labels with nearest), as a PNG.
+- semantic segmentation: per-class logits (or a label map) at the input's size -> the padding cut
+  off, resized to the photo (logits bilinearly, then the argmax; labels with nearest), as a PNG.
 """
 
 from __future__ import annotations
@@ -150,10 +150,10 @@ def segmentation(outputs: Mapping[str, np.ndarray], prepared: Prepared, settings
     output = next(iter(outputs.values()))[0]  # [1, H, W] labels or [C, H, W] logits
     img_h, img_w = prepared.image_hw
     height, width = prepared.original_hw
-    if output.shape[0] > 1 and output.dtype.kind == "f":
+    if output.dtype.kind == "f":
         logits = output[:, :img_h, :img_w].transpose(1, 2, 0)
-        labels = resize.bilinear_float(logits, width, height, settings.align_corners).argmax(axis=2)
-    else:
+        labels = resize.bilinear_argmax(logits, width, height, settings.align_corners)
+    else:  # the class map; also every binary (one-channel) head's, which MMDeploy thresholds in the graph
         labels = resize.nearest(output[0, :img_h, :img_w], width, height)
     return {
         "segmentation": {"format": "png", "width": width, "height": height, "label_map": label_map_png(labels)},

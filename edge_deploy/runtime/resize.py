@@ -12,7 +12,8 @@ and BLAS libraries beside a 72 MB module); these few functions are what the runt
   own `Image.resize` with the named filter, as mmcv calls it. Pillow is in the runtime already, for
   decoding photos.
 - `bilinear_float`: torch's `interpolate(mode="bilinear", align_corners=False|True)` on float maps
-  (segmentation logits, instance masks).
+  (instance masks); `bilinear_argmax` is the same resize of per-class logits followed by the argmax
+  over classes, in bands of rows, so a large photo never holds classes x height x width floats.
 - `nearest`: torch's legacy `interpolate(mode="nearest")` (label maps).
 - `sample_bilinear`: torch's `grid_sample(bilinear, zeros, align_corners=False)` of one small
   mask at given pixel coordinates (pasting a Mask R-CNN mask into its box).
@@ -109,6 +110,26 @@ def bilinear_float(values: np.ndarray, width: int, height: int, align_corners: b
     fy = fy[(slice(None), None, *extra)]
     rows = values[y0] * (1 - fy) + values[y1] * fy
     return (rows[:, x0] * (1 - fx) + rows[:, x1] * fx).astype(np.float32)
+
+
+def bilinear_argmax(
+    logits: np.ndarray, width: int, height: int, align_corners: bool = False, band_bytes: int = 8 << 20
+) -> np.ndarray:
+    """`bilinear_float(logits, width, height).argmax(axis=2)` of an HxWxC logit map, computed in bands
+    of output rows of about `band_bytes` of floats each (torch's argmax and numpy's both take the
+    first of equal maxima)."""
+    src_h, src_w, classes = logits.shape
+    x0, x1, fx = _taps_float(src_w, width, align_corners)
+    y0, y1, fy = _taps_float(src_h, height, align_corners)
+    fx = fx[:, None]
+    labels = np.empty((height, width), dtype=np.int64)
+    band = max(1, band_bytes // (4 * width * classes))
+    for start in range(0, height, band):
+        rows = slice(start, start + band)
+        weight = fy[rows, None, None]
+        vertical = logits[y0[rows]] * (1 - weight) + logits[y1[rows]] * weight
+        labels[rows] = (vertical[:, x0] * (1 - fx) + vertical[:, x1] * fx).argmax(axis=2)
+    return labels
 
 
 def nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -206,6 +206,23 @@ def test_broken_model_config_fails_the_config_stage(copy_sample, tmp_path):
     assert f"model config {model_dir.config_path.name}: SyntaxError" in str(caught.value)
 
 
+def test_a_sliding_window_segmentor_is_refused_naming_the_config_change(copy_sample, tmp_path):
+    model_dir = load_model_dir(copy_sample("fast-scnn"))
+    config = model_dir.config_path
+    config.write_text(
+        config.read_text() + "\nmodel.update(test_cfg=dict(mode='slide', crop_size=(256, 256), stride=(170, 170)))\n"
+    )
+    with pytest.raises(ModelDirError) as caught:
+        convert(model_dir, tmp_path / "out")
+    message = str(caught.value)
+    assert f"{config.name}: model.test_cfg.mode is 'slide' ((256, 256) windows, stride (170, 170))" in message
+    assert f"set model.test_cfg = dict(mode='whole') in {config.name}" in message
+    assert not (tmp_path / "out").exists()
+
+    config.write_text(config.read_text() + "model.update(test_cfg=dict(mode='whole'))\n")
+    assert convert(load_model_dir(config.parent), tmp_path / "out").outputs["output"] == [1, 19, 256, 512]
+
+
 @pytest.mark.slow
 def test_unknown_model_type_fails_the_model_build_stage(copy_sample, tmp_path):
     root = copy_sample("fast-scnn")

@@ -8,6 +8,8 @@ against the behaviour it restores:
   `self` first and every later PyTorch inference failed.
 - RTMDet-Ins's exported NMS sees boxes clipped to the input, as mmdet's does; MMDeploy's rewrite
   left them unclipped, so the export kept other boxes than PyTorch at the photo's edge.
+- A static export's adaptive average pooling averages the bins PyTorch does; MMDeploy's rewrite
+  (avg_pool2d with kernel = size // bins) is exact only where the size divides evenly.
 """
 
 import inspect
@@ -72,3 +74,31 @@ def test_rtmdet_ins_boxes_are_clipped_to_the_input_before_nms(task_sample):
         assert len(boxes) > 0, name
         # unclipped, this sample's boxes reached from -33 to 321 in a 320x320 input
         assert boxes.min() >= 0 and boxes[:, 0::2].max() <= width and boxes[:, 1::2].max() <= height, name
+
+
+@pytest.mark.parametrize("size", [(128, 171), (13, 17), (5, 7), (12, 24)])
+def test_a_static_export_pools_adaptively_as_pytorch_does(tmp_path, size):
+    import onnxruntime
+    import torch
+    from mmengine.config import Config
+
+    class PyramidPooling(torch.nn.Module):  # PSPNet's pooling module: bins of 1, 2, 3 and 6
+        def forward(self, x):
+            return torch.cat([torch.nn.functional.adaptive_avg_pool2d(x, bins).flatten(2) for bins in (1, 2, 3, 6)], 2)
+
+    deploy_cfg = Config(
+        dict(
+            onnx_config=dict(type="onnx", input_names=["input"], output_names=["output"], input_shape=size[::-1]),
+            codebase_config=dict(type="mmseg", task="Segmentation"),
+            backend_config=dict(type="onnxruntime"),
+        )
+    )
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 4, *size)).astype(np.float32))
+    with mmdeploy_environment():
+        from mmdeploy.core import RewriterContext
+
+        with RewriterContext(cfg=deploy_cfg, backend="onnxruntime", opset=11), torch.no_grad():
+            torch.onnx.export(PyramidPooling(), x, str(tmp_path / "pool.onnx"), input_names=["input"], opset_version=11)
+    session = onnxruntime.InferenceSession(str(tmp_path / "pool.onnx"), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(exported, PyramidPooling()(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -36,9 +36,13 @@ def test_detection_profiles_keep_mmdeploys_post_processing():
     assert (post.score_threshold, post.iou_threshold, post.keep_top_k, post.pre_top_k) == (0.05, 0.5, 100, 5000)
 
 
-def test_segmentation_profiles_export_the_class_map():
-    cfg = profiles.load_profile(profiles.profile_path("segmentation_onnxruntime_static"))
-    assert cfg.codebase_config.with_argmax is True
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+def test_segmentation_profiles_export_logits_unless_the_argmax_is_asked_for(kind):
+    logits = profiles.load_profile(profiles.profile_path(f"segmentation_onnxruntime_{kind}"))
+    class_map = profiles.load_profile(profiles.profile_path(f"segmentation-argmax_onnxruntime_{kind}"))
+    assert logits.codebase_config.with_argmax is False and class_map.codebase_config.with_argmax is True
+    assert class_map.onnx_config == logits.onnx_config and class_map.backend_config == logits.backend_config
+    assert profiles.default_profile("segmentation", dynamic=kind == "dynamic") == f"segmentation_onnxruntime_{kind}"
 
 
 def test_unknown_profile_lists_the_names():

@@ -66,6 +66,28 @@ def test_bilinear_float_is_torchs_interpolate(align_corners):
         np.testing.assert_allclose(resize.bilinear_float(values, width, height, align_corners), expected, atol=2e-5)
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_bilinear_argmax_in_bands_is_torchs_resize_then_argmax(align_corners):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(4)
+    for h, w, height, width, band_bytes in [
+        (64, 128, 300, 451, 1),
+        (80, 80, 427, 640, 100_000),
+        (33, 17, 12, 40, 8 << 20),
+    ]:
+        logits = rng.standard_normal((h, w, 19)).astype(np.float32)
+        got = resize.bilinear_argmax(logits, width, height, align_corners, band_bytes=band_bytes)
+        # The same arithmetic as the whole-map resize, band by band ...
+        np.testing.assert_array_equal(got, resize.bilinear_float(logits, width, height, align_corners).argmax(axis=2))
+        # ... and mmseg's own postprocess: torch's resize of the logits, then the argmax over classes.
+        torch_logits = torch.from_numpy(logits.transpose(2, 0, 1))[None]
+        resized = F.interpolate(torch_logits, size=(height, width), mode="bilinear", align_corners=align_corners)
+        expected = resized[0].argmax(dim=0).numpy()
+        assert got.shape == expected.shape and (got == expected).mean() >= 0.9999  # float near-ties only
+
+
 def test_nearest_is_torchs_legacy_nearest():
     import torch
     import torch.nn.functional as F
@@ -150,6 +172,40 @@ def test_whole_input_masks_are_resized_as_mmdets_solo_heads_resize_them():
     got = answers._masks(probabilities[0].numpy(), np.zeros((3, 4)), prepared, settings)
     for ours, theirs in zip(got, expected, strict=True):
         assert np.count_nonzero(ours != theirs) <= 1e-4 * theirs.size
+
+
+def test_segmentation_answers_are_mmsegs_postprocess():
+    """mmseg's EncoderDecoder.postprocess_result: the logits cut to the image (padding off), resized
+    bilinearly to the photo, then the argmax over classes."""
+    import base64
+    import io
+
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from edge_deploy.runtime.preprocess import Prepared
+
+    rng, classes = np.random.default_rng(8), 19
+    photo_hw, image_hw, input_hw = (427, 640), (342, 512), (352, 512)  # padded to 32 by the preprocessor
+    coarse = torch.from_numpy(rng.normal(0.0, 3.0, (classes, input_hw[0] // 8, input_hw[1] // 8)).astype(np.float32))
+    logits = F.interpolate(coarse[None], size=input_hw, mode="bilinear")  # the export's output
+    resized = F.interpolate(logits[:, :, : image_hw[0], : image_hw[1]], size=photo_hw, mode="bilinear")[0]
+    expected = resized.argmax(dim=0).numpy()
+
+    scale = (image_hw[1] / photo_hw[1], image_hw[0] / photo_hw[0])
+    prepared = Prepared(np.zeros((1, 3, *input_hw), np.float32), photo_hw, image_hw, scale, input_hw)
+    names = tuple(f"class {i}" for i in range(classes))
+    settings = answers.AnswerSettings(
+        classes=names, score_threshold=0.0, max_detections=100, top_k=5, per_box_masks=False
+    )
+    answer = answers.segmentation({"output": logits.numpy()}, prepared, settings)
+    png = base64.b64decode(answer["segmentation"]["label_map"])
+    got = np.asarray(Image.open(io.BytesIO(png)))
+    assert got.shape == photo_hw and len(np.unique(expected)) == classes
+    assert np.count_nonzero(got != expected) <= 1e-4 * expected.size  # float32 near-ties only
+    shares = {entry["name"]: entry for entry in answer["classes"]}
+    assert set(shares) == {names[int(label)] for label in np.unique(expected)}
 
 
 def test_coco_rle_is_what_pycocotools_encodes():

@@ -35,7 +35,7 @@ def test_a_dynamic_detector_validates_at_batch_2_and_a_smaller_size(copy_sample,
 
 
 def test_a_label_map_segmentor_is_judged_by_pixel_agreement(copy_sample, tmp_path):
-    model_dir = _with_builtin_profile(copy_sample("fast-scnn"), "segmentation_onnxruntime_static")
+    model_dir = _with_builtin_profile(copy_sample("fast-scnn"), "segmentation-argmax_onnxruntime_static")
     result = convert(model_dir, tmp_path / "onnx")
     assert result.outputs["output"] == [1, 1, 256, 512]  # with_argmax: class indices, not logits
     report = validate(model_dir, tmp_path / "onnx", settings=NO_SPEED)

@@ -40,6 +40,24 @@ BUILTIN_PROFILES: dict[str, tuple[str, str, str]] = {
     ),
     "segmentation_onnxruntime_static": ("mmseg/segmentation_onnxruntime_static.py", "mmseg", "segmentation"),
     "segmentation_onnxruntime_dynamic": ("mmseg/segmentation_onnxruntime_dynamic.py", "mmseg", "segmentation"),
+    # Opt-in: mmdeploy's class map instead of the logits (a smaller output, boundaries approximate).
+    "segmentation-argmax_onnxruntime_static": (
+        "mmseg/segmentation-argmax_onnxruntime_static.py",
+        "mmseg",
+        "segmentation",
+    ),
+    "segmentation-argmax_onnxruntime_dynamic": (
+        "mmseg/segmentation-argmax_onnxruntime_dynamic.py",
+        "mmseg",
+        "segmentation",
+    ),
+}
+# The profile a task gets when the manifest names none: mmdeploy's file-name prefix per task.
+DEFAULT_PREFIX = {
+    "classification": "classification",
+    "detection": "detection",
+    "instance-segmentation": "instance-seg",
+    "segmentation": "segmentation",
 }
 
 
@@ -69,10 +87,9 @@ def profile_path(name: str) -> Path:
 def default_profile(task: str, dynamic: bool = False) -> str:
     """The built-in profile for a task: static shapes unless asked (static exports every model)."""
     kind = "dynamic" if dynamic else "static"
-    for name, (_, _, profile_task) in BUILTIN_PROFILES.items():
-        if profile_task == task and name.endswith(f"_{kind}"):
-            return name
-    raise UnknownProfileError(f"no built-in {kind} deploy profile for task {task!r}")
+    if task not in DEFAULT_PREFIX:
+        raise UnknownProfileError(f"no built-in {kind} deploy profile for task {task!r}")
+    return f"{DEFAULT_PREFIX[task]}_onnxruntime_{kind}"
 
 
 def load_profile(path: Path):
