@@ -8,19 +8,21 @@ code as an image does (the files `images.context` copies, byte-compiled), then, 
 in new processes:
   runtime   `python -m edge_deploy.runtime` from process start until GET /readyz answers 200:
             interpreter, imports, keys, decrypt into memory, sha256 check, session, HTTP server;
-            once as it runs by default (EDGE_DECRYPT_TO=memory: a memory file), once with
-            EDGE_DECRYPT_TO=pipe (no plaintext buffer, for devices short of memory), and once
-            with EDGE_REQUIRE_SIGNED_MODEL=true (the sealed file's signature checked first);
+            once as it runs by default (EDGE_DECRYPT_TO=memory: a memory file whose weights ONNX
+            Runtime takes in place), once with EDGE_DECRYPT_TO=memory-copy (ONNX Runtime copies
+            them), once with EDGE_DECRYPT_TO=pipe (no plaintext buffer, for devices short of
+            memory), and once with EDGE_REQUIRE_SIGNED_MODEL=true (the signature checked first);
   ORT       a new interpreter that imports onnxruntime and creates a session on the plain model
             file, from process start until the session exists (what serving the model costs
             without any encryption);
   python    `python -c pass`, the interpreter's own start.
 Prints the medians, the ratio runtime / ORT (target <= 1.3) and each process's peak RSS (VmHWM,
-read from /proc while it runs). Memory is then taken apart in two more processes that record
-their RSS after their imports and their peak after loading the model: the runtime's `load_model`
-(in both modes) and ORT's session on the plain file. What the runtime needs above its own
-baseline, minus what ORT needs above its own, is what opening a sealed model costs (target: the
-model's size plus a few chunks). The temp directory is deleted at the end.
+read from /proc while it runs). Memory is then taken apart in more processes that record their
+RSS after their imports, their peak while loading the model and their RSS once it is loaded: the
+runtime's `load_model` (in each mode) and ORT's session on the plain file. What the runtime needs
+above its own baseline, minus what ORT needs above its own, is what opening a sealed model costs
+(target: the model's size plus a few chunks); what it holds once loaded, minus ORT's, is what the
+mode costs for as long as the runtime runs. The temp directory is deleted at the end.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout, installed or not
 
 from edge_deploy import crypto  # noqa: E402
 from edge_deploy.images.context import byte_compile, copy_runtime_code  # noqa: E402
+from edge_deploy.runtime.config import DECRYPT_TO  # noqa: E402
 from edge_deploy.signing.blob import sign_file  # noqa: E402
 from edge_deploy.signing.keys import SigningKey  # noqa: E402
 
@@ -70,7 +73,7 @@ from edge_deploy.runtime.config import RuntimeConfig
 from edge_deploy.runtime.model import load_model
 baseline = status_mib("VmRSS")
 model = load_model(RuntimeConfig.from_env())
-print(json.dumps({"baseline_mib": baseline, "peak_rss_mib": status_mib("VmHWM")}))
+print(json.dumps({"baseline_mib": baseline, "peak_rss_mib": status_mib("VmHWM"), "loaded_mib": status_mib("VmRSS")}))
 """
 )
 ORT_LOAD = (
@@ -80,7 +83,7 @@ import json, sys
 import onnxruntime as ort
 baseline = status_mib("VmRSS")
 session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-print(json.dumps({"baseline_mib": baseline, "peak_rss_mib": status_mib("VmHWM")}))
+print(json.dumps({"baseline_mib": baseline, "peak_rss_mib": status_mib("VmHWM"), "loaded_mib": status_mib("VmRSS")}))
 """
 )
 ORT_SESSION = """
@@ -186,11 +189,12 @@ def interpreter(env: dict[str, str]) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start}
 
 
-def load_memory(script: str, argv: list[str], env: dict[str, str]) -> float:
-    """MiB a process needs to load the model, above its RSS once its imports are done."""
+def load_memory(script: str, argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """MiB a process needs to load the model (its peak), and holds once loaded, above its RSS once its
+    imports are done."""
     done = subprocess.run([sys.executable, "-c", script, *argv], env=env, check=True, capture_output=True, text=True)
     result = json.loads(done.stdout)
-    return result["peak_rss_mib"] - result["baseline_mib"]
+    return result["peak_rss_mib"] - result["baseline_mib"], result["loaded_mib"] - result["baseline_mib"]
 
 
 def main() -> None:
@@ -215,6 +219,7 @@ def main() -> None:
         print(f"model: {size / MIB:.0f} MiB ONNX, sha256 {hashlib.sha256(plain.read_bytes()).hexdigest()[:12]}...")
         operations = {
             "edge runtime, sealed": lambda: runtime_ready(model_dir, env, "memory"),
+            "  the same, memory-copy": lambda: runtime_ready(model_dir, env, "memory-copy"),
             "  the same, via a pipe": lambda: runtime_ready(model_dir, env, "pipe"),
             "  the same, signed": lambda: runtime_ready(model_dir, signed_env, "memory"),
             "ORT session, plain": lambda: ort_session(plain, env),
@@ -226,24 +231,28 @@ def main() -> None:
                 runs[name].append(operation())
         runtime_env = {**env, "EDGE_MODEL_DIR": str(model_dir)}
         runtime_load = {
-            mode: load_memory(RUNTIME_LOAD, [], {**runtime_env, "EDGE_DECRYPT_TO": mode}) for mode in ("memory", "pipe")
+            mode: load_memory(RUNTIME_LOAD, [], {**runtime_env, "EDGE_DECRYPT_TO": mode}) for mode in DECRYPT_TO
         }
-        ort_load = load_memory(ORT_LOAD, [str(plain)], env)
+        ort_load, ort_loaded = load_memory(ORT_LOAD, [str(plain)], env)
     medians = {name: statistics.median(run["seconds"] for run in results) for name, results in runs.items()}
     peaks = {name: max(run.get("peak_rss_mib", 0.0) for run in results) for name, results in runs.items()}
     baseline = medians["ORT session, plain"]
     print(f"\n{args.repeat} rounds, medians (from process start):")
-    header = f"  {'operation':<22} {'seconds':>8} {'vs ORT':>7} {'peak RSS MiB':>13}"
+    header = f"  {'operation':<24} {'seconds':>8} {'vs ORT':>7} {'peak RSS MiB':>13}"
     print(header + "\n  " + "-" * (len(header) - 2))
     for name, seconds in medians.items():
         peak = f"{peaks[name]:>13.0f}" if peaks[name] else f"{'-':>13}"
-        print(f"  {name:<22} {seconds:>8.2f} {seconds / baseline:>7.2f} {peak}")
-    print(f"loading the model, peak RSS above the process's own baseline (ORT on the plain file: {ort_load:.0f} MiB):")
-    for mode, load in runtime_load.items():
-        extra = load - ort_load
+        print(f"  {name:<24} {seconds:>8.2f} {seconds / baseline:>7.2f} {peak}")
+    print(
+        f"loading the model, RSS above the process's own baseline, at the peak and once loaded "
+        f"(ORT on the plain file: {ort_load:.0f} and {ort_loaded:.0f} MiB):"
+    )
+    for mode, (load, loaded) in runtime_load.items():
+        extra, kept = load - ort_load, loaded - ort_loaded
         print(
-            f"  edge runtime, EDGE_DECRYPT_TO={mode + ':':<7} {load:.0f} MiB, {extra:.0f} MiB more than ORT "
-            f"= {extra * MIB / size:.2f}x the model ({size / MIB:.0f} MiB)"
+            f"  edge runtime, EDGE_DECRYPT_TO={mode + ':':<12} peak {load:.0f} MiB, {extra:.0f} MiB more than ORT "
+            f"= {extra * MIB / size:.2f}x the model ({size / MIB:.0f} MiB); loaded {loaded:.0f} MiB, "
+            f"{kept:.0f} MiB more = {kept * MIB / size:.2f}x"
         )
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; temp files deleted")
 

@@ -5,8 +5,8 @@ It imports only the standard library, numpy, onnxruntime, `edge_deploy.crypto` a
 Pillow (never torch, mmcv/mmdeploy, OpenCV, flytekit or boto3), so an image is its base plus the
 runtime layer. At start it loads the key-encryption keys (EDGE_KEY_<ID>, EDGE_KEY_<ID>_FILE, or one
 file per key id in EDGE_KEY_DIR, default /run/secrets/edge-keys), decrypts the sealed model into
-one memory file ONNX Runtime opens (or, with EDGE_DECRYPT_TO=pipe, through a pipe; see
-`plaintext`: the plaintext never touches a disk), registers the operator libraries model.json
+one memory file ONNX Runtime takes its weights from in place (or, with EDGE_DECRYPT_TO=pipe,
+through a pipe; see `plaintext`: the plaintext never touches a disk), registers the operator libraries model.json
 names, creates the session with the platform's execution providers (falling back to CPU with one
 warning), replays serving.json's pipeline on probe frames, and serves HTTP only once every chunk is
 authenticated and the sha256 matches model.json. A problem exits with status 2 and one line that
@@ -24,7 +24,9 @@ Environment (the image sets the first three):
     EDGE_PROVIDERS          execution providers, comma-separated, preferred first
     EDGE_PORT, EDGE_HOST    8080 on 0.0.0.0
     EDGE_MODEL_NAME         the Open Inference Protocol's model name (model)
-    EDGE_DECRYPT_TO         memory (fastest start) or pipe (no plaintext buffer; CPU sessions)
+    EDGE_DECRYPT_TO         memory (fastest start: ONNX Runtime takes the weights in place), memory-copy
+                            (ONNX Runtime copies them: no more memory than from a plain file once
+                            loaded) or pipe (no plaintext buffer at all; CPU sessions)
     EDGE_MAX_BODY_BYTES     largest body, and what an .npz may unpack to (64 MiB)
     EDGE_MAX_JSON_ELEMENTS  numbers in a JSON body (4194304)
     EDGE_MAX_IMAGE_PIXELS   a photo's width x height, read from its header (40000000)

@@ -30,7 +30,7 @@ PUBLIC_KEY = "EDGE_SIGNING_PUBLIC_KEY"
 PUBLIC_KEY_FILE = "EDGE_SIGNING_PUBLIC_KEY_FILE"
 METADATA_NAME = "model.json"
 DEFAULT_MODEL_NAME = "model"  # the Open Inference Protocol name, unless EDGE_MODEL_NAME or model.json says another
-DECRYPT_TO = ("memory", "pipe")  # see `plaintext`
+DECRYPT_TO = ("memory", "memory-copy", "pipe")  # see `plaintext`
 MMDEPLOY_OPS_LIBRARY = "libmmdeploy_onnxruntime_ops.so"
 
 
@@ -67,7 +67,7 @@ class RuntimeConfig:
     port: int = 8080
     limits: Limits = field(default_factory=Limits)
     model_name: str | None = None  # the Open Inference Protocol's name; None: model.json's, else "model"
-    decrypt_to: str = "memory"  # or "pipe": see `plaintext`
+    decrypt_to: str = "memory"  # or "memory-copy", "pipe": see `plaintext`
     # EDGE_REQUIRE_SIGNED_MODEL: the key the sealed model must be signed by (see `signature`); None: not checked
     trusted_key: PublicKey | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds key variables: never shown

@@ -1,8 +1,9 @@
 """Open the sealed model and run it with ONNX Runtime, checking every input first.
 
-How the plaintext reaches ONNX Runtime (one memory file, or a pipe with EDGE_DECRYPT_TO=pipe;
-never a disk) is `plaintext`'s business; the session is used only once that says every chunk was
-authenticated and the sha256 matches model.json.
+How the plaintext reaches ONNX Runtime (memory it takes the weights from in place, a memory
+file, or a pipe; never a disk) is `plaintext`'s business; the session is used only once that says
+every chunk was authenticated and the sha256 matches model.json. From memory, the session takes
+the weights where they lie (`weights.split`) and reads only the rest of the model.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from edge_deploy.runtime.config import (
 from edge_deploy.runtime.plaintext import Opening, Plaintext, open_plaintext
 from edge_deploy.runtime.refusals import BadInput
 from edge_deploy.runtime.signature import RefusedModelError, check_signature
+from edge_deploy.runtime.weights import WireFormatError, split
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,9 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     requested_providers: tuple[str, ...]
+    # the session's weights where they lie in the plaintext: ONNX Runtime does not own them, so they
+    # must live as long as the session
+    weights: tuple[ort.OrtValue, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -167,8 +172,11 @@ def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedM
     libraries = operator_libraries(config.model_dir, metadata)
     opened = _finished_opening(opening, sealed, config) if opening else None
     with opened or _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
+        model, initializers = _in_place(plaintext) if config.decrypt_to == "memory" else (plaintext.source, {})
+        in_place = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in initializers.items()}
+        weights = tuple(in_place.values())
         try:
-            session = create_session(plaintext.source, usable, requested, libraries)
+            session = create_session(model, usable, requested, libraries, in_place)
         except BaseException:
             _finish(plaintext, sealed, config)  # a failed decryption explains a failed session best
             raise
@@ -176,7 +184,23 @@ def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedM
     expected = metadata.get("model_sha256")
     if expected and expected != digest:
         raise ModelLoadError(f"{sealed}: decrypted model sha256 {digest} does not match model.json ({expected})")
-    return _loaded(session, metadata, digest, requested)
+    return _loaded(session, metadata, digest, requested, weights)
+
+
+def _in_place(plaintext: Plaintext) -> tuple[str | bytes, dict[str, np.ndarray]]:
+    """What ONNX Runtime opens: the model without its large initializers plus those, in place, or
+    (streamed, or not a model this can read) the plaintext's source as it is."""
+    buffer = plaintext.in_memory()
+    if buffer is None:
+        return plaintext.source, {}
+    try:
+        parts = split(buffer)
+    except WireFormatError as exc:  # ONNX Runtime's own parse gives the better error, if any
+        log.debug("the weights are not handed over in place: %s", exc)
+        return plaintext.source, {}
+    if not parts.initializers:  # nothing large: the model as it is, rather than a copy of it
+        return plaintext.source, {}
+    return parts.model, parts.initializers
 
 
 def _load_plaintext(config: RuntimeConfig, path: Path) -> LoadedModel:
@@ -190,7 +214,11 @@ def _load_plaintext(config: RuntimeConfig, path: Path) -> LoadedModel:
 
 
 def _loaded(
-    session: ort.InferenceSession, metadata: dict[str, Any], digest: str, requested: Sequence[str]
+    session: ort.InferenceSession,
+    metadata: dict[str, Any],
+    digest: str,
+    requested: Sequence[str],
+    weights: tuple[ort.OrtValue, ...] = (),
 ) -> LoadedModel:
     log.info("model %s (sha256 %s) loaded with providers %s", metadata.get("name"), digest, session.get_providers())
     return LoadedModel(
@@ -200,6 +228,7 @@ def _loaded(
         inputs=tuple(TensorSpec(a.name, tuple(a.shape), a.type) for a in session.get_inputs()),
         outputs=tuple(TensorSpec(a.name, tuple(a.shape), a.type) for a in session.get_outputs()),
         requested_providers=tuple(requested),
+        weights=weights,
     )
 
 
@@ -219,11 +248,16 @@ def usable_providers(requested: Sequence[str]) -> list[str]:
 
 
 def create_session(
-    model: str | bytes, usable: list[str], requested: Sequence[str], libraries: Sequence[Path] = ()
+    model: str | bytes,
+    usable: list[str],
+    requested: Sequence[str],
+    libraries: Sequence[Path] = (),
+    initializers: Mapping[str, ort.OrtValue] | None = None,
 ) -> ort.InferenceSession:
-    """A session on `model` (a path or the serialized model) with the `usable` providers and the
-    custom-operator `libraries` registered; one warning when any requested provider is missing or
-    fails to initialise (then the model is read a second time, for a CPU session)."""
+    """A session on `model` (a path or the serialized model) with the `usable` providers, the
+    custom-operator `libraries` registered and the model's external `initializers` (which the caller
+    keeps alive); one warning when any requested provider is missing or fails to initialise (then
+    the model is read a second time, for a CPU session)."""
     if "CUDAExecutionProvider" in usable and hasattr(ort, "preload_dlls"):
         # onnxruntime-gpu with the nvidia-* wheels: load CUDA/cuDNN from site-packages first
         try:
@@ -238,6 +272,8 @@ def create_session(
             raise ModelLoadError(
                 f"cannot register the operator library {library}: {str(exc).splitlines()[0]}"
             ) from None
+    if initializers:
+        options.add_external_initializers(list(initializers), list(initializers.values()))
     try:
         # our own fallback below warns once; ORT's would print to stdout and read the model again
         session = ort.InferenceSession(model, options, providers=usable, enable_fallback=0)

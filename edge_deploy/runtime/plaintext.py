@@ -1,22 +1,30 @@
 """How the decrypted model reaches ONNX Runtime: never on a disk, in at most one plaintext copy.
 
 ONNX Runtime's Python API opens a model from a path or from `bytes`, and `bytes` cannot be filled
-in place (a buffer would have to be copied into one), so both ways below give it a path under
-/proc/self/fd:
+in place (a buffer would have to be copied into one). Three ways, EDGE_DECRYPT_TO:
 
-- `memory` (the default): decrypted into an anonymous memory file (memfd) of the model's size, a
-  worker per CPU opening chunks into their places, then closed once the session exists. Every
-  chunk is authenticated before ONNX Runtime reads a byte, and the sha256 is taken in a thread
-  while ONNX Runtime parses (both hashlib and ONNX Runtime release the GIL). It costs the model's
-  size in memory while the session is created, and the memory file can be read again (a GPU or
-  NPU provider that fails is retried on the CPU).
-- `pipe` (EDGE_DECRYPT_TO=pipe, for devices short of memory, CPU sessions only): a thread decrypts
-  into a pipe that ONNX Runtime reads while it parses. No plaintext buffer exists at all, but
-  ONNX Runtime reads a pipe in small pieces, so the session takes longer (see
-  benchmarks/edge_runtime_ready.py). ONNX Runtime reads a model file once, front to back, which a
-  pipe allows. Only `finish()` says whether every chunk was authenticated.
-Where /proc/self/fd or memfd is missing (not Linux), the plaintext goes over as `bytes`, which
-costs a second copy for a moment.
+- `memory` (the default): decrypted into anonymous memory (transparent huge pages where the
+  kernel offers them: 1 GiB faulted in in 0.10 s here, against 0.66 s for a memory file), a worker
+  per CPU opening chunks into their places. ONNX Runtime takes the large weights from this memory
+  in place (`in_memory`, edge_deploy.runtime.weights) and gets `bytes` of the rest only (the graph
+  and its small tensors; all of the model, copied, where it cannot be split). It neither reads nor
+  copies the weights: the fastest start. The memory then lives as long as the session, and where
+  ONNX Runtime repacks a weight (MatMul and Gemm operands) its packed copy is held beside the
+  plaintext, where from a file it would have dropped its own copy: up to the model's size more
+  for as long as the runtime runs (benchmarks/edge_runtime_ready.py).
+- `memory-copy`: decrypted into an anonymous memory file (memfd) that ONNX Runtime opens by path
+  under /proc/self/fd and copies, as a plain file; the file is unmapped once the session exists:
+  a slower start, then ONNX Runtime's own memory.
+- `pipe` (for devices short of memory, CPU sessions only): a thread decrypts into a pipe that
+  ONNX Runtime reads while it parses. No plaintext buffer exists at all, but ONNX Runtime reads a
+  pipe in small pieces, so the session takes longer (see benchmarks/edge_runtime_ready.py). ONNX
+  Runtime reads a model file once, front to back, which a pipe allows. Only `finish()` says
+  whether every chunk was authenticated.
+In every way, every chunk is authenticated before ONNX Runtime reads a byte (the pipe: before it
+reads that chunk), and the sha256 is taken in a thread while ONNX Runtime parses (both hashlib and
+ONNX Runtime release the GIL). A session that may be created twice (a GPU or NPU provider that
+fails is retried on the CPU) never reads a pipe. Where /proc/self/fd or memfd is missing (not
+Linux), a memory file's plaintext goes over as `bytes`, which costs a second copy for a moment.
 """
 
 from __future__ import annotations
@@ -55,6 +63,11 @@ class Plaintext:
         """The plaintext's sha256, once all of it is decrypted and authenticated; or the error why not."""
         raise NotImplementedError
 
+    def in_memory(self) -> memoryview | None:
+        """All of the plaintext, where it lies in memory (None when it streams). Views of it stay
+        valid after `close()`: the memory goes with the last of them."""
+        return None
+
     def close(self) -> None:
         """Release what holds the plaintext."""
 
@@ -68,6 +81,8 @@ class Plaintext:
 def open_plaintext(sealed: Path, keyring: Keyring, *, decrypt_to: str = "memory", read_twice: bool) -> Plaintext:
     """The sealed model, decrypted for ONNX Runtime; `read_twice` when the session may be created
     again (which a pipe cannot serve)."""
+    if decrypt_to == "memory":
+        return _InMemory(sealed, keyring)
     if not PROC_FD.is_dir() or not hasattr(os, "memfd_create"):
         return _InBytes(sealed, keyring)
     if decrypt_to == "pipe" and not read_twice:
@@ -80,7 +95,7 @@ def start_opening(config: RuntimeConfig) -> Opening | None:
     checked where that is required; None where there is nothing to start early: a pipe is fed while
     ONNX Runtime reads it, a plaintext directory is not sealed."""
     sealed = config.model_dir / SEALED_MODEL_NAME
-    if config.decrypt_to != "memory" or not sealed.is_file():
+    if config.decrypt_to == "pipe" or not sealed.is_file():
         return None
 
     def checked_keyring() -> Keyring:
@@ -89,7 +104,7 @@ def start_opening(config: RuntimeConfig) -> Opening | None:
         check_signature(config)
         return Keyring.load(config.key_dir, config.env)
 
-    return Opening(sealed, checked_keyring)
+    return Opening(sealed, checked_keyring, config.decrypt_to)
 
 
 class Opening:
@@ -97,7 +112,8 @@ class Opening:
     started before numpy and ONNX Runtime are imported: imports hold the GIL, decryption releases it,
     so the two overlap. `result()` waits, then returns the Plaintext or raises what opening raised."""
 
-    def __init__(self, sealed: Path, load_keyring: Callable[[], Keyring]) -> None:
+    def __init__(self, sealed: Path, load_keyring: Callable[[], Keyring], decrypt_to: str) -> None:
+        self._decrypt_to = decrypt_to
         self._plaintext: Plaintext | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -107,7 +123,7 @@ class Opening:
 
     def _run(self, sealed: Path, load_keyring: Callable[[], Keyring]) -> None:
         try:
-            self._plaintext = open_plaintext(sealed, load_keyring(), decrypt_to="memory", read_twice=True)
+            self._plaintext = open_plaintext(sealed, load_keyring(), decrypt_to=self._decrypt_to, read_twice=True)
         except BaseException as exc:  # handed to result()
             self._error = exc
 
@@ -217,6 +233,29 @@ class _InMemoryFile(Plaintext):
         if self._descriptor >= 0:
             os.close(self._descriptor)
             self._descriptor = -1
+
+
+class _InMemory(Plaintext):
+    def __init__(self, sealed: Path, keyring: Keyring) -> None:
+        self._buffer: memoryview | None = memoryview(decrypt_file_to_memory(sealed, keyring)).cast("B")
+        self._sha256 = _Sha256InBackground(self._buffer[:])
+
+    @property
+    def source(self) -> bytes:  # type: ignore[override]
+        """All of the plaintext, copied: only for a model whose weights cannot be taken in place."""
+        assert self._buffer is not None
+        return bytes(self._buffer)
+
+    def finish(self) -> str:
+        return self._sha256.hexdigest()
+
+    def in_memory(self) -> memoryview | None:
+        return self._buffer
+
+    def close(self) -> None:
+        self._sha256.hexdigest()  # the hashing thread still reads the memory
+        # Dropped, not unmapped: the session's weights are views of it and keep it while they live.
+        self._buffer = None
 
 
 class _InBytes(Plaintext):

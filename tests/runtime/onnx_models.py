@@ -3,6 +3,7 @@
 `conv_model`: images [batch, 3, 8, 8] float32 -> Conv 3x3 + Relu -> features [batch, 4, 8, 8],
 and the spatial mean of that -> scores [batch, 4]. The batch axis is dynamic, as in MMDeploy exports.
 The weights are random but seeded, so their bytes are distinctive enough to search image layers for.
+`wide_model`: large initializers of several kinds, for the runtime's weights-in-place loading.
 """
 
 from __future__ import annotations
@@ -56,10 +57,53 @@ def conv_model(seed: int = 7) -> onnx.ModelProto:
     return model
 
 
+def wide_model(seed: int = 8) -> onnx.ModelProto:
+    """vector [batch, 256] float32 -> three outputs through large initializers of several kinds, the
+    way exports hold them: float32 and float16 `raw_data` (256 KiB, 128 KiB), int64 `raw_data`
+    indices (128 KiB), and one float32 matrix in `float_data` (128 KiB, as onnx.helper writes it)."""
+    rng = np.random.default_rng(seed)
+    dense = rng.standard_normal((256, 256)).astype(np.float32)
+    half = rng.standard_normal((256, 256)).astype(np.float16)
+    indices = rng.integers(0, 256, 16384).astype(np.int64)
+    typed = rng.standard_normal((256, 128)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["vector", "dense"], ["hidden"]),
+        helper.make_node("Cast", ["half"], ["half_as_float"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["hidden", "half_as_float"], ["mixed"]),
+        helper.make_node("Gather", ["mixed", "indices"], ["gathered"], axis=1),
+        helper.make_node("MatMul", ["hidden", "typed"], ["projected"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(dense, "dense"),
+        numpy_helper.from_array(half, "half"),
+        numpy_helper.from_array(indices, "indices"),
+        helper.make_tensor("typed", TensorProto.FLOAT, typed.shape, typed.ravel().tolist(), raw=False),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "edge-test-wide",
+        [helper.make_tensor_value_info("vector", TensorProto.FLOAT, ["batch", 256])],
+        [
+            helper.make_tensor_value_info("mixed", TensorProto.FLOAT, ["batch", 256]),
+            helper.make_tensor_value_info("gathered", TensorProto.FLOAT, ["batch", 16384]),
+            helper.make_tensor_value_info("projected", TensorProto.FLOAT, ["batch", 128]),
+        ],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="edge-deploy-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def write_sealed_model(
-    work_dir: Path, keyring: Keyring, key_id: str, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    work_dir: Path,
+    keyring: Keyring,
+    key_id: str,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    model: onnx.ModelProto | None = None,
 ) -> SealedTestModel:
-    model = conv_model()
+    model = model or conv_model()
     plaintext = work_dir / "plain" / "model.onnx"
     plaintext.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(plaintext))

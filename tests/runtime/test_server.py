@@ -170,8 +170,8 @@ def sessions(monkeypatch):
     return created
 
 
-def test_by_default_the_session_reads_one_memory_file_closed_once_it_exists(sealed_model, edge_key, sessions):
-    model = load_model(runtime_config(sealed_model.model_dir, edge_key.env))
+def test_with_memory_copy_the_session_reads_one_memory_file_closed_once_it_exists(sealed_model, edge_key, sessions):
+    model = load_model(runtime_config(sealed_model.model_dir, {**edge_key.env, "EDGE_DECRYPT_TO": "memory-copy"}))
 
     [(source, target)] = sessions
     assert isinstance(source, str) and source.startswith("/proc/self/fd/")  # never a bytes copy
@@ -194,7 +194,7 @@ def test_a_cpu_session_can_read_the_plaintext_through_a_pipe_and_nothing_stays_o
 
 
 def test_an_unknown_decrypt_to_setting_is_named_with_its_choices(sealed_model, edge_key):
-    with pytest.raises(ConfigError, match=r"EDGE_DECRYPT_TO must be one of memory, pipe, got 'disk'"):
+    with pytest.raises(ConfigError, match=r"EDGE_DECRYPT_TO must be one of memory, memory-copy, pipe, got 'disk'"):
         runtime_config(sealed_model.model_dir, {**edge_key.env, "EDGE_DECRYPT_TO": "disk"})
 
 
