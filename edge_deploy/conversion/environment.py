@@ -179,8 +179,8 @@ def exact_static_adaptive_pooling() -> None:
     """Export a static model's adaptive average pooling exactly. MMDeploy's rewrite of
     `adaptive_avg_pool2d` (any output but 1x1) is `avg_pool2d` with kernel = stride = size // bins,
     exact only where the size divides evenly: PSPNet's 1/2/3/6 bins on a 128x171 feature map gave
-    98.4 % of a photo's pixels as PyTorch's, and a wrong number of bins where it is smaller than
-    twice the bins. With static shapes the bins PyTorch averages are known while tracing, so the
+    98.4 % of a photo's pixels as PyTorch's, and even the wrong number of bins where the feature
+    map is smaller than twice the bins. With static shapes the bins PyTorch averages are known while tracing, so the
     pooling is exported as two MatMuls with those averaging matrices. Dynamic exports keep MMDeploy's
     rewrite (the conversion's size check then prefers a static export). Installed on MMDeploy's
     rewrite record once, so the export and the gate's reference forward both use it."""
