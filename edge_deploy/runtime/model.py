@@ -172,7 +172,7 @@ def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedM
     libraries = operator_libraries(config.model_dir, metadata)
     opened = _finished_opening(opening, sealed, config) if opening else None
     with opened or _opened(sealed, config, read_twice=usable != [CPU_PROVIDER]) as plaintext:
-        model, initializers = _in_place(plaintext) if config.decrypt_to == "memory" else (plaintext.source, {})
+        model, initializers = _in_place(plaintext)
         in_place = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in initializers.items()}
         weights = tuple(in_place.values())
         try:
@@ -189,7 +189,8 @@ def load_model(config: RuntimeConfig, opening: Opening | None = None) -> LoadedM
 
 def _in_place(plaintext: Plaintext) -> tuple[str | bytes, dict[str, np.ndarray]]:
     """What ONNX Runtime opens: the model without its large initializers plus those, in place, or
-    (streamed, or not a model this can read) the plaintext's source as it is."""
+    (not in memory, i.e. EDGE_DECRYPT_TO is not `memory`; or not a model this can read) the
+    plaintext's source as it is."""
     buffer = plaintext.in_memory()
     if buffer is None:
         return plaintext.source, {}

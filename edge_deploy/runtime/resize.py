@@ -102,14 +102,8 @@ def _taps_float(source: int, target: int, align_corners: bool) -> tuple[np.ndarr
 
 def bilinear_float(values: np.ndarray, width: int, height: int, align_corners: bool = False) -> np.ndarray:
     """torch's bilinear interpolate of an HxW[xC] float map to (height, width)."""
-    src_h, src_w = values.shape[:2]
-    x0, x1, fx = _taps_float(src_w, width, align_corners)
-    y0, y1, fy = _taps_float(src_h, height, align_corners)
-    extra = (None,) * (values.ndim - 2)
-    fx = fx[(slice(None), *extra)]
-    fy = fy[(slice(None), None, *extra)]
-    rows = values[y0] * (1 - fy) + values[y1] * fy
-    return (rows[:, x0] * (1 - fx) + rows[:, x1] * fx).astype(np.float32)
+    taps = _taps_float(values.shape[1], width, align_corners), _taps_float(values.shape[0], height, align_corners)
+    return _bilinear_rows(values, *taps, slice(None)).astype(np.float32)
 
 
 def bilinear_argmax(
@@ -119,17 +113,23 @@ def bilinear_argmax(
     of output rows of about `band_bytes` of floats each (torch's argmax and numpy's both take the
     first of equal maxima)."""
     src_h, src_w, classes = logits.shape
-    x0, x1, fx = _taps_float(src_w, width, align_corners)
-    y0, y1, fy = _taps_float(src_h, height, align_corners)
-    fx = fx[:, None]
+    taps = _taps_float(src_w, width, align_corners), _taps_float(src_h, height, align_corners)
     labels = np.empty((height, width), dtype=np.int64)
     band = max(1, band_bytes // (4 * width * classes))
     for start in range(0, height, band):
         rows = slice(start, start + band)
-        weight = fy[rows, None, None]
-        vertical = logits[y0[rows]] * (1 - weight) + logits[y1[rows]] * weight
-        labels[rows] = (vertical[:, x0] * (1 - fx) + vertical[:, x1] * fx).argmax(axis=2)
+        labels[rows] = _bilinear_rows(logits, *taps, rows).argmax(axis=2)
     return labels
+
+
+def _bilinear_rows(values: np.ndarray, x_taps: tuple, y_taps: tuple, rows: slice) -> np.ndarray:
+    """Output `rows` of the bilinear resize given by the taps: vertical pass, then horizontal."""
+    (x0, x1, fx), (y0, y1, fy) = x_taps, y_taps
+    extra = (None,) * (values.ndim - 2)
+    fx = fx[(slice(None), *extra)]
+    fy = fy[rows][(slice(None), None, *extra)]
+    vertical = values[y0[rows]] * (1 - fy) + values[y1[rows]] * fy
+    return vertical[:, x0] * (1 - fx) + vertical[:, x1] * fx
 
 
 def nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:
